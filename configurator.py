@@ -1,0 +1,126 @@
+"""
+Configuration from plain Python files and typed --key=value overrides.
+
+    python train.py config/train_shakespeare_char.py --batch_size=32 --compile=False
+
+Every key is a field of a dataclass (train.py's TrainConfig, or a subclass): its annotation is the
+type an override is parsed to. Config files are executed as Python; every top-level name that
+does not start with an underscore must be a key. A config file may build on another with
+`include("other.py")` (path relative to the including file).
+
+Errors in what the user typed raise ConfigError with a one-line message; `fail` prints it and
+exits with status 2.
+"""
+
+import dataclasses
+import difflib
+import os
+import sys
+import types
+
+TRUE_WORDS = {"true": True, "1": True, "false": False, "0": False}
+
+
+class ConfigError(Exception):
+    pass
+
+
+def fail(message, status=2):
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(status)
+
+
+def _unknown_key(key, valid):
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return ConfigError(f"unknown config key '{key}'{hint}")
+
+
+def parse_value(key, text, kind):
+    """Parse the text of --key=text into the key's type."""
+    if kind is bool:
+        word = text.strip().lower()
+        if word not in TRUE_WORDS:
+            raise ConfigError(f"--{key} expects a boolean (True/False/true/false/1/0), got '{text}'")
+        return TRUE_WORDS[word]
+    if kind is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(f"--{key} expects an integer, got '{text}'") from None
+    if kind is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(f"--{key} expects a number, got '{text}'") from None
+    return text  # str: taken as typed, '=' included
+
+
+def check_value(key, value, kind, where):
+    """Type-check a value assigned in a config file."""
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind in (int, float) and isinstance(value, bool) or not isinstance(value, kind):
+        raise ConfigError(f"{where}: '{key}' must be {kind.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _exec_config_file(path, namespace, seen):
+    real = os.path.realpath(path)
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file not found: {path}")
+    if real in seen:
+        raise ConfigError(f"config file includes itself: {path}")
+    seen.add(real)
+
+    def include(relative):
+        _exec_config_file(os.path.join(os.path.dirname(path), relative), namespace, seen)
+
+    namespace["include"] = include
+    with open(path, encoding="utf-8") as f:
+        source = f.read()
+    try:
+        exec(compile(source, path, "exec"), namespace)
+    except ConfigError:
+        raise
+    except Exception as e:  # a config file is user input: report, don't trace back
+        raise ConfigError(f"{path}: {type(e).__name__}: {e}") from None
+
+
+def read_config_file(path):
+    """The key assignments of one config file (with its includes) as a dict."""
+    namespace = {}
+    _exec_config_file(path, namespace, set())
+    return {k: v for k, v in namespace.items()
+            if not k.startswith("_") and k != "include" and not isinstance(v, types.ModuleType)}
+
+
+def load_config(cls, argv):
+    """Build cls (a dataclass) from its defaults, then config files and --key=value, in order."""
+    fields = {f.name: f.type for f in dataclasses.fields(cls)}
+    values = {}
+    for arg in argv:
+        if arg.startswith("--"):
+            key, eq, text = arg[2:].partition("=")
+            if not eq:
+                raise ConfigError(f"expected --key=value, got '{arg}'")
+            if key not in fields:
+                raise _unknown_key(key, fields)
+            values[key] = parse_value(key, text, fields[key])
+        else:
+            for key, value in read_config_file(arg).items():
+                if key not in fields:
+                    raise _unknown_key(key, fields)
+                values[key] = check_value(key, value, fields[key], arg)
+    config = cls(**values)
+    validate = getattr(config, "validate", None)
+    if validate is not None:
+        validate()
+    return config
+
+
+def describe(cls):
+    """One line per key: name, type and default, for --help."""
+    defaults = cls()
+    return "\n".join(f"  --{f.name}={getattr(defaults, f.name)!r}  ({f.type.__name__})"
+                     for f in dataclasses.fields(cls))

@@ -1,0 +1,239 @@
+"""
+A GPT language model in one file: token + position embeddings, a stack of pre-LayerNorm
+transformer blocks (causal self-attention through scaled_dot_product_attention, GELU MLP), a final
+LayerNorm and a language-model head tied to the token embedding.
+
+Extension points: every place a subclass may want to transform a representation holds a small
+sub-module ("site") that is `nn.Identity()` here. The sites are
+
+    embeddings   (B, T, n_embd)  token + position embedding, before dropout
+    q, k, v      (B, T, n_embd)  after the qkv projection, before the split into heads
+    attn_out     (B, T, n_embd)  attention output (heads merged), before its projection
+    residual     (B, T, n_embd)  residual stream after each block
+    mlp          (B, T, 4*n_embd) MLP hidden activation, after the GELU
+
+A subclass overrides `GPT.make_site(name, dim, layer)` to put its own module there; nothing in
+`forward` needs to be copied. `nn.Identity` has no parameters and returns its input, so the plain
+model is unchanged by the sites.
+"""
+
+import inspect
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+SITE_NAMES = ("embeddings", "q", "k", "v", "attn_out", "residual", "mlp")
+
+
+@dataclass
+class GPTConfig:
+    block_size: int = 1024
+    vocab_size: int = 50304  # GPT-2's 50257 padded up to a multiple of 64 for speed
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    dropout: float = 0.0
+    bias: bool = True  # biases in Linear layers and LayerNorms
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm whose bias can be switched off (nn.LayerNorm before torch 2.1 could not)."""
+
+    def __init__(self, ndim, bias):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(ndim))
+        self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None
+
+    def forward(self, x):
+        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
+
+
+class CausalSelfAttention(nn.Module):
+
+    def __init__(self, config, make_site, layer):
+        super().__init__()
+        if config.n_embd % config.n_head != 0:
+            raise ValueError(f"n_embd ({config.n_embd}) must be divisible by n_head ({config.n_head})")
+        self.n_head = config.n_head
+        self.n_embd = config.n_embd
+        self.dropout = config.dropout
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.resid_dropout = nn.Dropout(config.dropout)
+        self.q_site = make_site("q", config.n_embd, layer)
+        self.k_site = make_site("k", config.n_embd, layer)
+        self.v_site = make_site("v", config.n_embd, layer)
+        self.attn_out_site = make_site("attn_out", config.n_embd, layer)
+
+    def forward(self, x):
+        B, T, C = x.size()
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+        q, k, v = self.q_site(q), self.k_site(k), self.v_site(v)  # each (B, T, C)
+        # (B, T, C) -> (B, n_head, T, head_size)
+        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        y = F.scaled_dot_product_attention(
+            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # merge heads
+        y = self.attn_out_site(y)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+
+    def __init__(self, config, make_site, layer):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.gelu = nn.GELU()
+        self.hidden_site = make_site("mlp", 4 * config.n_embd, layer)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        x = self.hidden_site(self.gelu(self.c_fc(x)))
+        return self.dropout(self.c_proj(x))
+
+
+class Block(nn.Module):
+
+    def __init__(self, config, make_site, layer):
+        super().__init__()
+        self.ln_1 = LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config, make_site, layer)
+        self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config, make_site, layer)
+        self.residual_site = make_site("residual", config.n_embd, layer)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        x = x + self.mlp(self.ln_2(x))
+        return self.residual_site(x)
+
+
+class GPT(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        if config.vocab_size <= 0 or config.block_size <= 0:
+            raise ValueError("vocab_size and block_size must be positive")
+        self.config = config
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(config.vocab_size, config.n_embd),
+            wpe=nn.Embedding(config.block_size, config.n_embd),
+            embeddings_site=self.make_site("embeddings", config.n_embd, None),
+            drop=nn.Dropout(config.dropout),
+            h=nn.ModuleList([Block(config, self.make_site, i) for i in range(config.n_layer)]),
+            ln_f=LayerNorm(config.n_embd, bias=config.bias),
+        ))
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        # Weight tying: the output projection is the token embedding matrix.
+        self.transformer.wte.weight = self.lm_head.weight
+
+        self.apply(self._init_weights)
+        # GPT-2: residual projections scaled by 1/sqrt(2 * n_layer), one per sub-layer that adds
+        # into the residual stream, so its variance does not grow with depth.
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                torch.nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    def make_site(self, name, dim, layer):
+        """Module applied at an extension site (see module docstring). layer is None for embeddings."""
+        return nn.Identity()
+
+    def sites(self):
+        """(name, layer, module) for every site, in forward order."""
+        yield "embeddings", None, self.transformer.embeddings_site
+        for i, block in enumerate(self.transformer.h):
+            yield "q", i, block.attn.q_site
+            yield "k", i, block.attn.k_site
+            yield "v", i, block.attn.v_site
+            yield "attn_out", i, block.attn.attn_out_site
+            yield "mlp", i, block.mlp.hidden_site
+            yield "residual", i, block.residual_site
+
+    def get_num_params(self, non_embedding=True):
+        """Parameter count. The position embedding is left out by default; the token embedding is
+        counted because it is also the (tied) output layer."""
+        n_params = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            n_params -= self.transformer.wpe.weight.numel()
+        return n_params
+
+    def _init_weights(self, module):
+        if isinstance(module, nn.Linear):
+            torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                torch.nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def forward(self, idx, targets=None, all_logits=False):
+        """idx: (B, T) token ids. With targets (B, T), returns logits (B, T, vocab) and the mean
+        cross-entropy (targets of -1 are ignored). Without, returns the logits of the last position
+        only, (B, 1, vocab), unless all_logits=True."""
+        B, T = idx.size()
+        if T > self.config.block_size:
+            raise ValueError(f"sequence of length {T} exceeds block_size {self.config.block_size}")
+        pos = torch.arange(0, T, dtype=torch.long, device=idx.device)
+        x = self.transformer.wte(idx) + self.transformer.wpe(pos)  # (B, T, C)
+        x = self.transformer.drop(self.transformer.embeddings_site(x))
+        for block in self.transformer.h:
+            x = block(x)
+        x = self.transformer.ln_f(x)
+        if targets is not None:
+            logits = self.lm_head(x)
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
+            return logits, loss
+        if not all_logits:
+            x = x[:, [-1], :]  # only the last position is needed to sample the next token
+        return self.lm_head(x), None
+
+    def crop_block_size(self, block_size):
+        """Shrink the context window (e.g. to fine-tune a model at a smaller block size)."""
+        if not 0 < block_size <= self.config.block_size:
+            raise ValueError(f"block_size must be in 1..{self.config.block_size}, got {block_size}")
+        self.config.block_size = block_size
+        self.transformer.wpe.weight = nn.Parameter(self.transformer.wpe.weight[:block_size])
+
+    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
+        """AdamW with weight decay on matrices and embeddings (2-D and up) only: biases, LayerNorm
+        gains and any 1-D parameter a subclass adds are not decayed."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        decay = [p for p in params if p.dim() >= 2]
+        no_decay = [p for p in params if p.dim() < 2]
+        groups = [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        fused = device_type == "cuda" and "fused" in inspect.signature(torch.optim.AdamW).parameters
+        extra = {"fused": True} if fused else {}
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, **extra)
+
+    def estimate_mfu(self, fwdbwd_per_iter, dt, peak_flops=312e12):
+        """Model FLOPs utilisation: achieved FLOP/s over peak_flops (default: A100 bf16 dense).
+        FLOPs per token follow the PaLM paper's estimate, 6N + 12 L H Q T."""
+        cfg = self.config
+        L, H, Q, T = cfg.n_layer, cfg.n_head, cfg.n_embd // cfg.n_head, cfg.block_size
+        flops_per_token = 6 * self.get_num_params() + 12 * L * H * Q * T
+        flops_per_iter = flops_per_token * T * fwdbwd_per_iter
+        return flops_per_iter / dt / peak_flops
+
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None):
+        """Extend idx (B, T) by max_new_tokens sampled tokens. The context is cropped to the last
+        block_size tokens once it grows beyond the window. Call model.eval() first."""
+        for _ in range(max_new_tokens):
+            context = idx if idx.size(1) <= self.config.block_size else idx[:, -self.config.block_size:]
+            logits, _ = self(context)
+            logits = logits[:, -1, :] / max(temperature, 1e-8)
+            if top_k is not None:
+                v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
+                logits[logits < v[:, [-1]]] = -float("inf")
+            probs = F.softmax(logits, dim=-1)
+            idx_next = torch.multinomial(probs, num_samples=1, generator=generator)
+            idx = torch.cat((idx, idx_next), dim=1)
+        return idx

@@ -1,0 +1,106 @@
+"""
+Sample text from a trained checkpoint:
+
+    python sample.py --out_dir=out/shakespeare-char-cpu --start="ROMEO:" --num_samples=2
+
+--start takes text, or FILE:path to read the prompt from a file. Tokens are decoded with the
+vocabulary the checkpoint was trained on (characters, or GPT-2 BPE).
+"""
+
+import os
+import sys
+from dataclasses import dataclass
+
+import torch
+
+from configurator import ConfigError, describe, fail, load_config
+from train import TrainingError, load_checkpoint, model_from_checkpoint, pick_device
+
+
+@dataclass
+class SampleConfig:
+    out_dir: str = "out"
+    checkpoint: str = "ckpt.pt"  # or best.pt: the checkpoint with the best validation loss
+    start: str = "\n"  # prompt text, or FILE:path
+    num_samples: int = 3
+    max_new_tokens: int = 500
+    temperature: float = 0.8  # < 1 sharpens the distribution, > 1 flattens it
+    top_k: int = 200  # keep only the k most likely tokens; 0 keeps all
+    seed: int = 1337
+    device: str = "auto"
+    compile: bool = False
+
+    def validate(self):
+        if self.num_samples <= 0 or self.max_new_tokens < 0 or self.top_k < 0:
+            raise ConfigError("num_samples must be positive; max_new_tokens and top_k not negative")
+        if self.temperature <= 0:
+            raise ConfigError(f"temperature must be positive, got {self.temperature}")
+
+
+def make_codec(meta):
+    """encode(str) -> list[int] and decode(list[int]) -> str for a dataset's vocabulary."""
+    if meta.get("tokenizer") == "char":
+        chars = meta["chars"]
+        stoi = {c: i for i, c in enumerate(chars)}
+
+        def encode(text):
+            unknown = sorted(set(text) - set(stoi))
+            if unknown:
+                raise ConfigError(f"the prompt has characters outside the vocabulary: {''.join(unknown)!r}")
+            return [stoi[c] for c in text]
+
+        return encode, lambda ids: "".join(chars[i] for i in ids if i < len(chars))
+    from gpt2_tokenizer import get_gpt2_encoding
+    enc = get_gpt2_encoding()
+    return (lambda text: enc.encode(text, allowed_special={"<|endoftext|>"}),
+            lambda ids: enc.decode([i for i in ids if i < enc.n_vocab]))
+
+
+def sample(cfg, log=print):
+    """Generate cfg.num_samples continuations; returns them as strings."""
+    path = os.path.join(cfg.out_dir, cfg.checkpoint)
+    ckpt = load_checkpoint(path)
+    model = model_from_checkpoint(ckpt, path)
+    device = pick_device(cfg.device)
+    model.eval().to(device)
+    if cfg.compile:
+        model = torch.compile(model)
+    encode, decode = make_codec(ckpt.get("dataset_meta", {}))
+    prompt = cfg.start
+    if prompt.startswith("FILE:"):
+        try:
+            with open(prompt[5:], encoding="utf-8") as f:
+                prompt = f.read()
+        except OSError as e:
+            raise ConfigError(f"cannot read the prompt file: {e}") from None
+    ids = encode(prompt)
+    if not ids:
+        raise ConfigError("the prompt is empty: give --start some text")
+    x = torch.tensor(ids, dtype=torch.long, device=device)[None, :]
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    samples = []
+    for _ in range(cfg.num_samples):
+        y = model.generate(x, cfg.max_new_tokens, temperature=cfg.temperature,
+                           top_k=cfg.top_k or None, generator=generator)
+        samples.append(decode(y[0].tolist()))
+        log(samples[-1])
+        log("---------------")
+    return samples
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in argv):
+        print("usage: sample.py [--key=value ...]\nkeys:\n" + describe(SampleConfig))
+        return 0
+    try:
+        sample(load_config(SampleConfig, argv))
+    except ConfigError as e:
+        fail(str(e), 2)
+    except TrainingError as e:
+        fail(str(e), 1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,611 @@
+"""
+The training loop, written once. Single process:
+
+    python train.py config/train_shakespeare_char_cpu.py
+
+Several processes (GPUs with nccl, or CPU processes with gloo):
+
+    torchrun --standalone --nproc_per_node=2 train.py config/train_shakespeare_char_cpu.py --device=cpu
+
+Global batch: every optimizer step consumes batch_size * gradient_accumulation_steps sequences of
+block_size tokens, whatever the number of processes. The micro-batches of a step are drawn from
+one seeded stream that every rank replays; with W processes each rank takes its own
+gradient_accumulation_steps / W of them, and DDP averages the gradients. So 1 process and W
+processes see the same batches and follow the same loss curve (up to float rounding).
+
+Other scripts reuse this loop: `train(config, model_cls, model_config_cls)` trains any subclass of
+model.GPT, and `main(argv, ...)` is the command line around it.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import resource
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from configurator import ConfigError, describe, fail, load_config
+from model import GPT, GPTConfig
+
+REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class TrainConfig:
+    # I/O
+    out_dir: str = "out"
+    eval_interval: int = 250
+    log_interval: int = 10
+    eval_windows: int = 200  # fixed validation windows of block_size tokens, the same at every eval
+    eval_only: bool = False
+    always_save_checkpoint: bool = True  # write the latest checkpoint at every eval, not only the best
+    init_from: str = "scratch"  # 'scratch' or 'resume' (from out_dir/ckpt.pt)
+    seed: int = 1337
+    # logging
+    wandb_log: bool = False
+    wandb_project: str = "centering"
+    wandb_run_name: str = "run"
+    # data
+    dataset: str = "shakespeare_char"
+    data_dir: str = ""  # default: data/<dataset> in the repository
+    batch_size: int = 12  # sequences per micro-step per process
+    gradient_accumulation_steps: int = 1  # micro-steps per optimizer step, over all processes
+    block_size: int = 256
+    vocab_multiple: int = 1  # pad the vocabulary up to a multiple of this (64 helps GPUs)
+    # model
+    n_layer: int = 6
+    n_head: int = 6
+    n_embd: int = 384
+    dropout: float = 0.0
+    bias: bool = False
+    # AdamW
+    learning_rate: float = 1e-3
+    max_iters: int = 5000
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0  # 0 disables clipping
+    # learning rate schedule: linear warmup, cosine decay to min_lr, then constant
+    decay_lr: bool = True
+    warmup_iters: int = 100
+    lr_decay_iters: int = 0  # 0 means max_iters
+    min_lr: float = 1e-4
+    # system
+    device: str = "auto"  # auto picks cuda, then mps, then cpu
+    dtype: str = "auto"  # auto: bfloat16 on CUDA where supported, else float16 (CUDA), float32 (CPU)
+    compile: bool = False
+    peak_flops: float = 312e12  # for MFU: the accelerator's dense bf16 peak (A100: 312e12)
+
+    def validate(self):
+        positive = ["eval_interval", "log_interval", "eval_windows", "batch_size",
+                    "gradient_accumulation_steps", "block_size", "vocab_multiple", "n_layer",
+                    "n_head", "n_embd"]
+        for key in positive:
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{key} must be positive, got {getattr(self, key)}")
+        if self.max_iters < 0 or self.warmup_iters < 0 or self.lr_decay_iters < 0:
+            raise ConfigError("max_iters, warmup_iters and lr_decay_iters must not be negative")
+        if self.n_embd % self.n_head:
+            raise ConfigError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.init_from not in ("scratch", "resume"):
+            raise ConfigError(f"init_from must be 'scratch' or 'resume', got '{self.init_from}'")
+        if self.dtype not in ("auto", *DTYPES):
+            raise ConfigError(f"dtype must be one of auto, {', '.join(DTYPES)}; got '{self.dtype}'")
+        if self.device != "auto" and self.device.split(":")[0] not in ("cpu", "cuda", "mps"):
+            raise ConfigError(f"device must be auto, cpu, cuda[:N] or mps; got '{self.device}'")
+
+
+class TrainingError(Exception):
+    """A problem the user can fix (missing data, bad checkpoint): reported in one line."""
+
+
+class TrainingDiverged(Exception):
+    """The loss became NaN or infinite."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Runtime: processes, device, precision
+
+@dataclass
+class Runtime:
+    device: str
+    device_type: str
+    ptdtype: torch.dtype
+    autocast: object
+    ddp: bool
+    rank: int
+    local_rank: int
+    world_size: int
+
+    @property
+    def master(self):
+        return self.rank == 0
+
+
+def pick_device(requested):
+    if requested != "auto":
+        if requested.startswith("cuda") and not torch.cuda.is_available():
+            raise TrainingError("device 'cuda' was requested but CUDA is not available")
+        if requested == "mps" and not torch.backends.mps.is_available():
+            raise TrainingError("device 'mps' was requested but MPS is not available")
+        return requested
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def setup_runtime(cfg):
+    ddp = int(os.environ.get("RANK", -1)) != -1  # launched by torchrun
+    device = pick_device(cfg.device)
+    device_type = device.split(":")[0]
+    rank, local_rank, world_size = 0, 0, 1
+    if ddp:
+        rank = int(os.environ["RANK"])
+        local_rank = int(os.environ["LOCAL_RANK"])
+        world_size = int(os.environ["WORLD_SIZE"])
+        if device_type == "cuda":
+            device = f"cuda:{local_rank}"
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    if cfg.gradient_accumulation_steps % world_size:
+        raise ConfigError(f"gradient_accumulation_steps ({cfg.gradient_accumulation_steps}) must be "
+                          f"a multiple of the number of processes ({world_size})")
+    if cfg.dtype == "auto":
+        if device_type == "cuda":
+            dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        else:
+            dtype = "float32"
+    else:
+        dtype = cfg.dtype
+    if dtype == "float16" and device_type != "cuda":
+        raise ConfigError("dtype float16 needs CUDA; use float32 or bfloat16")
+    if device_type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    ptdtype = DTYPES[dtype]
+    autocast = (nullcontext() if ptdtype == torch.float32
+                else torch.amp.autocast(device_type=device_type, dtype=ptdtype))
+    return Runtime(device, device_type, ptdtype, autocast, ddp, rank, local_rank, world_size)
+
+
+# ----------------------------------------------------------------------------------------------
+# Data
+
+class TokenData:
+    """train.bin / val.bin (uint16 token ids) and meta.json of a prepared dataset."""
+
+    def __init__(self, data_dir, block_size):
+        self.data_dir = data_dir
+        self.block_size = block_size
+        meta_path = os.path.join(data_dir, "meta.json")
+        if not os.path.isfile(meta_path):
+            raise TrainingError(f"no prepared dataset in {data_dir} (meta.json missing): run "
+                                f"python data/<dataset>/prepare.py first")
+        with open(meta_path, encoding="utf-8") as f:
+            self.meta = json.load(f)
+        self.vocab_size = int(self.meta["vocab_size"])
+        self.token_bytes = np.asarray(self.meta.get("token_bytes", [1] * self.vocab_size), dtype=np.int64)
+        self.lengths = {}
+        for split in ("train", "val"):
+            path = self._path(split)
+            if not os.path.isfile(path):
+                raise TrainingError(f"{path} is missing: prepare the dataset first")
+            n = os.path.getsize(path) // 2
+            if n < block_size + 2:
+                raise TrainingError(f"{path} holds {n} tokens, too few for block_size {block_size}")
+            self.lengths[split] = n
+
+    def _path(self, split):
+        return os.path.join(self.data_dir, f"{split}.bin")
+
+    def windows(self, split, offsets):
+        """Token windows starting at offsets (N,) -> inputs x and targets y, each (N, block_size)."""
+        # a fresh memmap per call: a long-lived one keeps every page it touched mapped
+        data = np.memmap(self._path(split), dtype=np.uint16, mode="r")
+        rows = np.asarray(offsets, dtype=np.int64)[:, None] + np.arange(self.block_size + 1)
+        chunk = torch.from_numpy(data[rows].astype(np.int64))
+        return chunk[:, :-1], chunk[:, 1:]
+
+    def max_offset(self, split):
+        return self.lengths[split] - self.block_size - 1
+
+    def eval_offsets(self, split, count):
+        """count window starts spread evenly over the split: fixed for a dataset and block size."""
+        return np.linspace(0, self.max_offset(split), num=count).round().astype(np.int64)
+
+
+class BatchSampler:
+    """The stream of training windows: one seeded generator that every rank replays in full, so
+    the sequence of global batches depends on the seed only, not on the number of processes."""
+
+    def __init__(self, seed, max_offset, batch_size, micro_steps):
+        self.generator = torch.Generator().manual_seed(seed)
+        self.max_offset = max_offset
+        self.batch_size = batch_size
+        self.micro_steps = micro_steps
+
+    def next_step(self):
+        """Window offsets of one optimizer step: (micro_steps, batch_size)."""
+        n = self.micro_steps * self.batch_size
+        offsets = torch.randint(0, self.max_offset + 1, (n,), generator=self.generator)
+        return offsets.view(self.micro_steps, self.batch_size).numpy()
+
+    def state_dict(self):
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state):
+        self.generator.set_state(state["generator"])
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints
+
+def save_checkpoint(obj, path):
+    """Write atomically: a temporary file in the same folder, fsync, then rename over the target.
+    A crash at any point leaves the previous file as it was."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = f"{path}.tmp.{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # make the rename itself durable
+    finally:
+        os.close(dir_fd)
+
+
+def load_checkpoint(path, map_location="cpu"):
+    if not os.path.isfile(path):
+        raise TrainingError(f"no checkpoint at {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        raise TrainingError(f"checkpoint {path} is unreadable (truncated or corrupt?): "
+                            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+    missing = {"model", "model_args", "model_class"} - set(ckpt) if isinstance(ckpt, dict) else {"model"}
+    if missing:
+        raise TrainingError(f"checkpoint {path} lacks {sorted(missing)}: not a checkpoint of this project")
+    return ckpt
+
+
+def load_model_state(model, state, path):
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
+        raise TrainingError(f"checkpoint {path} does not match the model: {first}") from None
+
+
+# Checkpoints name their model class; a class defined outside model.py is imported on demand.
+MODEL_CLASSES = {  # class name -> (module, config class name)
+    "GPT": ("model", "GPTConfig"),
+    "AdvancedGPT": ("model_advanced_centering", "AdvancedGPTConfig"),
+}
+
+
+def model_from_checkpoint(ckpt, path="checkpoint"):
+    """Rebuild the model a checkpoint holds (its class, config and weights)."""
+    if ckpt["model_class"] not in MODEL_CLASSES:
+        raise TrainingError(f"{path} holds an unknown model class '{ckpt['model_class']}'")
+    module_name, config_name = MODEL_CLASSES[ckpt["model_class"]]
+    module = __import__(module_name)
+    model_cls, config_cls = getattr(module, ckpt["model_class"]), getattr(module, config_name)
+    try:
+        model = model_cls(config_cls(**ckpt["model_args"]))
+    except (TypeError, ValueError) as e:
+        raise TrainingError(f"{path}: cannot build the model from its arguments: {e}") from None
+    load_model_state(model, ckpt["model"], path)
+    return model
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluation, schedule, metrics
+
+def get_lr(it, cfg):
+    """Learning rate for optimizer step it (0-based)."""
+    if not cfg.decay_lr:
+        return cfg.learning_rate
+    decay_iters = cfg.lr_decay_iters or cfg.max_iters
+    if it < cfg.warmup_iters:
+        return cfg.learning_rate * (it + 1) / (cfg.warmup_iters + 1)
+    if it >= decay_iters:
+        return cfg.min_lr
+    progress = (it - cfg.warmup_iters) / max(1, decay_iters - cfg.warmup_iters)
+    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.learning_rate - cfg.min_lr)
+
+
+@torch.no_grad()
+def evaluate(model, data, split, count, batch_size, rt):
+    """Mean loss (nats/token) and bits per byte on the fixed evaluation windows of a split. Under
+    DDP each rank takes every world_size-th window and the sums are reduced."""
+    model.eval()
+    offsets = data.eval_offsets(split, count)[rt.rank::rt.world_size]
+    loss_sum = torch.zeros((), dtype=torch.float64, device=rt.device)
+    tokens, nbytes = 0, 0
+    for start in range(0, len(offsets), batch_size):
+        x, y = data.windows(split, offsets[start:start + batch_size])
+        nbytes += int(data.token_bytes[y.numpy()].sum())
+        tokens += y.numel()
+        x, y = x.to(rt.device), y.to(rt.device)
+        with rt.autocast:
+            _, loss = model(x, y)
+        loss_sum += loss.double() * y.numel()
+    totals = torch.tensor([tokens, nbytes], dtype=torch.float64, device=rt.device)
+    if rt.ddp:
+        dist.all_reduce(loss_sum)
+        dist.all_reduce(totals)
+    model.train()
+    loss = (loss_sum / totals[0]).item()
+    bits_per_byte = (loss_sum / math.log(2) / totals[1]).item()
+    return loss, bits_per_byte
+
+
+class MetricsLog:
+    """metrics.jsonl in out_dir: one JSON object per line, appended as training goes."""
+
+    def __init__(self, out_dir, enabled):
+        self.path = os.path.join(out_dir, "metrics.jsonl")
+        self.enabled = enabled
+
+    def truncate_after(self, iter_num):
+        """On resume: drop records a crashed run wrote past its last checkpoint."""
+        if not (self.enabled and os.path.exists(self.path)):
+            return
+        with open(self.path, encoding="utf-8") as f:
+            kept = [line for line in f if line.strip() and json.loads(line).get("iter", 0) <= iter_num]
+        tmp = self.path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(kept)
+        os.replace(tmp, self.path)
+
+    def write(self, record):
+        if self.enabled:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+def peak_memory_mb(rt):
+    if rt.device_type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def model_args_from(cfg, model_config_cls, vocab_size):
+    args = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(model_config_cls) if hasattr(cfg, f.name)}
+    args["vocab_size"] = vocab_size
+    return args
+
+
+def rng_state(rt):
+    state = {"cpu": torch.get_rng_state()}
+    if rt.device_type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state):
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+# ----------------------------------------------------------------------------------------------
+# The loop
+
+def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print):
+    """Train (or resume) as cfg says; returns a summary dict. Raises TrainingError, ConfigError
+    and TrainingDiverged for the command line to report."""
+    rt = setup_runtime(cfg)
+    say = log if rt.master else (lambda *a, **k: None)
+    torch.manual_seed(cfg.seed + rt.rank)  # dropout differs per rank; data sampling does not use it
+    data = TokenData(cfg.data_dir or os.path.join(REPO_ROOT, "data", cfg.dataset), cfg.block_size)
+    micro_steps = cfg.gradient_accumulation_steps // rt.world_size  # per rank
+    tokens_per_iter = cfg.gradient_accumulation_steps * cfg.batch_size * cfg.block_size
+    sampler = BatchSampler(cfg.seed, data.max_offset("train"), cfg.batch_size, cfg.gradient_accumulation_steps)
+    ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
+    best_path = os.path.join(cfg.out_dir, "best.pt")
+    if rt.master:
+        os.makedirs(cfg.out_dir, exist_ok=True)
+
+    iter_num, best_val_loss, ckpt = 0, float("inf"), None
+    if cfg.init_from == "resume":
+        ckpt = load_checkpoint(ckpt_path)
+        if ckpt["model_class"] != model_cls.__name__:
+            raise TrainingError(f"{ckpt_path} holds a {ckpt['model_class']}, not a {model_cls.__name__}")
+        model_args = dict(ckpt["model_args"])
+        iter_num, best_val_loss = ckpt["iter_num"], ckpt["best_val_loss"]
+    else:
+        padded = -(-data.vocab_size // cfg.vocab_multiple) * cfg.vocab_multiple
+        model_args = model_args_from(cfg, model_config_cls, padded)
+    try:
+        model = model_cls(model_config_cls(**model_args))
+    except (TypeError, ValueError) as e:
+        raise TrainingError(f"cannot build the model: {e}") from None
+    if model.config.vocab_size < data.vocab_size:
+        raise TrainingError(f"model vocab_size {model.config.vocab_size} < dataset's {data.vocab_size}")
+    if ckpt is not None:
+        load_model_state(model, ckpt["model"], ckpt_path)
+    model.to(rt.device)
+
+    scaler = torch.amp.GradScaler(rt.device_type, enabled=(rt.ptdtype == torch.float16))
+    optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate,
+                                           (cfg.beta1, cfg.beta2), rt.device_type)
+    if ckpt is not None:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scaler.load_state_dict(ckpt["scaler"])
+        sampler.load_state_dict(ckpt["sampler"])
+        rng = ckpt["rng"]
+        if len(rng) == rt.world_size:
+            set_rng_state(rng[rt.rank])
+        else:
+            say(f"note: checkpoint was written by {len(rng)} processes, now {rt.world_size}: "
+                f"dropout randomness restarts from the seed")
+        ckpt = None  # free memory
+
+    raw_model = model
+    if cfg.compile:
+        say("compiling the model...")
+        model = torch.compile(model)
+    if rt.ddp:
+        # buffers are kept in sync by the modules that own them (all-reduced), not broadcast from rank 0
+        model = DDP(model, device_ids=[rt.local_rank] if rt.device_type == "cuda" else None,
+                    broadcast_buffers=False)
+
+    metrics = MetricsLog(cfg.out_dir, rt.master)
+    start_iter = iter_num
+    if cfg.init_from == "resume":
+        metrics.truncate_after(iter_num)
+        say(f"resuming from {ckpt_path} at iteration {iter_num}")
+    if cfg.wandb_log and rt.master:
+        import wandb
+        wandb.init(project=cfg.wandb_project, name=cfg.wandb_run_name, config=dataclasses.asdict(cfg))
+    say(f"{raw_model.get_num_params() / 1e6:.2f}M parameters; {tokens_per_iter:,} tokens per iteration; "
+        f"device {rt.device}, {str(rt.ptdtype).replace('torch.', '')}, {rt.world_size} process(es)")
+
+    def checkpoint_state():
+        rng = [rng_state(rt)]
+        if rt.ddp:
+            rng = [None] * rt.world_size
+            dist.all_gather_object(rng, rng_state(rt))
+        return {
+            "model": raw_model.state_dict(), "model_args": model_args,
+            "model_class": model_cls.__name__, "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(), "iter_num": iter_num, "best_val_loss": best_val_loss,
+            "config": dataclasses.asdict(cfg), "sampler": sampler.state_dict(), "rng": rng,
+            "dataset_meta": {k: v for k, v in data.meta.items() if k != "token_bytes"},
+        }
+
+    def run_eval(final=False):
+        nonlocal best_val_loss
+        train_loss, _ = evaluate(model, data, "train", cfg.eval_windows, cfg.batch_size, rt)
+        val_loss, val_bpb = evaluate(model, data, "val", cfg.eval_windows, cfg.batch_size, rt)
+        record = {"type": "eval", "iter": iter_num, "train_loss": train_loss, "val_loss": val_loss,
+                  "val_bpb": val_bpb, "lr": get_lr(max(iter_num - 1, 0), cfg)}
+        record.update(raw_model.eval_diagnostics(data, rt) if hasattr(raw_model, "eval_diagnostics") else {})
+        say(f"step {iter_num}: train loss {train_loss:.4f}, val loss {val_loss:.4f}, val {val_bpb:.4f} bits/byte")
+        metrics.write(record)
+        if cfg.wandb_log and rt.master:
+            wandb.log({"iter": iter_num, "train/loss": train_loss, "val/loss": val_loss, "val/bpb": val_bpb})
+        improved = val_loss < best_val_loss
+        if improved:
+            best_val_loss = val_loss
+        save_latest = cfg.always_save_checkpoint or final
+        if improved or save_latest:
+            state = checkpoint_state()  # collective under DDP: every rank takes part
+            if rt.master:
+                if improved:
+                    save_checkpoint(state, best_path)
+                if save_latest:
+                    save_checkpoint(state, ckpt_path)
+        return val_loss
+
+    if cfg.eval_only:
+        val_loss = run_eval()
+        return {"iters": iter_num, "final_val_loss": val_loss, "best_val_loss": best_val_loss}
+
+    step_times, last_eval_iter, last_val_loss = [], None, None
+    while iter_num < cfg.max_iters:
+        if iter_num % cfg.eval_interval == 0 and not (iter_num == start_iter and cfg.init_from == "resume"):
+            last_val_loss, last_eval_iter = run_eval(), iter_num
+
+        t0 = time.perf_counter()
+        lr = get_lr(iter_num, cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        offsets = sampler.next_step()[rt.rank * micro_steps:(rt.rank + 1) * micro_steps]
+        loss_sum = torch.zeros((), device=rt.device)
+        for micro in range(micro_steps):
+            x, y = data.windows("train", offsets[micro])
+            if rt.device_type == "cuda":
+                x, y = x.pin_memory().to(rt.device, non_blocking=True), y.pin_memory().to(rt.device, non_blocking=True)
+            else:
+                x, y = x.to(rt.device), y.to(rt.device)
+            last = micro == micro_steps - 1
+            with model.no_sync() if rt.ddp and not last else nullcontext():
+                with rt.autocast:
+                    _, loss = model(x, y)
+                loss_sum += loss.detach().float()
+                scaler.scale(loss / micro_steps).backward()
+        if rt.ddp:
+            dist.all_reduce(loss_sum)
+        step_loss = loss_sum.item() / cfg.gradient_accumulation_steps  # mean over the global batch
+        if not math.isfinite(step_loss):
+            raise TrainingDiverged(f"loss is {step_loss} at iteration {iter_num}; stopping "
+                                   f"(the last good checkpoint, if any, is {ckpt_path})")
+        if cfg.grad_clip > 0:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        iter_num += 1
+        dt = time.perf_counter() - t0
+        step_times.append(dt)
+
+        if iter_num % cfg.log_interval == 0 and rt.master:
+            mfu = raw_model.estimate_mfu(cfg.batch_size * cfg.gradient_accumulation_steps, dt, cfg.peak_flops)
+            say(f"iter {iter_num}: loss {step_loss:.4f}, lr {lr:.2e}, {dt * 1000:.2f} ms, "
+                f"{tokens_per_iter / dt:,.0f} tok/s")
+            metrics.write({"type": "train", "iter": iter_num, "loss": step_loss, "lr": lr,
+                           "step_ms": dt * 1000, "tokens_per_s": tokens_per_iter / dt, "mfu": mfu})
+            if cfg.wandb_log:
+                wandb.log({"iter": iter_num, "train/loss": step_loss, "lr": lr})
+
+    if last_eval_iter != iter_num and not (iter_num == start_iter and cfg.init_from == "resume"):
+        last_val_loss = run_eval(final=True)
+    return {"iters": iter_num, "final_val_loss": last_val_loss, "best_val_loss": best_val_loss,
+            "step_times": step_times, "tokens_per_iter": tokens_per_iter,
+            "peak_memory_mb": peak_memory_mb(rt), "out_dir": cfg.out_dir}
+
+
+def main(argv=None, config_cls=TrainConfig, model_cls=GPT, model_config_cls=GPTConfig, announce=None):
+    """Command line: parse the config, train, and turn errors into one line and an exit status
+    (2: bad configuration, 1: other user-fixable problem, 3: the loss diverged)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in argv):
+        print(f"usage: {os.path.basename(sys.argv[0])} [config.py ...] [--key=value ...]\nkeys:\n"
+              + describe(config_cls))
+        return 0
+    try:
+        cfg = load_config(config_cls, argv)
+        if announce is not None and int(os.environ.get("RANK", 0)) == 0:
+            announce(cfg)
+        summary = train(cfg, model_cls, model_config_cls)
+    except ConfigError as e:
+        fail(str(e), 2)
+    except TrainingError as e:
+        fail(str(e), 1)
+    except TrainingDiverged as e:
+        fail(str(e), 3)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if summary.get("best_val_loss") is not None and math.isfinite(summary["best_val_loss"]):
+        print(f"done: {summary['iters']} iterations, best val loss {summary['best_val_loss']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
