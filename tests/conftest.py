@@ -1,0 +1,55 @@
+"""Shared fixtures: a small char-level dataset written straight to disk (no preparation script
+involved) and the settings of a tiny model that trains in a second on a CPU."""
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+TINY_SHAKESPEARE = os.path.join(REPO_ROOT, "..", "shared", "data", "tinyshakespeare", "input.txt")
+
+TINY_MODEL = dict(n_layer=2, n_head=2, n_embd=32, block_size=16, batch_size=4, bias=True,
+                  dropout=0.0, eval_windows=16, warmup_iters=2, learning_rate=3e-3, min_lr=3e-4,
+                  device="cpu", compile=False, log_interval=1)
+
+
+def write_char_dataset(folder, text):
+    chars = sorted(set(text))
+    stoi = {c: i for i, c in enumerate(chars)}
+    ids = np.array([stoi[c] for c in text], dtype=np.uint16)
+    n = int(len(ids) * 0.9)
+    os.makedirs(folder, exist_ok=True)
+    ids[:n].tofile(os.path.join(folder, "train.bin"))
+    ids[n:].tofile(os.path.join(folder, "val.bin"))
+    meta = {"tokenizer": "char", "vocab_size": len(chars), "chars": chars,
+            "token_bytes": [len(c.encode()) for c in chars], "source": "test",
+            "train_tokens": n, "val_tokens": len(ids) - n}
+    with open(os.path.join(folder, "meta.json"), "w", encoding="utf-8") as f:
+        json.dump(meta, f)
+    return folder
+
+
+def sample_text(n_chars=60_000):
+    if os.path.isfile(TINY_SHAKESPEARE):
+        with open(TINY_SHAKESPEARE, encoding="utf-8") as f:
+            return f.read(n_chars)
+    rng = np.random.default_rng(0)  # stand-in text with some structure to learn
+    words = ["to", "be", "or", "not", "that", "is", "the", "question", "ROMEO:", "\n"]
+    return " ".join(rng.choice(words, size=n_chars // 4))
+
+
+@pytest.fixture(scope="session")
+def char_data(tmp_path_factory):
+    return write_char_dataset(str(tmp_path_factory.mktemp("char_data")), sample_text())
+
+
+@pytest.fixture
+def tiny_config(char_data, tmp_path):
+    """A TrainConfig for the tiny model on the test data, writing to a fresh out_dir."""
+    from train import TrainConfig
+    return TrainConfig(**TINY_MODEL, data_dir=char_data, out_dir=str(tmp_path / "out"),
+                       max_iters=20, eval_interval=10)

@@ -1,0 +1,182 @@
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn as nn
+
+import train as train_module
+from conftest import REPO_ROOT, TINY_MODEL
+from model import GPT
+from train import (TokenData, TrainingDiverged, TrainingError, evaluate, load_checkpoint,
+                   load_model_state, save_checkpoint, setup_runtime, train)
+
+
+def weights(out_dir, name="ckpt.pt"):
+    return load_checkpoint(os.path.join(out_dir, name))["model"]
+
+
+def read_metrics(out_dir):
+    with open(os.path.join(out_dir, "metrics.jsonl"), encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def test_training_reduces_loss_and_writes_outputs(tiny_config):
+    cfg = dataclasses.replace(tiny_config, max_iters=60, eval_interval=30)
+    summary = train(cfg, log=lambda *a: None)
+    evals = [r for r in read_metrics(cfg.out_dir) if r["type"] == "eval"]
+    assert [r["iter"] for r in evals] == [0, 30, 60]
+    assert evals[-1]["val_loss"] < evals[0]["val_loss"] - 0.5
+    assert summary["best_val_loss"] == min(r["val_loss"] for r in evals)
+    trains = [r for r in read_metrics(cfg.out_dir) if r["type"] == "train"]
+    assert len(trains) == 60 and {"loss", "lr", "step_ms", "tokens_per_s"} <= set(trains[0])
+    assert os.path.isfile(os.path.join(cfg.out_dir, "best.pt"))
+    ckpt = load_checkpoint(os.path.join(cfg.out_dir, "ckpt.pt"))
+    assert ckpt["iter_num"] == 60 and ckpt["best_val_loss"] == summary["best_val_loss"]
+
+
+def test_resume_is_bit_exact(tiny_config, tmp_path):
+    # dropout on, so the saved RNG state matters as well as the sampler and optimizer
+    straight = dataclasses.replace(tiny_config, dropout=0.1, max_iters=40, lr_decay_iters=40,
+                                   out_dir=str(tmp_path / "straight"))
+    train(straight, log=lambda *a: None)
+    first = dataclasses.replace(straight, max_iters=20, out_dir=str(tmp_path / "split"))
+    train(first, log=lambda *a: None)
+    train(dataclasses.replace(first, max_iters=40, init_from="resume"), log=lambda *a: None)
+    a, b = weights(straight.out_dir), weights(first.out_dir)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    losses = lambda d: [r["loss"] for r in read_metrics(d) if r["type"] == "train"]
+    assert losses(straight.out_dir) == losses(first.out_dir)
+
+
+def test_eval_windows_do_not_depend_on_batch_size(char_data):
+    rt = setup_runtime(train_module.TrainConfig(device="cpu"))
+    data = TokenData(char_data, 16)
+    torch.manual_seed(0)
+    model = GPT(train_module.GPTConfig(block_size=16, vocab_size=data.vocab_size, n_layer=1,
+                                       n_head=2, n_embd=16))
+    a = evaluate(model, data, "val", 30, 4, rt)
+    b = evaluate(model, data, "val", 30, 7, rt)
+    assert a == pytest.approx(b, rel=1e-6)
+    assert a[1] == pytest.approx(a[0] / 0.6931471805599453, rel=1e-6)  # ASCII: one byte per char
+
+
+class BlowUp(nn.Module):
+    """Turns the embeddings into NaN from the 15th training forward pass on."""
+    calls = 0
+
+    def forward(self, x):
+        if self.training:
+            BlowUp.calls += 1
+            if BlowUp.calls >= 15:
+                return x * float("nan")
+        return x
+
+
+class NaNGPT(GPT):
+    def make_site(self, name, dim, layer):
+        return BlowUp() if name == "embeddings" else nn.Identity()
+
+
+def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(tiny_config, capsys):
+    BlowUp.calls = 0
+    with pytest.raises(SystemExit) as e:
+        train_module.main([f"--{k}={v}" for k, v in dataclasses.asdict(tiny_config).items()],
+                          model_cls=NaNGPT)
+    assert e.value.code == 3
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: loss is nan at iteration 14;")
+    ckpt = load_checkpoint(os.path.join(tiny_config.out_dir, "ckpt.pt"))
+    assert ckpt["iter_num"] == 10  # the eval at iteration 10 saved it; nothing after the NaN
+    assert all(torch.isfinite(t).all() for t in ckpt["model"].values())
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = str(tmp_path / "ckpt.pt")
+    save_checkpoint({"x": torch.arange(5)}, path)
+
+    def crash_midway(obj, f):
+        f.write(b"partial garbage")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash_midway)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint({"x": torch.zeros(5)}, path)
+    monkeypatch.undo()
+    assert torch.equal(torch.load(path, weights_only=True)["x"], torch.arange(5))
+    assert os.listdir(tmp_path) == ["ckpt.pt"]  # no temporary file left behind
+
+
+def test_bad_checkpoints_give_clear_errors(tiny_config, tmp_path):
+    with pytest.raises(TrainingError, match="no checkpoint at"):
+        load_checkpoint(str(tmp_path / "missing.pt"))
+    train(dataclasses.replace(tiny_config, max_iters=2), log=lambda *a: None)
+    good = os.path.join(tiny_config.out_dir, "ckpt.pt")
+    truncated = str(tmp_path / "truncated.pt")
+    with open(good, "rb") as f, open(truncated, "wb") as g:
+        g.write(f.read()[:1000])
+    with pytest.raises(TrainingError, match="unreadable"):
+        load_checkpoint(truncated)
+    ckpt = load_checkpoint(good)
+    other = GPT(train_module.GPTConfig(**{**ckpt["model_args"], "n_embd": 64}))
+    with pytest.raises(TrainingError, match="does not match the model"):
+        load_model_state(other, ckpt["model"], good)
+
+
+def test_resume_without_checkpoint_exits_1(tiny_config):
+    r = subprocess.run([sys.executable, "train.py", f"--data_dir={tiny_config.data_dir}",
+                        f"--out_dir={tiny_config.out_dir}", "--init_from=resume", "--device=cpu"],
+                       cwd=REPO_ROOT, capture_output=True, text=True)
+    assert r.returncode == 1
+    assert r.stderr.strip() == f"error: no checkpoint at {tiny_config.out_dir}/ckpt.pt"
+
+
+def cli_args(cfg):
+    return [f"--{k}={v}" for k, v in dataclasses.asdict(cfg).items()]
+
+
+def test_two_gloo_processes_match_one(tiny_config, tmp_path):
+    base = dataclasses.replace(tiny_config, gradient_accumulation_steps=2, max_iters=10,
+                               eval_interval=5, log_interval=1)
+    one = dataclasses.replace(base, out_dir=str(tmp_path / "one"))
+    two = dataclasses.replace(base, out_dir=str(tmp_path / "two"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for cfg, launcher in [(one, [sys.executable, "train.py"]),
+                          (two, [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                 "--nproc_per_node=2", "train.py"])]:
+        r = subprocess.run(launcher + cli_args(cfg), cwd=REPO_ROOT, capture_output=True,
+                           text=True, env=env, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+    assert "2 process(es)" in r.stdout
+    m1, m2 = read_metrics(one.out_dir), read_metrics(two.out_dir)
+    assert [r["iter"] for r in m1] == [r["iter"] for r in m2]
+    for a, b in zip(m1, m2):
+        for key in ("loss", "val_loss", "train_loss"):
+            if key in a:
+                assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), (a, b)
+    w1, w2 = weights(one.out_dir), weights(two.out_dir)
+    assert all(torch.allclose(w1[k], w2[k], atol=1e-5) for k in w1)
+
+
+def test_compiled_training_runs(tiny_config):
+    cfg = dataclasses.replace(tiny_config, compile=True, max_iters=4, eval_interval=2)
+    summary = train(cfg, log=lambda *a: None)
+    eager = train(dataclasses.replace(cfg, compile=False, out_dir=cfg.out_dir + "-eager"), log=lambda *a: None)
+    assert summary["final_val_loss"] == pytest.approx(eager["final_val_loss"], rel=1e-4)
+
+
+def test_sample_from_saved_checkpoint(tiny_config):
+    train(dataclasses.replace(tiny_config, max_iters=5), log=lambda *a: None)
+    r = subprocess.run([sys.executable, "sample.py", f"--out_dir={tiny_config.out_dir}",
+                        "--start=ROMEO:", "--num_samples=2", "--max_new_tokens=30", "--device=cpu"],
+                       cwd=REPO_ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    samples = r.stdout.split("---------------\n")
+    assert len(samples) == 3 and all(s.startswith("ROMEO:") and len(s) >= 36 for s in samples[:2])
+    r = subprocess.run([sys.executable, "sample.py", f"--out_dir={tiny_config.out_dir}",
+                        "--start=\u263a", "--device=cpu"], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and "outside the vocabulary" in r.stderr
