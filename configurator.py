@@ -30,10 +30,12 @@ def fail(message, status=2):
     sys.exit(status)
 
 
-def _unknown_key(key, valid):
-    close = difflib.get_close_matches(key, valid, n=1)
+def _unknown_key(key, cls):
+    """The error for a key cls does not have; cls.unknown_key_hint(key) may add a line of help."""
+    close = difflib.get_close_matches(key, [f.name for f in dataclasses.fields(cls)], n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return ConfigError(f"unknown config key '{key}'{hint}")
+    extra = getattr(cls, "unknown_key_hint", lambda k: None)(key)
+    return ConfigError(f"unknown config key '{key}'{hint}" + (f"; {extra}" if extra else ""))
 
 
 def parse_value(key, text, kind):
@@ -105,12 +107,12 @@ def load_config(cls, argv):
             if not eq:
                 raise ConfigError(f"expected --key=value, got '{arg}'")
             if key not in fields:
-                raise _unknown_key(key, fields)
+                raise _unknown_key(key, cls)
             values[key] = parse_value(key, text, fields[key])
         else:
             for key, value in read_config_file(arg).items():
                 if key not in fields:
-                    raise _unknown_key(key, fields)
+                    raise _unknown_key(key, cls)
                 values[key] = check_value(key, value, fields[key], arg)
     config = cls(**values)
     validate = getattr(config, "validate", None)

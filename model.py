@@ -155,6 +155,18 @@ class GPT(nn.Module):
             yield "mlp", i, block.mlp.hidden_site
             yield "residual", i, block.residual_site
 
+    # Hooks the training loop calls; the plain GPT needs none of them.
+    def init_from_batch(self, idx):
+        """Data-dependent initialisation, called once before the first step of a fresh run with
+        the same batch on every process."""
+
+    def after_optimizer_step(self):
+        """Called after every optimizer step (on every process, in step)."""
+
+    def eval_diagnostics(self, idx):
+        """Extra figures to log at each evaluation, computed on the batch idx (B, T)."""
+        return {}
+
     def get_num_params(self, non_embedding=True):
         """Parameter count. The position embedding is left out by default; the token embedding is
         counted because it is also the (tied) output layer."""

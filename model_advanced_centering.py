@@ -1,0 +1,242 @@
+"""
+A GPT whose representations can be centered: a mean vector mu is subtracted, x -> x - mu, at any
+of the extension sites of model.GPT.
+
+Placements (AdvancedGPTConfig flag -> site, shape of x):
+    center_embeddings  token + position embedding          (B, T, n_embd)
+    center_qk          queries and keys, before the heads split  (B, T, n_embd) each
+    center_v           values, before the heads split       (B, T, n_embd)
+    center_attn_out    attention output, before its projection (B, T, n_embd)
+    center_residual    residual stream after every block    (B, T, n_embd)
+    center_mlp         MLP hidden activation after the GELU (B, T, 4 * n_embd)
+For q, k and v the center is one vector of size n_embd: the per-head centers side by side.
+
+Modes (centering_mode) say what mu is. "Batch mean" is the mean of x over every dimension but
+the last (batch and positions) in the current forward call.
+    simple            mu = batch mean, in training and in evaluation.
+    adaptive          BatchNorm without the variance: training uses the batch mean (gradients
+                      flow through it) and updates a running mean; evaluation uses the running mean.
+    learnable_center  mu is a parameter (not weight-decayed), set to the batch mean of a fixed
+                      probe batch before the first step so training starts centered, then learned.
+    momentum          mu is the running mean, in training and in evaluation; it is updated after
+                      the optimizer step, so a step never sees statistics of its own batch.
+Running mean: an exponential moving average of batch means, updated once per optimizer step with
+the mean of that step's micro-batch means over all processes (all-reduced under DDP, so every
+rank holds the same value and the number of processes does not matter):
+    ema <- (1 - m) * ema + m * step_mean,   m = centering_momentum
+and read with Adam's bias correction, ema / (1 - (1 - m)^n) after n updates (zero before any).
+
+Causality. With learnable_center, momentum, and adaptive in evaluation, mu is a constant vector,
+so the prediction at position t depends on tokens <= t only. simple (always) and adaptive in
+training take mu from the whole batch: position t then sees later tokens of its own sequence and
+the other sequences of the batch, a leak the validation loss of such a model can exploit.
+
+Keys: q . (k - mu) = q . k - q . mu, and the last term is the same for every key a query
+attends to, so softmax cancels it: centering the keys alone changes nothing in the forward pass
+when mu is shared by all keys (it is, in every mode). center_qk acts through the queries.
+"""
+
+import functools
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+
+from model import GPT, GPTConfig
+
+CENTERING_MODES = ("simple", "adaptive", "learnable_center", "momentum")
+PLACEMENTS = {  # config flag -> the model.GPT sites it centers
+    "center_embeddings": ("embeddings",),
+    "center_qk": ("q", "k"),
+    "center_v": ("v",),
+    "center_attn_out": ("attn_out",),
+    "center_residual": ("residual",),
+    "center_mlp": ("mlp",),
+}
+BATCH_STATISTICS_MODES = ("simple", "adaptive")  # modes whose training forward mixes the batch
+
+
+@dataclass
+class CenteringOptions:
+    """Where and how to center; shared by the model config and the training config."""
+    center_embeddings: bool = False
+    center_qk: bool = False
+    center_v: bool = False
+    center_attn_out: bool = False
+    center_residual: bool = False
+    center_mlp: bool = False
+    centering_mode: str = "adaptive"
+    centering_momentum: float = 0.1
+
+    def centered_sites(self):
+        return {site for flag, sites in PLACEMENTS.items() if getattr(self, flag) for site in sites}
+
+    def centering_errors(self):
+        """What is wrong with the options, as a one-line message, or None."""
+        if self.centering_mode not in CENTERING_MODES:
+            return f"unknown centering_mode '{self.centering_mode}'; valid modes: {', '.join(CENTERING_MODES)}"
+        if not 0.0 < self.centering_momentum <= 1.0:
+            return f"centering_momentum must be in (0, 1], got {self.centering_momentum}"
+        return None
+
+
+@dataclass
+class AdvancedGPTConfig(CenteringOptions, GPTConfig):
+    def __post_init__(self):
+        error = self.centering_errors()
+        if error:
+            raise ValueError(error)
+
+
+class VectorCentering(nn.Module):
+    """x (..., dim) -> x - mu, with mu as the mode says (see the module docstring)."""
+
+    def __init__(self, dim, mode="adaptive", momentum=0.1):
+        super().__init__()
+        if mode not in CENTERING_MODES:
+            raise ValueError(f"centering mode must be one of {', '.join(CENTERING_MODES)}; got '{mode}'")
+        if not 0.0 < momentum <= 1.0:
+            raise ValueError(f"centering momentum must be in (0, 1], got {momentum}")
+        self.dim, self.mode, self.momentum = dim, mode, momentum
+        if mode == "learnable_center":
+            self.center = nn.Parameter(torch.zeros(dim))
+        if mode in ("adaptive", "momentum"):
+            self.register_buffer("running_mean", torch.zeros(dim))
+            self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
+            # batch means of the current optimizer step, summed until after_optimizer_step
+            self.register_buffer("step_sum", torch.zeros(dim))
+            self.register_buffer("step_count", torch.zeros(()))
+
+    def extra_repr(self):
+        return f"dim={self.dim}, mode={self.mode}, momentum={self.momentum}"
+
+    @staticmethod
+    def batch_mean(x):
+        return x.float().mean(dim=tuple(range(x.dim() - 1)))
+
+    def running_center(self):
+        """The bias-corrected running mean (zeros before the first update)."""
+        correction = 1.0 - (1.0 - self.momentum) ** self.num_updates.clamp(min=1).float()
+        return torch.where(self.num_updates > 0, self.running_mean / correction, 0.0)
+
+    def center_for(self, x):
+        if self.mode == "learnable_center":
+            return self.center
+        if self.mode == "simple":
+            return self.batch_mean(x)
+        if not self.training:
+            return self.running_center()
+        batch_mean = self.batch_mean(x if self.mode == "adaptive" else x.detach())
+        with torch.no_grad():  # collected for the running mean, folded in after the step
+            self.step_sum += batch_mean.detach()
+            self.step_count += 1
+        return batch_mean if self.mode == "adaptive" else self.running_center()
+
+    def forward(self, x):
+        return x - self.center_for(x).to(x.dtype)
+
+    @torch.no_grad()
+    def apply_step_statistics(self, step_sum, step_count):
+        """Fold one optimizer step's (all-reduced) batch means into the running mean."""
+        if step_count > 0:
+            self.running_mean.mul_(1.0 - self.momentum).add_(step_sum / step_count, alpha=self.momentum)
+            self.num_updates += 1
+        self.step_sum.zero_()
+        self.step_count.zero_()
+
+
+class AdvancedGPT(GPT):
+    """model.GPT with VectorCentering modules at the sites its config selects."""
+
+    def make_site(self, name, dim, layer):
+        if name in self.config.centered_sites():
+            return VectorCentering(dim, self.config.centering_mode, self.config.centering_momentum)
+        return nn.Identity()
+
+    def centerings(self):
+        """(name, layer, module) for every VectorCentering, in forward order."""
+        return [(n, i, m) for n, i, m in self.sites() if isinstance(m, VectorCentering)]
+
+    @torch.no_grad()
+    def init_from_batch(self, idx):
+        """learnable_center: set each center to the batch mean it sees on idx, in forward order,
+        so that every site starts centered given the (already centered) sites before it."""
+        learnable = [m for _, _, m in self.centerings() if m.mode == "learnable_center"]
+        if not learnable:
+            return
+
+        def set_center(module, args):
+            module.center.copy_(module.batch_mean(args[0]))
+
+        handles = [m.register_forward_pre_hook(set_center) for m in learnable]
+        was_training = self.training
+        self.eval()
+        try:
+            self(idx)
+        finally:
+            for h in handles:
+                h.remove()
+            self.train(was_training)
+
+    @torch.no_grad()
+    def after_optimizer_step(self):
+        running = [m for _, _, m in self.centerings() if m.mode in ("adaptive", "momentum")]
+        if not running:
+            return
+        # one all-reduce for every module's step statistics together
+        flat = torch.cat([torch.cat([m.step_sum, m.step_count.view(1)]) for m in running])
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(flat)
+        offset = 0
+        for m in running:
+            m.apply_step_statistics(flat[offset:offset + m.dim], flat[offset + m.dim])
+            offset += m.dim + 1
+
+    @torch.no_grad()
+    def eval_diagnostics(self, idx):
+        """Per placement (averaged over layers): the norm of the center vector in use, and the
+        mean pairwise cosine similarity of the representations before centering (anisotropy)."""
+        found = {}
+
+        def record(name, module, args, output):
+            u = F.normalize(args[0].float().reshape(-1, module.dim), dim=-1)  # (N, dim) unit vectors
+            n = u.shape[0]
+            # mean over pairs i != j of u_i . u_j, from |sum u|^2 = n + sum_{i != j} u_i . u_j
+            cosine = ((u.sum(0).square().sum() - n) / (n * (n - 1))).item()
+            found.setdefault(name, []).append((module.center_for(args[0]).norm().item(), cosine))
+
+        handles = [m.register_forward_hook(functools.partial(record, name))
+                   for name, _, m in self.centerings()]
+        was_training = self.training
+        self.eval()
+        try:
+            self(idx)
+        finally:
+            for h in handles:
+                h.remove()
+            self.train(was_training)
+        out = {}
+        for name, values in found.items():
+            out[f"center_norm/{name}"] = sum(v[0] for v in values) / len(values)
+            out[f"cosine/{name}"] = sum(v[1] for v in values) / len(values)
+        return out
+
+
+def describe_centering(cfg):
+    """One line saying which centering is in force."""
+    on = [flag[len("center_"):] for flag in PLACEMENTS if getattr(cfg, flag)]
+    if not on:
+        return "centering: none (baseline)"
+    return (f"centering: {', '.join(on)}; mode {cfg.centering_mode}"
+            + (f", momentum {cfg.centering_momentum}" if cfg.centering_mode in ("adaptive", "momentum") else ""))
+
+
+def leak_warning(cfg):
+    """The warning to print when a run's centering uses batch statistics, else None."""
+    if not any(getattr(cfg, flag) for flag in PLACEMENTS) or cfg.centering_mode not in BATCH_STATISTICS_MODES:
+        return None
+    when = "in training and evaluation" if cfg.centering_mode == "simple" else "in training"
+    return (f"warning: centering_mode '{cfg.centering_mode}' centers with batch statistics {when}: "
+            f"position t sees later tokens and other sequences through the batch mean (not causal)")

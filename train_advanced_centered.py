@@ -1,0 +1,49 @@
+"""
+Train a GPT with vector centering (model_advanced_centering.py) through the loop of train.py:
+
+    python train_advanced_centered.py config/embeddings_centered.py --centering_mode=momentum
+    torchrun --standalone --nproc_per_node=2 train_advanced_centered.py config/qk_value_centered.py --device=cpu
+
+Every key of train.py is accepted, plus the centering keys: center_embeddings, center_qk,
+center_v, center_attn_out, center_residual, center_mlp (placements, booleans), centering_mode
+(simple, adaptive, learnable_center, momentum) and centering_momentum.
+"""
+
+import sys
+from dataclasses import dataclass
+
+import train
+from configurator import ConfigError
+from model_advanced_centering import (PLACEMENTS, AdvancedGPT, AdvancedGPTConfig, CenteringOptions,
+                                      describe_centering, leak_warning)
+
+
+@dataclass
+class CenteredTrainConfig(CenteringOptions, train.TrainConfig):
+
+    def validate(self):
+        super().validate()
+        error = self.centering_errors()
+        if error:
+            raise ConfigError(error)
+
+    @staticmethod
+    def unknown_key_hint(key):
+        if key.startswith("center"):
+            return f"valid placements: {', '.join(PLACEMENTS)}"
+        return None
+
+
+def announce(cfg):
+    print(describe_centering(cfg))
+    warning = leak_warning(cfg)
+    if warning:
+        print(warning, file=sys.stderr)
+
+
+def main(argv=None):
+    return train.main(argv, CenteredTrainConfig, AdvancedGPT, AdvancedGPTConfig, announce)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
