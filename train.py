@@ -513,6 +513,8 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print):
         metrics.write(record)
         if cfg.wandb_log and rt.master:
             wandb.log({"iter": iter_num, "train/loss": train_loss, "val/loss": val_loss, "val/bpb": val_bpb})
+        if cfg.eval_only:
+            return val_loss  # evaluation writes no checkpoint
         improved = val_loss < best_val_loss
         if improved:
             best_val_loss = val_loss

@@ -1,0 +1,3 @@
+# Reference run: no centering.
+include("experiment_base.py")
+out_dir = "out/baseline"

@@ -1,0 +1,120 @@
+"""
+Step time of every centering variant relative to the baseline, measured in one run, eager and
+compiled:
+
+    OMP_NUM_THREADS=1 python scripts/benchmark_centering.py [--modes=adaptive,momentum]
+        [--steps=300] [--compile=both] [--key=value ...]
+
+One model per variant is built from its config (the protocol in config/experiment_base.py plus
+any --key=value overrides) and the models take training steps (forward, backward, AdamW) in
+turn (in a new random order at every step) on the same batches, so drifts of a shared machine
+fall on all of them alike. The figure per variant is its median step time; the first 10 steps
+(warm-up and compilation) are left out. A second, identical baseline ("baseline (A/A)") shows
+how large a difference the measurement noise alone makes.
+"""
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import time
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+
+import torch  # noqa: E402
+
+from benchmark import SKIP_FIRST, machine_description  # noqa: E402
+from configurator import ConfigError, fail, load_config  # noqa: E402
+from model_advanced_centering import CENTERING_MODES, AdvancedGPT, AdvancedGPTConfig  # noqa: E402
+from train import TokenData, TrainingError, model_args_from  # noqa: E402
+from train_advanced_centered import CenteredTrainConfig  # noqa: E402
+
+VARIANTS = ["baseline", "embeddings_centered", "qk_centered", "value_centered", "qk_value_centered",
+            "full_attention_centered", "residual_centered", "mlp_centered", "aggressive_centered"]
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--modes", default="adaptive", help=f"comma-separated, of {', '.join(CENTERING_MODES)}")
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--compile", choices=["eager", "compiled", "both"], default="both")
+    args, overrides = parser.parse_known_args(argv)
+    variants, modes = args.variants.split(","), args.modes.split(",")
+    for name in variants:
+        if not os.path.isfile(os.path.join(REPO_ROOT, "config", f"{name}.py")):
+            fail(f"unknown variant '{name}'; known: {', '.join(VARIANTS)}")
+    for mode in modes:
+        if mode not in CENTERING_MODES:
+            fail(f"unknown mode '{mode}'; valid modes: {', '.join(CENTERING_MODES)}")
+    if args.steps <= SKIP_FIRST:
+        fail(f"--steps must exceed {SKIP_FIRST}")
+    return args, variants, modes, overrides
+
+
+def build(variant, mode, overrides, vocab_size, compiled):
+    """(model to call, the model itself, optimizer) of one variant; every variant starts from the
+    same seed."""
+    cfg = load_config(CenteredTrainConfig, [os.path.join(REPO_ROOT, "config", f"{variant}.py"),
+                                            *overrides, f"--centering_mode={mode}"])
+    torch.manual_seed(cfg.seed)
+    model = AdvancedGPT(AdvancedGPTConfig(**model_args_from(cfg, AdvancedGPTConfig, vocab_size)))
+    model.train()
+    optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2), "cpu")
+    return (torch.compile(model) if compiled else model), model, optimizer
+
+
+def timed_step(model, raw_model, optimizer, x, y):
+    t0 = time.perf_counter()
+    _, loss = model(x, y)
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    raw_model.after_optimizer_step()
+    return time.perf_counter() - t0
+
+
+def main(argv):
+    args, variants, modes, overrides = parse_args(argv)
+    settings = {"eager": [False], "compiled": [True], "both": [False, True]}[args.compile]
+    # "baseline (A/A)" is a second, identical baseline: its difference is the measurement noise
+    runs = [("baseline", "-"), ("baseline (A/A)", "-")] + [
+        (v, m) for v in variants if v != "baseline" for m in modes]
+    print(f"machine: {machine_description()}")
+    print(f"command: scripts/benchmark_centering.py {' '.join(argv)}")
+    medians = {}
+    try:
+        protocol = load_config(CenteredTrainConfig, [os.path.join(REPO_ROOT, "config", "baseline.py"), *overrides])
+        data = TokenData(protocol.data_dir or os.path.join(REPO_ROOT, "data", protocol.dataset), protocol.block_size)
+        for compiled in settings:
+            models = {run: build(run[0].split()[0], "adaptive" if run[1] == "-" else run[1], overrides,
+                                 data.vocab_size, compiled) for run in runs}
+            batches = torch.Generator().manual_seed(0)
+            order = random.Random(0)
+            times = {run: [] for run in runs}
+            for _ in range(args.steps):
+                offsets = torch.randint(0, data.max_offset("train") + 1, (protocol.batch_size,), generator=batches)
+                x, y = data.windows("train", offsets.numpy())
+                for run in order.sample(runs, len(runs)):  # each variant, this batch, in a random order
+                    model, raw_model, optimizer = models[run]
+                    times[run].append(timed_step(model, raw_model, optimizer, x, y))
+            for run in runs:
+                medians[run, compiled] = statistics.median(times[run][SKIP_FIRST:])
+    except (ConfigError, TrainingError, ValueError) as e:
+        fail(str(e))
+    header = "| variant | mode |" + "".join(
+        f" {'compiled' if c else 'eager'} ms/step | vs baseline |" for c in settings)
+    print("\n" + header + "\n|" + "---|" * (2 + 2 * len(settings)))
+    for run in runs:
+        row = f"| {run[0]} | {run[1]} |"
+        for compiled in settings:
+            base = medians[("baseline", "-"), compiled]
+            row += f" {medians[run, compiled] * 1000:.2f} | {100 * (medians[run, compiled] / base - 1):+.1f}% |"
+        print(row)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
