@@ -414,9 +414,11 @@ def set_rng_state(state):
 # ----------------------------------------------------------------------------------------------
 # The loop
 
-def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print):
+def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=None):
     """Train (or resume) as cfg says; returns a summary dict. Raises TrainingError, ConfigError
-    and TrainingDiverged for the command line to report."""
+    and TrainingDiverged for the command line to report. on_step(cfg, iter_num, model, loss, lr),
+    if given, is called on every process after each backward pass, with the unscaled, unclipped
+    gradients in place (for detailed logging)."""
     rt = setup_runtime(cfg)
     say = log if rt.master else (lambda *a, **k: None)
     torch.manual_seed(cfg.seed + rt.rank)  # dropout differs per rank; data sampling does not use it
@@ -561,8 +563,11 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print):
         if not math.isfinite(step_loss):
             raise TrainingDiverged(f"loss is {step_loss} at iteration {iter_num}; stopping "
                                    f"(the last good checkpoint, if any, is {ckpt_path})")
-        if cfg.grad_clip > 0:
+        if cfg.grad_clip > 0 or on_step is not None:
             scaler.unscale_(optimizer)
+        if on_step is not None:
+            on_step(cfg, iter_num, raw_model, step_loss, lr)
+        if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.grad_clip)
         scaler.step(optimizer)
         scaler.update()
@@ -588,7 +593,8 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print):
             "peak_memory_mb": peak_memory_mb(rt), "out_dir": cfg.out_dir}
 
 
-def main(argv=None, config_cls=TrainConfig, model_cls=GPT, model_config_cls=GPTConfig, announce=None):
+def main(argv=None, config_cls=TrainConfig, model_cls=GPT, model_config_cls=GPTConfig, announce=None,
+         on_step=None):
     """Command line: parse the config, train, and turn errors into one line and an exit status
     (2: bad configuration, 1: other user-fixable problem, 3: the loss diverged)."""
     argv = sys.argv[1:] if argv is None else argv
@@ -600,7 +606,7 @@ def main(argv=None, config_cls=TrainConfig, model_cls=GPT, model_config_cls=GPTC
         cfg = load_config(config_cls, argv)
         if announce is not None and int(os.environ.get("RANK", 0)) == 0:
             announce(cfg)
-        summary = train(cfg, model_cls, model_config_cls)
+        summary = train(cfg, model_cls, model_config_cls, on_step=on_step)
     except ConfigError as e:
         fail(str(e), 2)
     except TrainingError as e:

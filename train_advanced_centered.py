@@ -41,8 +41,8 @@ def announce(cfg):
         print(warning, file=sys.stderr)
 
 
-def main(argv=None):
-    return train.main(argv, CenteredTrainConfig, AdvancedGPT, AdvancedGPTConfig, announce)
+def main(argv=None, on_step=None):
+    return train.main(argv, CenteredTrainConfig, AdvancedGPT, AdvancedGPTConfig, announce, on_step)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,68 @@
+"""
+Training with detailed per-iteration logging, for any config (plain or centered):
+
+    python scripts/train_with_logging.py config/embeddings_centered.py [--key=value ...]
+
+Every iteration appends one JSON line to out_dir/detailed.jsonl: loss, learning rate, the
+gradient norm overall and per layer (embeddings, each block, final LayerNorm) before clipping,
+and for every centering placement the norm of the center vector in use (averaged over layers).
+The usual metrics.jsonl and checkpoints are written as by train_advanced_centered.py.
+"""
+
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
+
+import torch  # noqa: E402
+
+import train_advanced_centered  # noqa: E402
+from model_advanced_centering import VectorCentering  # noqa: E402
+
+
+def layer_of(name):
+    """Parameter name -> the layer it belongs to: 'embeddings', 'block3', 'ln_f'."""
+    parts = name.split(".")
+    if parts[:2] == ["transformer", "h"]:
+        return f"block{parts[2]}"
+    if parts[-2] in ("wte", "wpe") or parts[:2] == ["lm_head", "weight"] or parts[1] == "embeddings_site":
+        return "embeddings"
+    return parts[1] if parts[0] == "transformer" else parts[0]
+
+
+@torch.no_grad()
+def gradient_norms(model):
+    squares = {}
+    for name, p in model.named_parameters():
+        if p.grad is not None:
+            key = layer_of(name)
+            squares[key] = squares.get(key, 0.0) + p.grad.float().square().sum().item()
+    total = sum(squares.values()) ** 0.5
+    return total, {k: v ** 0.5 for k, v in squares.items()}
+
+
+@torch.no_grad()
+def center_norms(model):
+    """Norm of the center each placement subtracts in evaluation (the batch-mean modes, whose
+    center changes with every batch, are left out), averaged over layers."""
+    norms = {}
+    for name, _, module in model.sites():
+        if isinstance(module, VectorCentering) and module.mode != "simple":
+            center = module.center if module.mode == "learnable_center" else module.running_center()
+            norms.setdefault(name, []).append(center.norm().item())
+    return {name: sum(v) / len(v) for name, v in norms.items()}
+
+
+def log_step(cfg, iter_num, model, loss, lr):
+    if int(os.environ.get("RANK", 0)) != 0:
+        return
+    total, per_layer = gradient_norms(model)
+    record = {"iter": iter_num, "loss": loss, "lr": lr, "grad_norm": total,
+              "grad_norm_by_layer": per_layer, "center_norm": center_norms(model)}
+    with open(os.path.join(cfg.out_dir, "detailed.jsonl"), "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(train_advanced_centered.main(on_step=log_step))
