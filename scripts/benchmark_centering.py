@@ -84,6 +84,9 @@ def main(argv):
         (v, m) for v in variants if v != "baseline" for m in modes]
     print(f"machine: {machine_description()}")
     print(f"command: scripts/benchmark_centering.py {' '.join(argv)}")
+    # every variant is a different model class layout for the same forward code: without a
+    # higher limit dynamo would stop compiling after 8 of them and silently run the rest eagerly
+    torch._dynamo.config.recompile_limit = 16 * len(runs)
     medians = {}
     try:
         protocol = load_config(CenteredTrainConfig, [os.path.join(REPO_ROOT, "config", "baseline.py"), *overrides])
