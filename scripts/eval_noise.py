@@ -1,0 +1,62 @@
+"""
+How precise is a validation loss? Evaluates a checkpoint on every non-overlapping window of the
+validation split (the exact figure), and on many random sets of --windows windows (how much an
+estimate from that many random windows, nanoGPT-style, moves around).
+
+    python scripts/eval_noise.py --out_dir=out/shakespeare-char-cpu [--windows=240] [--trials=200]
+"""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from train import REPO_ROOT, TokenData, TrainingError, load_checkpoint, model_from_checkpoint  # noqa: E402
+
+
+@torch.no_grad()
+def window_losses(model, data, offsets, batch_size=64):
+    """Mean loss of each window (N,)."""
+    out = []
+    for start in range(0, len(offsets), batch_size):
+        x, y = data.windows("val", offsets[start:start + batch_size])
+        logits, _ = model(x, all_logits=True)
+        loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), y, reduction="none")  # (B, T)
+        out.append(loss.mean(1))
+    return torch.cat(out).numpy()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out_dir", required=True)
+    parser.add_argument("--checkpoint", default="ckpt.pt")
+    parser.add_argument("--data_dir", default=None, help="default: the dataset the run was trained on")
+    parser.add_argument("--windows", type=int, default=240, help="windows per random estimate")
+    parser.add_argument("--trials", type=int, default=200)
+    args = parser.parse_args(argv)
+    try:
+        ckpt = load_checkpoint(os.path.join(args.out_dir, args.checkpoint))
+        model = model_from_checkpoint(ckpt).eval()
+        cfg = ckpt["config"]
+        data = TokenData(args.data_dir or cfg["data_dir"] or os.path.join(REPO_ROOT, "data", cfg["dataset"]),
+                         model.config.block_size)
+    except TrainingError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    block = model.config.block_size
+    exact = window_losses(model, data, np.arange(0, data.max_offset("val") + 1, block)).mean()
+    rng = np.random.default_rng(0)
+    pool = rng.integers(0, data.max_offset("val") + 1, size=args.windows * args.trials)
+    losses = window_losses(model, data, pool).reshape(args.trials, args.windows).mean(1)
+    print(f"val loss on all non-overlapping windows: {exact:.4f}")
+    print(f"estimates from {args.windows} random windows ({args.trials} trials): mean {losses.mean():.4f}, "
+          f"std {losses.std():.4f}, min {losses.min():.4f}, max {losses.max():.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
