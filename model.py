@@ -15,10 +15,16 @@ sub-module ("site") that is `nn.Identity()` here. The sites are
 A subclass overrides `GPT.make_site(name, dim, layer)` to put its own module there; nothing in
 `forward` needs to be copied. `nn.Identity` has no parameters and returns its input, so the plain
 model is unchanged by the sites.
+
+Generation keeps a key/value cache (KVCache): each new token attends over the stored keys and
+values of the tokens before it instead of recomputing them. That is exact only if every site
+treats each position on its own; a subclass whose sites mix positions (a mean over the batch)
+says so by returning False from `supports_kv_cache()`.
 """
 
 import inspect
 import math
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -51,12 +57,42 @@ class LayerNorm(nn.Module):
         return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
 
 
+class KVCache:
+    """The keys and values of the tokens a model has seen so far, for generation: per layer a
+    buffer (B, n_head, max_len, head_size), filled from the left. GPT.forward(idx, kv_cache=cache)
+    treats idx as the tokens that follow the cached ones, and appends their keys and values."""
+
+    def __init__(self, n_layer, max_len):
+        self.max_len = max_len
+        self.keys, self.values = [None] * n_layer, [None] * n_layer
+        self.lengths = [0] * n_layer
+
+    def __len__(self):
+        return self.lengths[0]
+
+    def update(self, layer, k, v):
+        """Append the new tokens' k, v (B, n_head, T_new, head_size) to a layer's cache; return the
+        layer's keys and values so far, each (B, n_head, T_seen + T_new, head_size)."""
+        if self.keys[layer] is None:  # allocated once: appending never copies the cache
+            B, H, _, D = k.shape
+            self.keys[layer] = k.new_empty(B, H, self.max_len, D)
+            self.values[layer] = v.new_empty(B, H, self.max_len, D)
+        start, end = self.lengths[layer], self.lengths[layer] + k.size(2)
+        if end > self.max_len:
+            raise ValueError(f"key/value cache is full ({self.max_len} tokens)")
+        self.keys[layer][:, :, start:end] = k
+        self.values[layer][:, :, start:end] = v
+        self.lengths[layer] = end
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+
 class CausalSelfAttention(nn.Module):
 
     def __init__(self, config, make_site, layer):
         super().__init__()
         if config.n_embd % config.n_head != 0:
             raise ValueError(f"n_embd ({config.n_embd}) must be divisible by n_head ({config.n_head})")
+        self.layer = layer
         self.n_head = config.n_head
         self.n_embd = config.n_embd
         self.dropout = config.dropout
@@ -68,7 +104,7 @@ class CausalSelfAttention(nn.Module):
         self.v_site = make_site("v", config.n_embd, layer)
         self.attn_out_site = make_site("attn_out", config.n_embd, layer)
 
-    def forward(self, x):
+    def forward(self, x, kv_cache=None):
         B, T, C = x.size()
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         q, k, v = self.q_site(q), self.k_site(k), self.v_site(v)  # each (B, T, C)
@@ -76,8 +112,18 @@ class CausalSelfAttention(nn.Module):
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        mask, causal = None, True
+        if kv_cache is not None:
+            k, v = kv_cache.update(self.layer, k, v)  # (B, n_head, past + T, head_size)
+            past = k.size(2) - T
+            if past > 0:
+                # is_causal aligns the mask to the top left, wrong when q is shorter than k: query
+                # i (position past + i) sees keys 0..past + i. A single new token sees them all.
+                causal = False
+                if T > 1:
+                    mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
         y = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, is_causal=causal)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # merge heads
         y = self.attn_out_site(y)
         return self.resid_dropout(self.c_proj(y))
@@ -108,8 +154,8 @@ class Block(nn.Module):
         self.mlp = MLP(config, make_site, layer)
         self.residual_site = make_site("residual", config.n_embd, layer)
 
-    def forward(self, x):
-        x = x + self.attn(self.ln_1(x))
+    def forward(self, x, kv_cache=None):
+        x = x + self.attn(self.ln_1(x), kv_cache)
         x = x + self.mlp(self.ln_2(x))
         return self.residual_site(x)
 
@@ -183,18 +229,21 @@ class GPT(nn.Module):
         elif isinstance(module, nn.Embedding):
             torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
-    def forward(self, idx, targets=None, all_logits=False):
+    def forward(self, idx, targets=None, all_logits=False, kv_cache=None):
         """idx: (B, T) token ids. With targets (B, T), returns logits (B, T, vocab) and the mean
         cross-entropy (targets of -1 are ignored). Without, returns the logits of the last position
-        only, (B, 1, vocab), unless all_logits=True."""
+        only, (B, 1, vocab), unless all_logits=True. With a KVCache, idx continues the tokens the
+        cache holds (its positions start after them), and their keys and values are added to it."""
         B, T = idx.size()
-        if T > self.config.block_size:
-            raise ValueError(f"sequence of length {T} exceeds block_size {self.config.block_size}")
-        pos = torch.arange(0, T, dtype=torch.long, device=idx.device)
+        past = 0 if kv_cache is None else len(kv_cache)
+        if past + T > self.config.block_size:
+            seen = f" after {past} cached tokens" if past else ""
+            raise ValueError(f"sequence of length {T}{seen} exceeds block_size {self.config.block_size}")
+        pos = torch.arange(past, past + T, dtype=torch.long, device=idx.device)
         x = self.transformer.wte(idx) + self.transformer.wpe(pos)  # (B, T, C)
         x = self.transformer.drop(self.transformer.embeddings_site(x))
         for block in self.transformer.h:
-            x = block(x)
+            x = block(x, kv_cache)
         x = self.transformer.ln_f(x)
         if targets is not None:
             logits = self.lm_head(x)
@@ -234,13 +283,39 @@ class GPT(nn.Module):
         flops_per_iter = flops_per_token * T * fwdbwd_per_iter
         return flops_per_iter / dt / peak_flops
 
+    def supports_kv_cache(self):
+        """Whether generation may use a KVCache: true when the output at a position depends on
+        that position and earlier ones only, token by token (a subclass whose sites take a mean
+        over the batch returns False)."""
+        return True
+
     @torch.no_grad()
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None):
-        """Extend idx (B, T) by max_new_tokens sampled tokens. The context is cropped to the last
-        block_size tokens once it grows beyond the window. Call model.eval() first."""
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None, use_cache=True):
+        """Extend idx (B, T) by max_new_tokens sampled tokens. Call model.eval() first.
+
+        The model sees at most the last block_size tokens. With use_cache (the default, where
+        supports_kv_cache() allows it; otherwise a note is printed once and the cache is off),
+        the prompt is run once and every later step runs only the newest token against the cached
+        keys and values. When the window is full, the context is cropped to the last block_size
+        tokens and the cache rebuilt from them: positions are absolute, so cached keys cannot
+        slide. Past block_size every step therefore recomputes the whole window, as the uncached
+        path does, and the tokens are the same as without the cache (up to float rounding)."""
+        if use_cache and not self.supports_kv_cache():
+            if not getattr(self, "_kv_cache_note_shown", False):
+                print(f"note: {type(self).__name__} in this mode mixes positions (e.g. centering with batch "
+                      f"statistics), so a key/value cache would change its outputs: generating without it",
+                      file=sys.stderr)
+                self._kv_cache_note_shown = True
+            use_cache = False
+        block_size, cache = self.config.block_size, None
         for _ in range(max_new_tokens):
-            context = idx if idx.size(1) <= self.config.block_size else idx[:, -self.config.block_size:]
-            logits, _ = self(context)
+            if not use_cache:
+                logits, _ = self(idx[:, -block_size:])
+            elif cache is None or len(cache) == block_size:  # first step, or the window is full
+                cache = KVCache(self.config.n_layer, block_size)
+                logits, _ = self(idx[:, -block_size:], kv_cache=cache)
+            else:
+                logits, _ = self(idx[:, -1:], kv_cache=cache)
             logits = logits[:, -1, :] / max(temperature, 1e-8)
             if top_k is not None:
                 v, _ = torch.topk(logits, min(top_k, logits.size(-1)))

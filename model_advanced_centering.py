@@ -31,11 +31,17 @@ so the prediction at position t depends on tokens <= t only. simple (always) and
 training take mu from the whole batch: position t then sees later tokens of its own sequence and
 the other sequences of the batch, a leak the validation loss of such a model can exploit.
 
+Generation and folding. Where mu is a fixed vector (learnable_center, momentum, adaptive in
+evaluation) every position is centered on its own, so a key/value cache is exact, and the
+centering can be folded into the biases of a plain GPT (fold_centering). simple has no fixed
+vector: generation runs without the cache, and folding refuses it.
+
 Keys: q . (k - mu) = q . k - q . mu, and the last term is the same for every key a query
 attends to, so softmax cancels it: centering the keys alone changes nothing in the forward pass
 when mu is shared by all keys (it is, in every mode). center_qk acts through the queries.
 """
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 
@@ -137,6 +143,17 @@ class VectorCentering(nn.Module):
     def forward(self, x):
         return x - self.center_for(x).to(x.dtype)
 
+    def is_per_token(self):
+        """Whether mu is a fixed vector here, not taken from the batch: then each position is
+        centered on its own, and a key/value cache is exact."""
+        return self.mode in ("learnable_center", "momentum") or (self.mode == "adaptive" and not self.training)
+
+    def fixed_center(self):
+        """The vector evaluation subtracts (dim,); simple mode has none."""
+        if self.mode == "simple":
+            raise ValueError("centering_mode 'simple' subtracts the mean of each batch, not a fixed vector")
+        return self.center.detach() if self.mode == "learnable_center" else self.running_center()
+
     @torch.no_grad()
     def apply_step_statistics(self, step_sum, step_count):
         """Fold one optimizer step's (all-reduced) batch means into the running mean."""
@@ -158,6 +175,10 @@ class AdvancedGPT(GPT):
     def centerings(self):
         """(name, layer, module) for every VectorCentering, in forward order."""
         return [(n, i, m) for n, i, m in self.sites() if isinstance(m, VectorCentering)]
+
+    def supports_kv_cache(self):
+        """Only while every center is a fixed vector: never in simple mode, adaptive in evaluation."""
+        return all(m.is_per_token() for _, _, m in self.centerings())
 
     @torch.no_grad()
     def init_from_batch(self, idx):
@@ -222,6 +243,47 @@ class AdvancedGPT(GPT):
             out[f"center_norm/{name}"] = sum(v[0] for v in values) / len(values)
             out[f"cosine/{name}"] = sum(v[1] for v in values) / len(values)
         return out
+
+
+@torch.no_grad()
+def fold_centering(model):
+    """A plain GPT (bias=True) whose outputs equal model's in evaluation mode: each fixed center
+    mu is moved into the bias of the layer that makes or takes the centered vector.
+        embeddings   wpe -= mu                  (every position gets the same shift)
+        q, k, v      c_attn.bias -= [mu_q, mu_k, mu_v]
+        attn_out     attn.c_proj.bias -= W mu   (W (y - mu) + b = W y + (b - W mu))
+        mlp          mlp.c_proj.bias -= W mu
+        residual     mlp.c_proj.bias -= mu      (the block's last addition to the stream)
+    Biases the centered model lacks (bias=False) start at zero. Raises ValueError for simple
+    mode, whose center is a batch mean."""
+    cfg = model.config
+    if cfg.centering_mode == "simple" and model.centerings():
+        raise ValueError("centering_mode 'simple' centers with the mean of each batch: there is no fixed "
+                         "vector to fold (only learnable_center, momentum and adaptive can be folded)")
+    device = model.transformer.wte.weight.device
+    base_args = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(GPTConfig)}
+    folded = GPT(GPTConfig(**{**base_args, "bias": True})).to(device)
+    source = model.state_dict()
+    for name, tensor in folded.state_dict().items():  # these share storage with folded's weights
+        if name in source:
+            tensor.copy_(source[name])
+        else:
+            tensor.zero_()  # a bias the centered model does not have
+
+    def center(site, dim):
+        if isinstance(site, VectorCentering):
+            return site.fixed_center().float()
+        return torch.zeros(dim, device=device)
+
+    C = cfg.n_embd
+    folded.transformer.wpe.weight -= center(model.transformer.embeddings_site, C)
+    for block, out in zip(model.transformer.h, folded.transformer.h):
+        attn, mlp = block.attn, block.mlp
+        out.attn.c_attn.bias -= torch.cat([center(attn.q_site, C), center(attn.k_site, C), center(attn.v_site, C)])
+        out.attn.c_proj.bias -= out.attn.c_proj.weight @ center(attn.attn_out_site, C)
+        out.mlp.c_proj.bias -= out.mlp.c_proj.weight @ center(mlp.hidden_site, 4 * C)
+        out.mlp.c_proj.bias -= center(block.residual_site, C)
+    return folded.train(model.training)
 
 
 def describe_centering(cfg):

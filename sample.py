@@ -29,6 +29,7 @@ class SampleConfig:
     seed: int = 1337
     device: str = "auto"
     compile: bool = False
+    use_kv_cache: bool = True  # reuse the keys and values of earlier tokens: faster, same model
 
     def validate(self):
         if self.num_samples <= 0 or self.max_new_tokens < 0 or self.top_k < 0:
@@ -81,7 +82,8 @@ def sample(cfg, log=print):
     samples = []
     for _ in range(cfg.num_samples):
         y = model.generate(x, cfg.max_new_tokens, temperature=cfg.temperature,
-                           top_k=cfg.top_k or None, generator=generator)
+                           top_k=cfg.top_k or None, generator=generator,
+                           use_cache=cfg.use_kv_cache)
         samples.append(decode(y[0].tolist()))
         log(samples[-1])
         log("---------------")

@@ -1,0 +1,135 @@
+"""
+Generation speed (tokens/s, batch 1, greedy, one-token prompt) with and without the key/value
+cache, and of a folded centered model against the baseline:
+
+    OMP_NUM_THREADS=1 python scripts/benchmark_sampling.py [--checkpoint=out/run/ckpt.pt] [--key=value ...]
+
+The model is a random-init GPT of config/train_shakespeare_char.py's shape (6 layers, 384 wide,
+block_size 256) unless a checkpoint is given. Three measurements:
+  1. max_new_tokens (default 500) with and without the cache. Past block_size both recompute the
+     whole window at every step (positions are absolute, see GPT.generate), so only the first
+     block_size steps gain.
+  2. block_size - 1 new tokens, all inside the window: the gain of the cache itself.
+  3. cached generation of the same length with the baseline, with a centered model (embeddings,
+     q/k and v centered, momentum mode, warmed up), and with that model folded into a plain GPT
+     (fold_centering): the folded model should run at the baseline's speed (and at that of a
+     baseline with biases, as the folded model has them). The models take turns, repeats times,
+     and the median is reported.
+"""
+
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+
+import torch  # noqa: E402
+
+from benchmark import machine_description  # noqa: E402
+from configurator import ConfigError, describe, fail, load_config  # noqa: E402
+from model import GPT, GPTConfig  # noqa: E402
+from model_advanced_centering import AdvancedGPT, AdvancedGPTConfig, fold_centering  # noqa: E402
+from train import TrainingError, load_checkpoint, model_from_checkpoint  # noqa: E402
+
+
+@dataclass
+class BenchConfig:
+    checkpoint: str = ""  # a checkpoint file to time instead of a random-init model
+    max_new_tokens: int = 500
+    block_size: int = 256
+    n_layer: int = 6
+    n_head: int = 6
+    n_embd: int = 384
+    vocab_size: int = 65
+    bias: bool = False
+    repeats: int = 3  # timed runs per model in measurement 3
+    seed: int = 1337
+
+    def validate(self):
+        if min(self.max_new_tokens, self.block_size, self.repeats) <= 1:
+            raise ConfigError("max_new_tokens, block_size and repeats must be at least 2")
+
+
+def timed_generate(model, new_tokens, use_cache):
+    """(tokens/s, generated ids) for greedy generation from a one-token prompt."""
+    prompt = torch.zeros((1, 1), dtype=torch.long)
+    t0 = time.perf_counter()
+    out = model.generate(prompt, new_tokens, top_k=1, use_cache=use_cache)
+    return new_tokens / (time.perf_counter() - t0), out
+
+
+def cache_speedup(model, new_tokens, label):
+    model.generate(torch.zeros((1, 1), dtype=torch.long), 5)  # warm-up (allocator, kernels)
+    slow, a = timed_generate(model, new_tokens, use_cache=False)
+    fast, b = timed_generate(model, new_tokens, use_cache=True)
+    same = "yes" if torch.equal(a, b) else "no"
+    print(f"{label}: uncached {slow:,.1f} tok/s, cached {fast:,.1f} tok/s, speed-up {fast / slow:.1f}x "
+          f"(same tokens: {same})")
+
+
+def centered_and_folded(shape, seed):
+    """A centered model with its running means filled from random batches, and its fold."""
+    torch.manual_seed(seed)
+    model = AdvancedGPT(AdvancedGPTConfig(**shape, center_embeddings=True, center_qk=True, center_v=True,
+                                          centering_mode="momentum"))
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randint(0, shape["vocab_size"], (4, shape["block_size"])))
+            model.after_optimizer_step()
+    return model.eval(), fold_centering(model).eval()
+
+
+def main(argv):
+    if any(a in ("-h", "--help") for a in argv):
+        print("usage: benchmark_sampling.py [--key=value ...]\nkeys:\n" + describe(BenchConfig))
+        return 0
+    try:
+        cfg = load_config(BenchConfig, argv)
+        if cfg.checkpoint:
+            ckpt = load_checkpoint(cfg.checkpoint)
+            model = model_from_checkpoint(ckpt, cfg.checkpoint).eval()
+            source = cfg.checkpoint
+        else:
+            torch.manual_seed(cfg.seed)
+            model = GPT(GPTConfig(block_size=cfg.block_size, vocab_size=cfg.vocab_size, n_layer=cfg.n_layer,
+                                  n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=0.0, bias=cfg.bias)).eval()
+            source = "random init"
+    except ConfigError as e:
+        fail(str(e), 2)
+    except TrainingError as e:
+        fail(str(e), 1)
+    mc = model.config
+    print(f"machine: {machine_description()}")
+    print(f"model: {type(model).__name__} ({source}), {mc.n_layer} layers, {mc.n_embd} wide, {mc.n_head} heads, "
+          f"block_size {mc.block_size}, vocab {mc.vocab_size}, {model.get_num_params() / 1e6:.2f}M parameters; "
+          f"batch 1, greedy, one-token prompt")
+    cache_speedup(model, cfg.max_new_tokens, f"{cfg.max_new_tokens} new tokens")
+    window = mc.block_size - 1
+    cache_speedup(model, window, f"{window} new tokens (inside the window)")
+
+    shape = dict(block_size=mc.block_size, vocab_size=mc.vocab_size, n_layer=mc.n_layer, n_head=mc.n_head,
+                 n_embd=mc.n_embd, dropout=0.0, bias=mc.bias)
+    baseline = GPT(GPTConfig(**shape)).eval() if cfg.checkpoint else model
+    centered, folded = centered_and_folded(shape, cfg.seed)
+    models = {"baseline": baseline, "folded centered": folded, "centered (not folded)": centered}
+    if not mc.bias:  # the folded model has biases: time a baseline with them too
+        models["baseline, bias=True"] = GPT(GPTConfig(**{**shape, "bias": True})).eval()
+    speeds = {name: [] for name in models}
+    for m in models.values():
+        m.generate(torch.zeros((1, 1), dtype=torch.long), 5)
+    for _ in range(cfg.repeats):  # in turns, so drifts of a shared machine fall on all alike
+        for name, m in models.items():
+            speeds[name].append(timed_generate(m, window, use_cache=True)[0])
+    base = statistics.median(speeds["baseline"])
+    print(f"cached, {window} new tokens, median of {cfg.repeats} runs taken in turns:")
+    for name, runs in speeds.items():
+        print(f"  {name:<22} {statistics.median(runs):8,.1f} tok/s  {statistics.median(runs) / base:.2f}x baseline")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,79 @@
+"""
+Turn a trained centered checkpoint (AdvancedGPT) into an equivalent plain GPT checkpoint, with
+every center folded into a bias (see fold_centering in model_advanced_centering.py):
+
+    python scripts/fold_centering.py --in_dir=out/embeddings_centered --out_dir=out/embeddings_folded
+    python sample.py --out_dir=out/embeddings_folded
+
+The folded model gives the same logits as the centered one in evaluation, with no centering
+modules left. It has bias=True (zero biases where the centered model had none) and is meant for
+inference: the checkpoint keeps the training "config" and "dataset_meta" (so sample.py can decode)
+but no optimizer state, so training cannot resume from it. simple mode cannot be folded.
+"""
+
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+
+from configurator import ConfigError, describe, fail, load_config  # noqa: E402
+from model_advanced_centering import describe_centering, fold_centering  # noqa: E402
+from train import TrainingError, load_checkpoint, model_from_checkpoint, save_checkpoint  # noqa: E402
+
+
+@dataclass
+class FoldConfig:
+    in_dir: str = ""  # folder of the centered checkpoint
+    out_dir: str = ""  # folder to write the folded checkpoint to, as ckpt.pt
+    checkpoint: str = "ckpt.pt"  # which checkpoint of in_dir (or best.pt)
+
+    def validate(self):
+        if not self.in_dir or not self.out_dir:
+            raise ConfigError("give both --in_dir=FOLDER and --out_dir=FOLDER")
+
+
+def fold_checkpoint(ckpt, path="checkpoint"):
+    """The checkpoint dict of the plain GPT equivalent to an AdvancedGPT checkpoint."""
+    if ckpt["model_class"] != "AdvancedGPT":
+        raise TrainingError(f"{path} holds a {ckpt['model_class']}, not a centered model (AdvancedGPT): "
+                            f"nothing to fold")
+    model = model_from_checkpoint(ckpt, path)
+    try:
+        folded = fold_centering(model)
+    except ValueError as e:
+        raise TrainingError(f"{path}: {e}") from None
+    return {
+        "model": folded.state_dict(), "model_args": dataclasses.asdict(folded.config), "model_class": "GPT",
+        "config": ckpt.get("config", {}), "dataset_meta": ckpt.get("dataset_meta", {}),
+        "folded_from": {"checkpoint": os.path.abspath(path), "centering": describe_centering(model.config),
+                        "iter_num": ckpt.get("iter_num"), "best_val_loss": ckpt.get("best_val_loss")},
+    }
+
+
+def main(argv):
+    if any(a in ("-h", "--help") for a in argv):
+        print("usage: fold_centering.py --in_dir=FOLDER --out_dir=FOLDER [--checkpoint=ckpt.pt]\nkeys:\n"
+              + describe(FoldConfig))
+        return 0
+    try:
+        cfg = load_config(FoldConfig, argv)
+        in_path = os.path.join(cfg.in_dir, cfg.checkpoint)
+        out_path = os.path.join(cfg.out_dir, "ckpt.pt")
+        if os.path.realpath(in_path) == os.path.realpath(out_path):
+            raise ConfigError(f"--out_dir would overwrite the centered checkpoint {in_path}: "
+                              f"choose another folder")
+        folded = fold_checkpoint(load_checkpoint(in_path), in_path)
+        save_checkpoint(folded, out_path)
+    except ConfigError as e:
+        fail(str(e), 2)
+    except TrainingError as e:
+        fail(str(e), 1)
+    print(f"{folded['folded_from']['centering']}: folded into a plain GPT, {out_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

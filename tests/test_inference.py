@@ -1,0 +1,213 @@
+"""Inference: key/value-cache generation, folding centering into biases, Hugging Face export."""
+
+import dataclasses
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO_ROOT
+from model import GPT, GPTConfig, KVCache
+from model_advanced_centering import PLACEMENTS, AdvancedGPT, AdvancedGPTConfig, fold_centering
+from sample import SampleConfig, sample
+from train import load_checkpoint, model_from_checkpoint, save_checkpoint, train
+from train_advanced_centered import CenteredTrainConfig
+
+sys.path.insert(0, os.path.join(REPO_ROOT, "scripts"))
+import export_hf  # noqa: E402
+import fold_centering as fold_script  # noqa: E402
+
+BASE = dict(block_size=16, vocab_size=40, n_layer=2, n_head=2, n_embd=32, dropout=0.0, bias=True)
+PER_TOKEN_MODES = ("adaptive", "momentum", "learnable_center")
+CHAR_META = {"tokenizer": "char", "vocab_size": 40, "chars": [chr(ord("0") + i) for i in range(40)]}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Generation runs many tiny ops: a second thread gains nothing, and on a busy machine its
+    synchronisation makes them tens of times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def centered_model(mode, bias=True, **flags):
+    torch.manual_seed(0)
+    return AdvancedGPT(AdvancedGPTConfig(**{**BASE, "bias": bias}, **flags, centering_mode=mode))
+
+
+def warm_up(model, steps=3):
+    """A few training steps, so that running means and learned centers are far from zero."""
+    model.init_from_batch(torch.randint(0, 40, (4, 16)))
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(steps):
+        idx = torch.randint(0, 40, (4, 16))
+        _, loss = model(idx, idx)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        model.after_optimizer_step()
+    return model.eval()
+
+
+def all_models():
+    yield "baseline", lambda: GPT(GPTConfig(**BASE))
+    for placement in PLACEMENTS:
+        for mode in PER_TOKEN_MODES:
+            yield f"{placement}-{mode}", lambda p=placement, m=mode: warm_up(centered_model(m, **{p: True}))
+
+
+MODELS = dict(all_models())
+
+
+def incremental_logits(model, idx, prefill):
+    """Logits at every position of idx (B, T), from a prefill of its first tokens, then a chunk of
+    two tokens (a query block shorter than the keys), then one token at a time."""
+    cache = KVCache(model.config.n_layer, model.config.block_size)
+    out = [model(idx[:, :prefill], all_logits=True, kv_cache=cache)[0]]
+    out.append(model(idx[:, prefill:prefill + 2], all_logits=True, kv_cache=cache)[0])
+    for t in range(prefill + 2, idx.size(1)):
+        out.append(model(idx[:, t:t + 1], all_logits=True, kv_cache=cache)[0])
+    return torch.cat(out, dim=1)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_cached_generation_matches_uncached(name):
+    torch.manual_seed(0)
+    model = MODELS[name]().eval()
+    assert model.supports_kv_cache()
+    idx = torch.randint(0, 40, (2, 16))
+    with torch.no_grad():
+        full = model(idx, all_logits=True)[0]
+        assert torch.allclose(incremental_logits(model, idx, prefill=5), full, atol=1e-5)
+    # greedy, well past block_size (the cache is rebuilt from the last 16 tokens every step then)
+    prompt = idx[:, :3]
+    cached = model.generate(prompt, 40, top_k=1)
+    assert torch.equal(cached, model.generate(prompt, 40, top_k=1, use_cache=False))
+    # a prompt longer than the window
+    long_prompt = torch.randint(0, 40, (1, 20))
+    assert torch.equal(model.generate(long_prompt, 5, top_k=1),
+                       model.generate(long_prompt, 5, top_k=1, use_cache=False))
+
+
+def test_cache_overflow_is_an_error():
+    model = GPT(GPTConfig(**BASE)).eval()
+    cache = KVCache(2, 16)
+    model(torch.zeros((1, 10), dtype=torch.long), kv_cache=cache)
+    with pytest.raises(ValueError, match="after 10 cached tokens exceeds block_size 16"):
+        model(torch.zeros((1, 7), dtype=torch.long), kv_cache=cache)
+
+
+def test_batch_statistics_fall_back_to_uncached_with_one_note(capsys):
+    model = warm_up(centered_model("simple", center_embeddings=True, center_mlp=True))
+    assert not model.supports_kv_cache()
+    prompt = torch.randint(0, 40, (2, 3))
+    a = model.generate(prompt, 20, top_k=1)
+    b = model.generate(prompt, 20, top_k=1)
+    assert torch.equal(a, model.generate(prompt, 20, top_k=1, use_cache=False)) and torch.equal(a, b)
+    err = capsys.readouterr().err
+    assert err.count("generating without it") == 1, err
+    adaptive = warm_up(centered_model("adaptive", center_v=True))
+    assert adaptive.supports_kv_cache() and not adaptive.train().supports_kv_cache()
+
+
+@pytest.mark.parametrize("placement", list(PLACEMENTS) + ["all"])
+@pytest.mark.parametrize("mode", PER_TOKEN_MODES)
+def test_folded_model_gives_the_centered_logits(placement, mode):
+    flags = {flag: True for flag in PLACEMENTS} if placement == "all" else {placement: True}
+    model = warm_up(centered_model(mode, bias=placement != "all", **flags))  # bias=False: biases created
+    folded = fold_centering(model).eval()
+    assert type(folded) is GPT and folded.config.bias
+    assert not any(n.endswith(("running_mean", "center")) for n in folded.state_dict())
+    assert max(m.fixed_center().norm() for _, _, m in model.centerings()) > 1e-2  # a real shift
+    idx = torch.randint(0, 40, (3, 16))
+    with torch.no_grad():
+        assert torch.allclose(folded(idx, all_logits=True)[0], model(idx, all_logits=True)[0], atol=1e-5)
+
+
+def test_fold_refuses_simple_mode():
+    with pytest.raises(ValueError, match="simple"):
+        fold_centering(centered_model("simple", center_embeddings=True))
+
+
+def run_script(*args, env=None):
+    return subprocess.run([sys.executable, *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, timeout=120)
+
+
+def write_checkpoint(model, folder):
+    """A checkpoint as train.py writes it, minus the training state."""
+    ckpt = {"model": model.state_dict(), "model_args": dataclasses.asdict(model.config),
+            "model_class": type(model).__name__, "config": {}, "dataset_meta": CHAR_META}
+    save_checkpoint(ckpt, os.path.join(folder, "ckpt.pt"))
+    return folder
+
+
+def test_fold_script_and_sampling_from_the_folded_checkpoint(tiny_config, tmp_path):
+    flags = dict(center_embeddings=True, center_qk=True, center_v=True, center_mlp=True,
+                 center_residual=True, center_attn_out=True, centering_mode="momentum", bias=False)
+    cfg = CenteredTrainConfig(**{**dataclasses.asdict(tiny_config), **flags, "max_iters": 6, "eval_interval": 6})
+    train(cfg, AdvancedGPT, AdvancedGPTConfig, log=lambda *a: None)
+    folded_dir = str(tmp_path / "folded")
+    r = run_script("scripts/fold_centering.py", f"--in_dir={cfg.out_dir}", f"--out_dir={folded_dir}")
+    assert r.returncode == 0, r.stderr
+    centered_ckpt = load_checkpoint(os.path.join(cfg.out_dir, "ckpt.pt"))
+    ckpt = load_checkpoint(os.path.join(folded_dir, "ckpt.pt"))
+    assert ckpt["model_class"] == "GPT" and ckpt["model_args"]["bias"] is True
+    assert set(ckpt["model_args"]) == {f.name for f in dataclasses.fields(GPTConfig)}
+    assert ckpt["dataset_meta"] == centered_ckpt["dataset_meta"] and ckpt["config"] == centered_ckpt["config"]
+    centered, folded = model_from_checkpoint(centered_ckpt).eval(), model_from_checkpoint(ckpt).eval()
+    idx = torch.randint(0, centered.config.vocab_size, (2, 16))
+    with torch.no_grad():
+        assert torch.allclose(centered(idx, all_logits=True)[0], folded(idx, all_logits=True)[0], atol=1e-5)
+
+    r = run_script("sample.py", f"--out_dir={folded_dir}", "--num_samples=1", "--max_new_tokens=30",
+                   "--device=cpu", "--start=ROMEO:")
+    assert r.returncode == 0 and r.stdout.startswith("ROMEO:"), r.stderr
+    # greedy sampling: the same text with and without the cache
+    greedy = SampleConfig(out_dir=folded_dir, num_samples=1, max_new_tokens=40, top_k=1, device="cpu")
+    quiet = lambda *a: None  # noqa: E731
+    assert sample(greedy, quiet) == sample(dataclasses.replace(greedy, use_kv_cache=False), quiet)
+
+
+@pytest.mark.parametrize("case,message", [("plain", "not a centered model"), ("simple", "'simple'"),
+                                          ("same_dir", "would overwrite"), ("missing", "no checkpoint at")])
+def test_fold_script_errors_are_one_line(case, message, tmp_path, capsys):
+    model = GPT(GPTConfig(**BASE)) if case == "plain" else centered_model("simple", center_v=True)
+    in_dir = write_checkpoint(model, str(tmp_path / "in")) if case != "missing" else str(tmp_path / "none")
+    out_dir = in_dir if case == "same_dir" else str(tmp_path / "out")
+    with pytest.raises(SystemExit) as exit_info:
+        fold_script.main([f"--in_dir={in_dir}", f"--out_dir={out_dir}"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code in (1, 2) and err.count("\n") == 1 and message in err, err
+
+
+def test_export_without_transformers_says_how_to_install(tmp_path):
+    (tmp_path / "transformers.py").write_text("raise ImportError('hidden for this test')\n")
+    r = run_script("scripts/export_hf.py", "--in_dir=a", "--out_dir=b", env={"PYTHONPATH": str(tmp_path)})
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "pip install transformers" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("kind", ["baseline", "centered"])
+def test_hf_export_gives_our_logits(kind, tmp_path, monkeypatch):
+    pytest.importorskip("transformers", reason="transformers is optional (pip install transformers)")
+    from transformers import GPT2LMHeadModel
+    if kind == "baseline":
+        torch.manual_seed(0)
+        model = GPT(GPTConfig(**{**BASE, "bias": False}))  # biases are zero-filled in the export
+    else:  # exported through the automatic fold
+        model = warm_up(centered_model("momentum", bias=False, **{flag: True for flag in PLACEMENTS}))
+    in_dir, out_dir = write_checkpoint(model, str(tmp_path / "ckpt")), str(tmp_path / "hf")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # the script's command line, in this process: importing transformers takes seconds
+    assert export_hf.main([f"--in_dir={in_dir}", f"--out_dir={out_dir}"]) == 0
+    hf = GPT2LMHeadModel.from_pretrained(out_dir).eval()
+    idx = torch.randint(0, 40, (2, 16))
+    with torch.no_grad():
+        ours = model.eval()(idx, all_logits=True)[0]
+        theirs = hf(idx).logits
+    assert ours.std() > 1e-2 and torch.allclose(ours, theirs, atol=1e-4), (ours - theirs).abs().max()
