@@ -181,17 +181,11 @@ class AdvancedGPT(GPT):
         return all(m.is_per_token() for _, _, m in self.centerings())
 
     @torch.no_grad()
-    def init_from_batch(self, idx):
-        """learnable_center: set each center to the batch mean it sees on idx, in forward order,
-        so that every site starts centered given the (already centered) sites before it."""
-        learnable = [m for _, _, m in self.centerings() if m.mode == "learnable_center"]
-        if not learnable:
-            return
-
-        def set_center(module, args):
-            module.center.copy_(module.batch_mean(args[0]))
-
-        handles = [m.register_forward_pre_hook(set_center) for m in learnable]
+    def probe(self, idx, hook):
+        """One evaluation-mode forward pass on idx with hook(name, module, args) called before
+        every VectorCentering; the hooks are removed and the train/eval state restored after."""
+        handles = [m.register_forward_pre_hook(functools.partial(hook, name))
+                   for name, _, m in self.centerings()]
         was_training = self.training
         self.eval()
         try:
@@ -200,6 +194,17 @@ class AdvancedGPT(GPT):
             for h in handles:
                 h.remove()
             self.train(was_training)
+
+    def init_from_batch(self, idx):
+        """learnable_center: set each center to the batch mean it sees on idx, in forward order,
+        so that every site starts centered given the (already centered) sites before it."""
+
+        def set_center(name, module, args):
+            if module.mode == "learnable_center":
+                module.center.copy_(module.batch_mean(args[0]))
+
+        if self.config.centering_mode == "learnable_center":
+            self.probe(idx, set_center)
 
     @torch.no_grad()
     def after_optimizer_step(self):
@@ -215,29 +220,19 @@ class AdvancedGPT(GPT):
             m.apply_step_statistics(flat[offset:offset + m.dim], flat[offset + m.dim])
             offset += m.dim + 1
 
-    @torch.no_grad()
     def eval_diagnostics(self, idx):
         """Per placement (averaged over layers): the norm of the center vector in use, and the
         mean pairwise cosine similarity of the representations before centering (anisotropy)."""
         found = {}
 
-        def record(name, module, args, output):
+        def record(name, module, args):
             u = F.normalize(args[0].float().reshape(-1, module.dim), dim=-1)  # (N, dim) unit vectors
             n = u.shape[0]
             # mean over pairs i != j of u_i . u_j, from |sum u|^2 = n + sum_{i != j} u_i . u_j
             cosine = ((u.sum(0).square().sum() - n) / (n * (n - 1))).item()
             found.setdefault(name, []).append((module.center_for(args[0]).norm().item(), cosine))
 
-        handles = [m.register_forward_hook(functools.partial(record, name))
-                   for name, _, m in self.centerings()]
-        was_training = self.training
-        self.eval()
-        try:
-            self(idx)
-        finally:
-            for h in handles:
-                h.remove()
-            self.train(was_training)
+        self.probe(idx, record)
         out = {}
         for name, values in found.items():
             out[f"center_norm/{name}"] = sum(v[0] for v in values) / len(values)
