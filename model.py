@@ -19,7 +19,9 @@ model is unchanged by the sites.
 Generation keeps a key/value cache (KVCache): each new token attends over the stored keys and
 values of the tokens before it instead of recomputing them. That is exact only if every site
 treats each position on its own; a subclass whose sites mix positions (a mean over the batch)
-says so by returning False from `supports_kv_cache()`.
+says so by returning False from `supports_kv_cache()`. Past block_size tokens the cached path
+restarts from the last half window instead of sliding, so long continuations can differ from
+uncached ones (see `GPT.generate`).
 """
 
 import inspect
@@ -293,13 +295,25 @@ class GPT(nn.Module):
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None, use_cache=True):
         """Extend idx (B, T) by max_new_tokens sampled tokens. Call model.eval() first.
 
-        The model sees at most the last block_size tokens. With use_cache (the default, where
-        supports_kv_cache() allows it; otherwise a note is printed once and the cache is off),
-        the prompt is run once and every later step runs only the newest token against the cached
-        keys and values. When the window is full, the context is cropped to the last block_size
-        tokens and the cache rebuilt from them: positions are absolute, so cached keys cannot
-        slide. Past block_size every step therefore recomputes the whole window, as the uncached
-        path does, and the tokens are the same as without the cache (up to float rounding)."""
+        With use_cache (the default, where supports_kv_cache() allows it; otherwise a note is
+        printed once and the cache is off), the prompt is run once and every later step runs only
+        the newest token against the cached keys and values.
+
+        At the window edge the two paths differ. The model takes at most block_size tokens.
+        Without the cache every step sees the last block_size tokens (nanoGPT's sliding window).
+        The cache cannot slide: position embeddings are absolute, so dropping the oldest token
+        moves every other one to a new position and invalidates all cached keys and values, and
+        rebuilding the cache at every step would cost a full-window forward per token, no faster
+        than no cache. So when the cache is full (block_size tokens) it is rebuilt from the last
+        block_size // 2 tokens (one prefill of half a window, at positions 0 onwards), and
+        single-token steps go on until it is full again. Hence:
+          - while every step's context fits, i.e. prompt length + max_new_tokens - 1 <= block_size
+            (so whenever the whole result fits in block_size), both paths see the same tokens at
+            the same positions: the same logits up to float rounding, the same greedy tokens;
+          - past that, each cached token is conditioned on between block_size // 2 and block_size
+            previous tokens, an uncached one on exactly block_size, so long continuations, greedy
+            ones included, may differ from the uncached path after the first window edge.
+        A prompt longer than block_size is cropped to its last block_size tokens on both paths."""
         if use_cache and not self.supports_kv_cache():
             if not getattr(self, "_kv_cache_note_shown", False):
                 print(f"note: {type(self).__name__} in this mode mixes positions (e.g. centering with batch "
@@ -311,9 +325,10 @@ class GPT(nn.Module):
         for _ in range(max_new_tokens):
             if not use_cache:
                 logits, _ = self(idx[:, -block_size:])
-            elif cache is None or len(cache) == block_size:  # first step, or the window is full
+            elif cache is None or len(cache) == block_size:  # the prompt, or the window is full
+                keep = block_size if cache is None else max(1, block_size // 2)
                 cache = KVCache(self.config.n_layer, block_size)
-                logits, _ = self(idx[:, -block_size:], kv_cache=cache)
+                logits, _ = self(idx[:, -keep:], kv_cache=cache)
             else:
                 logits, _ = self(idx[:, -1:], kv_cache=cache)
             logits = logits[:, -1, :] / max(temperature, 1e-8)

@@ -29,7 +29,7 @@ class SampleConfig:
     seed: int = 1337
     device: str = "auto"
     compile: bool = False
-    use_kv_cache: bool = True  # reuse the keys and values of earlier tokens: faster, same model
+    use_kv_cache: bool = True  # reuse earlier keys and values (faster; see GPT.generate for the window edge)
 
     def validate(self):
         if self.num_samples <= 0 or self.max_new_tokens < 0 or self.top_k < 0:

@@ -75,8 +75,41 @@ def incremental_logits(model, idx, prefill):
     return torch.cat(out, dim=1)
 
 
+def greedy_with_logits(model, prompt, new_tokens, use_cache=True):
+    """model.generate(prompt, new_tokens, top_k=1), and the logits each step sampled from
+    (B, new_tokens, vocab), read by a hook on the model's forward."""
+    steps = []
+    hook = model.register_forward_hook(lambda module, args, out: steps.append(out[0][:, -1]))
+    try:
+        idx = model.generate(prompt, new_tokens, top_k=1, use_cache=use_cache)
+    finally:
+        hook.remove()
+    return idx, torch.stack(steps, dim=1)
+
+
+@torch.no_grad()
+def half_window_reference(model, prompt, new_tokens):
+    """greedy_with_logits under the cached path's window policy, from plain uncached forwards: the
+    context is the tokens since the last restart point; it starts as the last block_size tokens of
+    the prompt and, whenever it would exceed block_size, restarts at the last block_size // 2."""
+    block_size, idx, steps = model.config.block_size, prompt, []
+    start = max(0, prompt.size(1) - block_size)
+    for _ in range(new_tokens):
+        if idx.size(1) - start > block_size:
+            start = idx.size(1) - block_size // 2
+        steps.append(model(idx[:, start:])[0][:, -1])
+        idx = torch.cat((idx, steps[-1].argmax(dim=-1, keepdim=True)), dim=1)
+    return idx, torch.stack(steps, dim=1)
+
+
+def assert_same_generation(a, b):
+    (idx_a, logits_a), (idx_b, logits_b) = a, b
+    assert torch.equal(idx_a, idx_b)
+    assert torch.allclose(logits_a, logits_b, atol=1e-5), (logits_a - logits_b).abs().max()
+
+
 @pytest.mark.parametrize("name", list(MODELS))
-def test_cached_generation_matches_uncached(name):
+def test_cached_generation_matches_uncached_within_the_window(name):
     torch.manual_seed(0)
     model = MODELS[name]().eval()
     assert model.supports_kv_cache()
@@ -84,14 +117,30 @@ def test_cached_generation_matches_uncached(name):
     with torch.no_grad():
         full = model(idx, all_logits=True)[0]
         assert torch.allclose(incremental_logits(model, idx, prefill=5), full, atol=1e-5)
-    # greedy, well past block_size (the cache is rebuilt from the last 16 tokens every step then)
-    prompt = idx[:, :3]
-    cached = model.generate(prompt, 40, top_k=1)
-    assert torch.equal(cached, model.generate(prompt, 40, top_k=1, use_cache=False))
-    # a prompt longer than the window
+    prompt = idx[:, :3]  # 3 + 13 tokens: the whole result fits in block_size 16
+    assert_same_generation(greedy_with_logits(model, prompt, 13),
+                           greedy_with_logits(model, prompt, 13, use_cache=False))
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_cached_generation_past_the_window_restarts_from_half_a_window(name):
+    torch.manual_seed(0)
+    model = MODELS[name]().eval()
+    prompt = torch.randint(0, 40, (2, 3))
+    # 43 tokens with block_size 16: the cache is rebuilt from the last 8 tokens at lengths 17, 26, 35
+    cached = greedy_with_logits(model, prompt, 40)
+    assert_same_generation(cached, half_window_reference(model, prompt, 40))
+    # the uncached path slides instead: the logits part at the first window edge (step 14)
+    uncached_logits = greedy_with_logits(model, prompt, 40, use_cache=False)[1]
+    assert torch.allclose(cached[1][:, :14], uncached_logits[:, :14], atol=1e-5)
+    assert not torch.allclose(cached[1][:, 14], uncached_logits[:, 14], atol=1e-3)
+    # a prompt longer than the window: both paths start from its last 16 tokens
     long_prompt = torch.randint(0, 40, (1, 20))
-    assert torch.equal(model.generate(long_prompt, 5, top_k=1),
-                       model.generate(long_prompt, 5, top_k=1, use_cache=False))
+    cached = greedy_with_logits(model, long_prompt, 10)
+    assert cached[0].shape == (1, 30) and torch.equal(cached[0][:, :20], long_prompt)
+    assert torch.allclose(cached[1][:, 0], greedy_with_logits(model, long_prompt, 1, use_cache=False)[1][:, 0],
+                          atol=1e-5)
+    assert_same_generation(cached, half_window_reference(model, long_prompt, 10))
 
 
 def test_cache_overflow_is_an_error():
@@ -168,8 +217,9 @@ def test_fold_script_and_sampling_from_the_folded_checkpoint(tiny_config, tmp_pa
     r = run_script("sample.py", f"--out_dir={folded_dir}", "--num_samples=1", "--max_new_tokens=30",
                    "--device=cpu", "--start=ROMEO:")
     assert r.returncode == 0 and r.stdout.startswith("ROMEO:"), r.stderr
-    # greedy sampling: the same text with and without the cache
-    greedy = SampleConfig(out_dir=folded_dir, num_samples=1, max_new_tokens=40, top_k=1, device="cpu")
+    # greedy sampling inside the window (a one-token prompt + 15 <= block_size 16): the same text
+    # with and without the cache
+    greedy = SampleConfig(out_dir=folded_dir, num_samples=1, max_new_tokens=15, top_k=1, device="cpu")
     quiet = lambda *a: None  # noqa: E731
     assert sample(greedy, quiet) == sample(dataclasses.replace(greedy, use_kv_cache=False), quiet)
 
