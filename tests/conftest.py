@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
@@ -53,3 +54,29 @@ def tiny_config(char_data, tmp_path):
     from train import TrainConfig
     return TrainConfig(**TINY_MODEL, data_dir=char_data, out_dir=str(tmp_path / "out"),
                        max_iters=20, eval_interval=10)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run many tiny ops: a second thread gains nothing, and on a busy 2-core machine
+    its synchronisation makes them many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def warm_up(model, steps=3, vocab_size=40, block_size=16):
+    """A few training steps of a small centered model, so that its running means and learned
+    centers are far from zero; returns it in evaluation mode."""
+    model.init_from_batch(torch.randint(0, vocab_size, (4, block_size)))
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(steps):
+        idx = torch.randint(0, vocab_size, (4, block_size))
+        _, loss = model(idx, idx)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        model.after_optimizer_step()
+    return model.eval()

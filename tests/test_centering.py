@@ -8,8 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-import train as train_module
-from conftest import REPO_ROOT, TINY_MODEL
+from conftest import REPO_ROOT, warm_up
 from model import GPT, GPTConfig
 from model_advanced_centering import (CENTERING_MODES, PLACEMENTS, AdvancedGPT, AdvancedGPTConfig,
                                       VectorCentering)
@@ -24,20 +23,6 @@ def make_model(placement, mode, seed=0):
     torch.manual_seed(seed)
     return AdvancedGPT(AdvancedGPTConfig(**BASE, **{placement: True}, centering_mode=mode))
 
-
-def warm_up(model, steps=3):
-    """A few training forwards plus step updates, so running means and centers are non-trivial."""
-    model.init_from_batch(torch.randint(0, 40, (4, 16)))
-    model.train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    for _ in range(steps):
-        idx = torch.randint(0, 40, (4, 16))
-        _, loss = model(idx, idx)
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-        model.after_optimizer_step()
-    return model.eval()
 
 
 def test_all_flags_off_is_the_baseline_bit_for_bit():

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, warm_up
 from model import GPT, GPTConfig, KVCache
 from model_advanced_centering import PLACEMENTS, AdvancedGPT, AdvancedGPTConfig, fold_centering
 from sample import SampleConfig, sample
@@ -24,34 +24,11 @@ PER_TOKEN_MODES = ("adaptive", "momentum", "learnable_center")
 CHAR_META = {"tokenizer": "char", "vocab_size": 40, "chars": [chr(ord("0") + i) for i in range(40)]}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Generation runs many tiny ops: a second thread gains nothing, and on a busy machine its
-    synchronisation makes them tens of times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def centered_model(mode, bias=True, **flags):
     torch.manual_seed(0)
     return AdvancedGPT(AdvancedGPTConfig(**{**BASE, "bias": bias}, **flags, centering_mode=mode))
 
-
-def warm_up(model, steps=3):
-    """A few training steps, so that running means and learned centers are far from zero."""
-    model.init_from_batch(torch.randint(0, 40, (4, 16)))
-    model.train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    for _ in range(steps):
-        idx = torch.randint(0, 40, (4, 16))
-        _, loss = model(idx, idx)
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-        model.after_optimizer_step()
-    return model.eval()
 
 
 def all_models():

@@ -9,9 +9,9 @@ import torch
 import torch.nn as nn
 
 import train as train_module
-from conftest import REPO_ROOT, TINY_MODEL
+from conftest import REPO_ROOT
 from model import GPT
-from train import (TokenData, TrainingDiverged, TrainingError, evaluate, load_checkpoint,
+from train import (TokenData, TrainingError, evaluate, load_checkpoint,
                    load_model_state, save_checkpoint, setup_runtime, train)
 
 
