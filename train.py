@@ -434,6 +434,10 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
     iter_num, best_val_loss, ckpt = 0, float("inf"), None
     if cfg.init_from == "resume":
         ckpt = load_checkpoint(ckpt_path)
+        missing = {"optimizer", "scaler", "iter_num", "best_val_loss", "sampler", "rng"} - set(ckpt)
+        if missing:
+            raise TrainingError(f"{ckpt_path} cannot be resumed: it lacks the training state "
+                                f"{sorted(missing)} (an inference-only checkpoint, e.g. a folded one?)")
         if ckpt["model_class"] != model_cls.__name__:
             raise TrainingError(f"{ckpt_path} holds a {ckpt['model_class']}, not a {model_cls.__name__}")
         model_args = dict(ckpt["model_args"])

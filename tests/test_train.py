@@ -122,6 +122,12 @@ def test_bad_checkpoints_give_clear_errors(tiny_config, tmp_path):
     with pytest.raises(TrainingError, match="unreadable"):
         load_checkpoint(truncated)
     ckpt = load_checkpoint(good)
+    inference_only = os.path.join(str(tmp_path), "folded")
+    os.makedirs(inference_only)
+    save_checkpoint({k: ckpt[k] for k in ("model", "model_args", "model_class")},
+                    os.path.join(inference_only, "ckpt.pt"))
+    with pytest.raises(TrainingError, match="cannot be resumed: it lacks the training state"):
+        train(dataclasses.replace(tiny_config, out_dir=inference_only, init_from="resume"), log=lambda *a: None)
     other = GPT(train_module.GPTConfig(**{**ckpt["model_args"], "n_embd": 64}))
     with pytest.raises(TrainingError, match="does not match the model"):
         load_model_state(other, ckpt["model"], good)
