@@ -8,8 +8,9 @@ type an override is parsed to. Config files are executed as Python; every top-le
 does not start with an underscore must be a key. A config file may build on another with
 `include("other.py")` (path relative to the including file).
 
-Errors in what the user typed raise ConfigError with a one-line message; `fail` prints it and
-exits with status 2.
+Errors in what the user typed raise ConfigError with a one-line message. `run_command` is the
+command line of every script: --help, parsing, and any UserError turned into one line on stderr
+and its exit status (ConfigError: 2), never a traceback.
 """
 
 import dataclasses
@@ -21,8 +22,13 @@ import types
 TRUE_WORDS = {"true": True, "1": True, "false": False, "0": False}
 
 
-class ConfigError(Exception):
-    pass
+class UserError(Exception):
+    """A problem the user can fix, reported in one line; status is the exit status."""
+    status = 1
+
+
+class ConfigError(UserError):
+    status = 2
 
 
 def fail(message, status=2):
@@ -126,3 +132,16 @@ def describe(cls):
     defaults = cls()
     return "\n".join(f"  --{f.name}={getattr(defaults, f.name)!r}  ({f.type.__name__})"
                      for f in dataclasses.fields(cls))
+
+
+def run_command(config_cls, argv, body, usage):
+    """--help prints usage and the keys; otherwise body(config) runs, and a UserError it raises
+    becomes one line on stderr and the error's exit status. Returns 0 when body returns."""
+    if any(a in ("-h", "--help") for a in argv):
+        print(f"usage: {usage}\nkeys:\n" + describe(config_cls))
+        return 0
+    try:
+        body(load_config(config_cls, argv))
+    except UserError as e:
+        fail(str(e), e.status)
+    return 0

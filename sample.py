@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from configurator import ConfigError, describe, fail, load_config
-from train import TrainingError, load_checkpoint, model_from_checkpoint, pick_device
+from configurator import ConfigError, run_command
+from train import load_checkpoint, model_from_checkpoint, pick_device
 
 
 @dataclass
@@ -58,7 +58,7 @@ def make_codec(meta):
 
 
 def sample(cfg, log=print):
-    """Generate cfg.num_samples continuations; returns them as strings."""
+    """Generate cfg.num_samples continuations; prints them."""
     path = os.path.join(cfg.out_dir, cfg.checkpoint)
     ckpt = load_checkpoint(path)
     model = model_from_checkpoint(ckpt, path)
@@ -92,16 +92,7 @@ def sample(cfg, log=print):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    if any(a in ("-h", "--help") for a in argv):
-        print("usage: sample.py [--key=value ...]\nkeys:\n" + describe(SampleConfig))
-        return 0
-    try:
-        sample(load_config(SampleConfig, argv))
-    except ConfigError as e:
-        fail(str(e), 2)
-    except TrainingError as e:
-        fail(str(e), 1)
-    return 0
+    return run_command(SampleConfig, argv, sample, "sample.py [--key=value ...]")
 
 
 if __name__ == "__main__":

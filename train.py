@@ -32,7 +32,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from configurator import ConfigError, describe, fail, load_config
+from configurator import ConfigError, UserError, run_command
 from model import GPT, GPTConfig
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -106,12 +106,13 @@ class TrainConfig:
             raise ConfigError(f"device must be auto, cpu, cuda[:N] or mps; got '{self.device}'")
 
 
-class TrainingError(Exception):
+class TrainingError(UserError):
     """A problem the user can fix (missing data, bad checkpoint): reported in one line."""
 
 
-class TrainingDiverged(Exception):
+class TrainingDiverged(UserError):
     """The loss became NaN or infinite."""
+    status = 3
 
 
 # ----------------------------------------------------------------------------------------------
@@ -601,28 +602,20 @@ def main(argv=None, config_cls=TrainConfig, model_cls=GPT, model_config_cls=GPTC
          on_step=None):
     """Command line: parse the config, train, and turn errors into one line and an exit status
     (2: bad configuration, 1: other user-fixable problem, 3: the loss diverged)."""
-    argv = sys.argv[1:] if argv is None else argv
-    if any(a in ("-h", "--help") for a in argv):
-        print(f"usage: {os.path.basename(sys.argv[0])} [config.py ...] [--key=value ...]\nkeys:\n"
-              + describe(config_cls))
-        return 0
-    try:
-        cfg = load_config(config_cls, argv)
+
+    def run(cfg):
         if announce is not None and int(os.environ.get("RANK", 0)) == 0:
             announce(cfg)
-        summary = train(cfg, model_cls, model_config_cls, on_step=on_step)
-    except ConfigError as e:
-        fail(str(e), 2)
-    except TrainingError as e:
-        fail(str(e), 1)
-    except TrainingDiverged as e:
-        fail(str(e), 3)
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-    if summary.get("best_val_loss") is not None and math.isfinite(summary["best_val_loss"]):
-        print(f"done: {summary['iters']} iterations, best val loss {summary['best_val_loss']:.4f}")
-    return 0
+        try:
+            summary = train(cfg, model_cls, model_config_cls, on_step=on_step)
+        finally:
+            if dist.is_initialized():
+                dist.destroy_process_group()
+        if summary.get("best_val_loss") is not None and math.isfinite(summary["best_val_loss"]):
+            print(f"done: {summary['iters']} iterations, best val loss {summary['best_val_loss']:.4f}")
+
+    argv = sys.argv[1:] if argv is None else argv
+    return run_command(config_cls, argv, run, f"{os.path.basename(sys.argv[0])} [config.py ...] [--key=value ...]")
 
 
 if __name__ == "__main__":

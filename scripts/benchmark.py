@@ -17,8 +17,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 import torch  # noqa: E402
 
-from configurator import ConfigError, fail, load_config  # noqa: E402
-from train import TrainConfig, TrainingError, train  # noqa: E402
+from configurator import run_command  # noqa: E402
+from train import TrainConfig, train  # noqa: E402
 
 SKIP_FIRST = 10  # warm-up iterations left out of the median
 
@@ -38,21 +38,18 @@ def report(summary):
             "iters": summary["iters"]}
 
 
-def main(argv):
-    try:
-        cfg = load_config(TrainConfig, argv)
-        summary = train(cfg, log=lambda *a: None)
-    except ConfigError as e:
-        fail(str(e), 2)
-    except TrainingError as e:
-        fail(str(e), 1)
-    r = report(summary)
+def benchmark(cfg, argv):
+    r = report(train(cfg, log=lambda *a: None))
     print(f"machine: {machine_description()}")
     print(f"config: {' '.join(argv)}")
     print(f"iterations: {r['iters']}  median: {r['median_ms']:.2f} ms/iter  "
           f"tokens/s: {r['tokens_per_s']:,.0f}  peak memory: {r['peak_memory_mb']:.0f} MiB  "
           f"best val loss: {r['best_val_loss']:.4f}")
-    return 0
+
+
+def main(argv):
+    return run_command(TrainConfig, argv, lambda cfg: benchmark(cfg, argv),
+                       "benchmark.py [config.py ...] [--key=value ...]")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ sys.path.insert(0, REPO_ROOT)
 
 import torch  # noqa: E402
 
-from configurator import ConfigError, describe, fail, load_config  # noqa: E402
+from configurator import ConfigError, run_command  # noqa: E402
 from fold_centering import fold_checkpoint  # noqa: E402
 from train import TrainingError, load_checkpoint, model_from_checkpoint  # noqa: E402
 
@@ -71,30 +71,24 @@ def to_hf(model, dataset_meta=None):
     return hf.eval()
 
 
-def main(argv):
-    if any(a in ("-h", "--help") for a in argv):
-        print("usage: export_hf.py --in_dir=FOLDER --out_dir=FOLDER [--checkpoint=ckpt.pt]\nkeys:\n"
-              + describe(ExportConfig))
-        return 0
+def export_command(cfg):
     try:
-        cfg = load_config(ExportConfig, argv)
-        try:
-            import transformers  # noqa: F401
-        except ImportError:
-            raise TrainingError("the Hugging Face export needs transformers: pip install transformers") from None
-        path = os.path.join(cfg.in_dir, cfg.checkpoint)
-        ckpt = load_checkpoint(path)
-        if ckpt["model_class"] == "AdvancedGPT":
-            ckpt = fold_checkpoint(ckpt, path)
-            print(f"{ckpt['folded_from']['centering']}: folded into biases first")
-        model = model_from_checkpoint(ckpt, path)
-        to_hf(model, ckpt.get("dataset_meta")).save_pretrained(cfg.out_dir)
-    except ConfigError as e:
-        fail(str(e), 2)
-    except TrainingError as e:
-        fail(str(e), 1)
+        import transformers  # noqa: F401
+    except ImportError:
+        raise TrainingError("the Hugging Face export needs transformers: pip install transformers") from None
+    path = os.path.join(cfg.in_dir, cfg.checkpoint)
+    ckpt = load_checkpoint(path)
+    if ckpt["model_class"] == "AdvancedGPT":
+        ckpt = fold_checkpoint(ckpt, path)
+        print(f"{ckpt['folded_from']['centering']}: folded into biases first")
+    model = model_from_checkpoint(ckpt, path)
+    to_hf(model, ckpt.get("dataset_meta")).save_pretrained(cfg.out_dir)
     print(f"wrote a Hugging Face GPT-2 model to {cfg.out_dir}")
-    return 0
+
+
+def main(argv):
+    return run_command(ExportConfig, argv, export_command,
+                       "export_hf.py --in_dir=FOLDER --out_dir=FOLDER [--checkpoint=ckpt.pt]")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-from configurator import ConfigError, describe, fail, load_config  # noqa: E402
+from configurator import ConfigError, run_command  # noqa: E402
 from model_advanced_centering import describe_centering, fold_centering  # noqa: E402
 from train import TrainingError, load_checkpoint, model_from_checkpoint, save_checkpoint  # noqa: E402
 
@@ -53,26 +53,19 @@ def fold_checkpoint(ckpt, path="checkpoint"):
     }
 
 
-def main(argv):
-    if any(a in ("-h", "--help") for a in argv):
-        print("usage: fold_centering.py --in_dir=FOLDER --out_dir=FOLDER [--checkpoint=ckpt.pt]\nkeys:\n"
-              + describe(FoldConfig))
-        return 0
-    try:
-        cfg = load_config(FoldConfig, argv)
-        in_path = os.path.join(cfg.in_dir, cfg.checkpoint)
-        out_path = os.path.join(cfg.out_dir, "ckpt.pt")
-        if os.path.realpath(in_path) == os.path.realpath(out_path):
-            raise ConfigError(f"--out_dir would overwrite the centered checkpoint {in_path}: "
-                              f"choose another folder")
-        folded = fold_checkpoint(load_checkpoint(in_path), in_path)
-        save_checkpoint(folded, out_path)
-    except ConfigError as e:
-        fail(str(e), 2)
-    except TrainingError as e:
-        fail(str(e), 1)
+def fold_command(cfg):
+    in_path = os.path.join(cfg.in_dir, cfg.checkpoint)
+    out_path = os.path.join(cfg.out_dir, "ckpt.pt")
+    if os.path.realpath(in_path) == os.path.realpath(out_path):
+        raise ConfigError(f"--out_dir would overwrite the centered checkpoint {in_path}: choose another folder")
+    folded = fold_checkpoint(load_checkpoint(in_path), in_path)
+    save_checkpoint(folded, out_path)
     print(f"{folded['folded_from']['centering']}: folded into a plain GPT, {out_path}")
-    return 0
+
+
+def main(argv):
+    return run_command(FoldConfig, argv, fold_command,
+                       "fold_centering.py --in_dir=FOLDER --out_dir=FOLDER [--checkpoint=ckpt.pt]")
 
 
 if __name__ == "__main__":
