@@ -67,12 +67,13 @@ def mode_heatmap(groups, out_path, title="Mean improvement over the baseline (%)
     for (v, m), value in cells.items():
         grid[variants.index(v), modes.index(m)] = value
     limit = max(1e-9, np.nanmax(np.abs(grid)))
-    fig, ax = plt.subplots(figsize=(2 + 1.6 * len(modes), 1.5 + 0.5 * len(variants)), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(max(6.5, 2.5 + 1.6 * len(modes)), 2 + 0.5 * len(variants)),
+                           constrained_layout=True)
     image = ax.imshow(grid, cmap="RdYlGn", vmin=-limit, vmax=limit, aspect="auto")
     for i in range(len(variants)):
         for j in range(len(modes)):
-            if not np.isnan(grid[i, j]):
-                ax.text(j, i, f"{grid[i, j]:+.2f}", ha="center", va="center", fontsize=8)
+            text = "not run" if np.isnan(grid[i, j]) else f"{grid[i, j]:+.2f}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color="gray" if np.isnan(grid[i, j]) else "black")
     ax.set_xticks(range(len(modes)), modes)
     ax.set_yticks(range(len(variants)), [v.replace("_centered", "") for v in variants])
     ax.set_xlabel("centering mode")
@@ -103,7 +104,7 @@ def main(argv=None):
     print(improvement_bars(groups, os.path.join(out_dir, f"improvement_i{iters}.png"),
                            title=f"Improvement over the baseline at {iters} iterations"))
     print(mode_heatmap(groups, os.path.join(out_dir, f"mode_heatmap_i{iters}.png"),
-                       title=f"Mean improvement over the baseline (%) at {iters} iterations"))
+                       title=f"Mean improvement over the baseline (%)\nat {iters} iterations, paired by seed"))
     return 0
 
 
