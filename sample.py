@@ -28,7 +28,6 @@ class SampleConfig:
     top_k: int = 200  # keep only the k most likely tokens; 0 keeps all
     seed: int = 1337
     device: str = "auto"
-    compile: bool = False
     use_kv_cache: bool = True  # reuse earlier keys and values (faster; see GPT.generate for the window edge)
 
     def validate(self):
@@ -64,8 +63,6 @@ def sample(cfg, log=print):
     model = model_from_checkpoint(ckpt, path)
     device = pick_device(cfg.device)
     model.eval().to(device)
-    if cfg.compile:
-        model = torch.compile(model)
     encode, decode = make_codec(ckpt.get("dataset_meta", {}))
     prompt = cfg.start
     if prompt.startswith("FILE:"):
