@@ -27,9 +27,11 @@ from dataclasses import dataclass
 from tqdm import tqdm
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+from model_advanced_centering import CENTERING_MODES as MODES  # noqa: E402
+
 ALL_VARIANTS = ["baseline", "embeddings_centered", "qk_centered", "value_centered", "qk_value_centered",
                 "full_attention_centered", "residual_centered", "mlp_centered", "aggressive_centered"]
-MODES = ("simple", "adaptive", "learnable_center", "momentum")
 FINAL_STATUSES = ("ok", "diverged")  # not run again; "failed" is
 EXIT_STATUS = {0: "ok", 3: "diverged"}  # train.py's exit codes; anything else is "failed"
 

@@ -27,12 +27,11 @@ import torch  # noqa: E402
 
 from benchmark import SKIP_FIRST, machine_description  # noqa: E402
 from configurator import ConfigError, fail, load_config  # noqa: E402
+from advanced_centering_experiments import ALL_VARIANTS as VARIANTS, check_names  # noqa: E402
 from model_advanced_centering import CENTERING_MODES, AdvancedGPT, AdvancedGPTConfig  # noqa: E402
 from train import TokenData, TrainingError, model_args_from  # noqa: E402
 from train_advanced_centered import CenteredTrainConfig  # noqa: E402
 
-VARIANTS = ["baseline", "embeddings_centered", "qk_centered", "value_centered", "qk_value_centered",
-            "full_attention_centered", "residual_centered", "mlp_centered", "aggressive_centered"]
 
 
 def parse_args(argv):
@@ -43,12 +42,7 @@ def parse_args(argv):
     parser.add_argument("--compile", choices=["eager", "compiled", "both"], default="both")
     args, overrides = parser.parse_known_args(argv)
     variants, modes = args.variants.split(","), args.modes.split(",")
-    for name in variants:
-        if not os.path.isfile(os.path.join(REPO_ROOT, "config", f"{name}.py")):
-            fail(f"unknown variant '{name}'; known: {', '.join(VARIANTS)}")
-    for mode in modes:
-        if mode not in CENTERING_MODES:
-            fail(f"unknown mode '{mode}'; valid modes: {', '.join(CENTERING_MODES)}")
+    check_names(parser, variants, modes, os.path.join(REPO_ROOT, "config"))
     if args.steps <= SKIP_FIRST:
         fail(f"--steps must exceed {SKIP_FIRST}")
     return args, variants, modes, overrides

@@ -20,19 +20,18 @@ sys.path.insert(0, REPO_ROOT)
 import torch  # noqa: E402
 
 from configurator import load_config  # noqa: E402
+from advanced_centering_experiments import ALL_VARIANTS as VARIANTS  # noqa: E402
 from model_advanced_centering import CENTERING_MODES, AdvancedGPT, AdvancedGPTConfig  # noqa: E402
 from train import load_checkpoint, model_from_checkpoint, train  # noqa: E402
 from train_advanced_centered import CenteredTrainConfig  # noqa: E402
 
-VARIANTS = ["baseline", "embeddings_centered", "qk_centered", "value_centered", "qk_value_centered",
-            "full_attention_centered", "residual_centered", "mlp_centered", "aggressive_centered"]
 TINY = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=8",
         "--max_iters=30", "--eval_interval=10", "--eval_windows=16", "--warmup_iters=2",
         "--device=cpu", "--compile=False", "--log_interval=1000"]
 
 
 def check(variant, mode, data_dir, out_dir):
-    """Train, resume-free evaluate and sample one tiny run; returns (ok, detail)."""
+    """Train one tiny run, rebuild it from its checkpoint and sample; returns (ok, detail)."""
     cfg = load_config(CenteredTrainConfig, [os.path.join(REPO_ROOT, "config", f"{variant}.py"), *TINY,
                                             f"--centering_mode={mode}", f"--data_dir={data_dir}",
                                             f"--out_dir={out_dir}"])
