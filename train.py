@@ -187,7 +187,8 @@ def setup_runtime(cfg):
 # Data
 
 class TokenData:
-    """train.bin / val.bin (uint16 token ids) and meta.json of a prepared dataset."""
+    """train.bin / val.bin / test.bin (uint16 token ids) and meta.json of a prepared dataset. The
+    test split is optional (datasets prepared before it existed have none): has_test says."""
 
     def __init__(self, data_dir, block_size):
         self.data_dir = data_dir
@@ -200,8 +201,10 @@ class TokenData:
             self.meta = json.load(f)
         self.vocab_size = int(self.meta["vocab_size"])
         self.token_bytes = np.asarray(self.meta.get("token_bytes", [1] * self.vocab_size), dtype=np.int64)
+        self.fingerprint = self.meta.get("fingerprint")  # None for datasets prepared before it existed
+        self.has_test = os.path.isfile(self._path("test"))
         self.lengths = {}
-        for split in ("train", "val"):
+        for split in ("train", "val", "test") if self.has_test else ("train", "val"):
             path = self._path(split)
             if not os.path.isfile(path):
                 raise TrainingError(f"{path} is missing: prepare the dataset first")
@@ -227,6 +230,11 @@ class TokenData:
     def eval_offsets(self, split, count):
         """count window starts spread evenly over the split: fixed for a dataset and block size."""
         return np.linspace(0, self.max_offset(split), num=count).round().astype(np.int64)
+
+    def tiling_offsets(self, split):
+        """Starts of every non-overlapping window of the split: each token after the first is a
+        target exactly once, except the fewer than block_size left over at the end."""
+        return np.arange((self.lengths[split] - 1) // self.block_size, dtype=np.int64) * self.block_size
 
 
 class BatchSampler:
@@ -338,11 +346,12 @@ def get_lr(it, cfg):
 
 
 @torch.no_grad()
-def evaluate(model, data, split, count, batch_size, rt):
-    """Mean loss (nats/token) and bits per byte on the fixed evaluation windows of a split. Under
-    DDP each rank takes every world_size-th window and the sums are reduced."""
+def evaluate(model, data, split, count, batch_size, rt, offsets=None):
+    """Mean loss (nats/token) and bits per byte (per UTF-8 byte of the text) on the fixed evaluation
+    windows of a split, or on the windows starting at offsets when given. Under DDP each rank takes
+    every world_size-th window and the sums are reduced."""
     model.eval()
-    offsets = data.eval_offsets(split, count)[rt.rank::rt.world_size]
+    offsets = (data.eval_offsets(split, count) if offsets is None else offsets)[rt.rank::rt.world_size]
     loss_sum = torch.zeros((), dtype=torch.float64, device=rt.device)
     tokens, nbytes = 0, 0
     for start in range(0, len(offsets), batch_size):
@@ -371,14 +380,16 @@ class MetricsLog:
         self.enabled = enabled
 
     def truncate_after(self, iter_num):
-        """On resume: drop records a crashed run wrote past its last checkpoint."""
+        """On resume: drop records a crashed run wrote past its last checkpoint, and the test
+        record of an earlier end of the run (the resumed run writes its own)."""
         if not (self.enabled and os.path.exists(self.path)):
             return
         with open(self.path, encoding="utf-8") as f:
-            kept = [line for line in f if line.strip() and json.loads(line).get("iter", 0) <= iter_num]
+            records = [(line, json.loads(line)) for line in f if line.strip()]
+        kept = [line for line, r in records if r.get("iter", 0) <= iter_num and r.get("type") != "test"]
         tmp = self.path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(kept)
+            f.writelines(line if line.endswith("\n") else line + "\n" for line in kept)
         os.replace(tmp, self.path)
 
     def write(self, record):
@@ -412,6 +423,19 @@ def set_rng_state(state):
         torch.cuda.set_rng_state(state["cuda"])
 
 
+def test_record(model, data, best_path, batch_size, rt):
+    """The run's reported result: the best checkpoint (chosen on validation loss) evaluated exactly
+    on the whole test split, every non-overlapping window. Loads the best weights into model."""
+    if rt.ddp:
+        dist.barrier()  # rank 0 wrote best.pt
+    best = load_checkpoint(best_path)
+    load_model_state(model, best["model"], best_path)
+    offsets = data.tiling_offsets("test")
+    loss, bits_per_byte = evaluate(model, data, "test", None, batch_size, rt, offsets=offsets)
+    return {"type": "test", "iter": best["iter_num"], "test_loss": loss, "test_bpb": bits_per_byte,
+            "test_tokens": len(offsets) * data.block_size}
+
+
 # ----------------------------------------------------------------------------------------------
 # The loop
 
@@ -427,6 +451,9 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
     micro_steps = cfg.gradient_accumulation_steps // rt.world_size  # per rank
     tokens_per_iter = cfg.gradient_accumulation_steps * cfg.batch_size * cfg.block_size
     sampler = BatchSampler(cfg.seed, data.max_offset("train"), cfg.batch_size, cfg.gradient_accumulation_steps)
+    if not data.has_test and not cfg.eval_only:
+        say(f"note: {data.data_dir} has no test split (test.bin): re-run its prepare.py to get one; "
+            f"this run writes no test record")
     ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
     best_path = os.path.join(cfg.out_dir, "best.pt")
     if rt.master:
@@ -593,9 +620,18 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
 
     if last_eval_iter != iter_num and not (iter_num == start_iter and cfg.init_from == "resume"):
         last_val_loss = run_eval(final=True)
-    return {"iters": iter_num, "final_val_loss": last_val_loss, "best_val_loss": best_val_loss,
-            "step_times": step_times, "tokens_per_iter": tokens_per_iter,
-            "peak_memory_mb": peak_memory_mb(rt), "out_dir": cfg.out_dir}
+    summary = {"iters": iter_num, "final_val_loss": last_val_loss, "best_val_loss": best_val_loss,
+               "step_times": step_times, "tokens_per_iter": tokens_per_iter,
+               "peak_memory_mb": peak_memory_mb(rt), "out_dir": cfg.out_dir}
+    if data.has_test:
+        record = test_record(raw_model, data, best_path, cfg.batch_size, rt)
+        metrics.write(record)
+        say(f"test (best checkpoint, iteration {record['iter']}): loss {record['test_loss']:.4f}, "
+            f"{record['test_bpb']:.4f} bits/byte over {record['test_tokens']:,} tokens")
+        if cfg.wandb_log and rt.master:
+            wandb.log({"test/loss": record["test_loss"], "test/bpb": record["test_bpb"]})
+        summary.update(test_loss=record["test_loss"], test_bpb=record["test_bpb"])
+    return summary
 
 
 def main(argv=None, config_cls=TrainConfig, model_cls=GPT, model_config_cls=GPTConfig, announce=None,
@@ -612,7 +648,8 @@ def main(argv=None, config_cls=TrainConfig, model_cls=GPT, model_config_cls=GPTC
             if dist.is_initialized():
                 dist.destroy_process_group()
         if summary.get("best_val_loss") is not None and math.isfinite(summary["best_val_loss"]):
-            print(f"done: {summary['iters']} iterations, best val loss {summary['best_val_loss']:.4f}")
+            test = f", test loss {summary['test_loss']:.4f}" if "test_loss" in summary else ""
+            print(f"done: {summary['iters']} iterations, best val loss {summary['best_val_loss']:.4f}{test}")
 
     argv = sys.argv[1:] if argv is None else argv
     return run_command(config_cls, argv, run, f"{os.path.basename(sys.argv[0])} [config.py ...] [--key=value ...]")
