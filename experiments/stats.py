@@ -198,9 +198,10 @@ def equal_wall_time(baseline, variant, confidence=0.95):
     validation-split estimate, since the test split is evaluated once, at the end; (4) step
     times come from the same runs, so they carry whatever else the machine was doing.
     Returns paired_comparison over the per-seed equal-wall-time losses, plus "overhead" (the
-    mean r) and "variant_iters" (the mean T / r)."""
+    mean r), "variant_iters" (the mean T / r) and "equal_steps_pct" (the mean improvement read
+    off the same curves at T, for a like-for-like look at what the wall time changes)."""
     seeds = sorted(set(baseline) & set(variant))
-    base_loss, var_loss, ratios, steps = {}, {}, [], []
+    base_loss, var_loss, var_at_steps, ratios, steps = {}, {}, {}, [], []
     for s in seeds:
         b, v = baseline[s], variant[s]
         if not (b.get("step_ms") and v.get("step_ms") and b.get("curve") and v.get("curve")):
@@ -208,9 +209,11 @@ def equal_wall_time(baseline, variant, confidence=0.95):
         r = v["step_ms"] / b["step_ms"]
         base_loss[s] = loss_at_iter(b["curve"], b["iters"])
         var_loss[s] = loss_at_iter(v["curve"], min(b["iters"] / r, v["iters"]))
+        var_at_steps[s] = loss_at_iter(v["curve"], b["iters"])
         ratios.append(r)
         steps.append(b["iters"] / r)
     result = paired_comparison(base_loss, var_loss, confidence)
+    result["equal_steps_pct"] = paired_comparison(base_loss, var_at_steps)["mean_pct"]
     result["overhead"] = float(np.mean(ratios)) if ratios else math.nan
     result["variant_iters"] = float(np.mean(steps)) if steps else math.nan
     return result

@@ -112,7 +112,8 @@ def test_equal_wall_time_interpolates_the_slower_variant_at_the_baselines_time()
     slow = {s: {"curve": [(i, 3 - 1.5 * i / 1000) for i in its], "iters": 1000, "step_ms": 20.0} for s in (1, 2)}
     r = equal_wall_time(base, slow)
     assert r["overhead"] == pytest.approx(2.0) and r["variant_iters"] == pytest.approx(500)
-    assert r["mean_pct"] == pytest.approx((2.0 - 2.25) / 2.0 * 100)  # at equal steps it would be +25%
+    assert r["mean_pct"] == pytest.approx((2.0 - 2.25) / 2.0 * 100)
+    assert r["equal_steps_pct"] == pytest.approx(25.0)
     # a faster variant is not extrapolated past its last evaluation
     fast = {s: dict(slow[s], step_ms=5.0) for s in (1, 2)}
     assert equal_wall_time(base, fast)["mean_pct"] == pytest.approx(25.0)
