@@ -25,11 +25,18 @@ averaged over heads, sequences and query positions 1..T-1 (position 0 can only s
 computed from the q and k the model actually uses (after their sites), with the causal mask and
 scaling of its scaled_dot_product_attention.
 
+IsoScore follows the paper's algorithm step by step; it agrees with the authors' `isoscore` package
+(2.0.1) to 6 digits, which is not used: a single 2023 release that copies its input with
+torch.tensor, builds a CPU tensor next to the input (fails on CUDA), and decomposes the full n x n
+covariance even when N < n.
+
 These are finite-sample estimates on one probe batch: with N tokens not much larger than n (the
 MLP's 4 * n_embd especially) even an isotropic cloud scores below 1, so compare runs of one shape
-and probe batch, not absolute values. Cost control: at most MAX_PROBE_TOKENS tokens (whole
-sequences from the start of the batch) and, per representation, one eigvalsh of the n x n
-covariance (or of the N x N Gram matrix when N < n); the pairwise cosine is exact in O(N n).
+and probe batch, not absolute values. The median is torch's (the lower middle value for an even
+count). Cost control: at most MAX_PROBE_TOKENS tokens (whole sequences from the start of the
+batch); per representation one float32 eigvalsh of the n x n covariance (or of the N x N Gram
+matrix when N < n), done once for a centered site whose output is its input shifted by one vector
+(then before and after have the same covariance); the pairwise cosine is exact in O(N n).
 
 The probe is an evaluation-mode forward pass with forward hooks on the site modules (SiteRecorder);
 the model's forward is not changed. plot_diagnostics draws every metric over training per variant.
@@ -233,10 +240,9 @@ def site_diagnostics(recorder, n_head):
         for name in metrics_before:
             values[diag_key(site, layer, f"{name}_before")] = metrics_before[name]
             values[diag_key(site, layer, f"{name}_after")] = metrics_after[name]
-    layers = sorted(layer for site, layer in representations if site == "q")
-    if representations and next(iter(representations.values()))[0].size(1) > 1:
-        for layer in layers:
-            q, k = representations[("q", layer)][1], representations[("k", layer)][1]
+    for layer in sorted(layer for site, layer in representations if site == "q"):
+        q, k = representations[("q", layer)][1], representations[("k", layer)][1]
+        if q.size(1) > 1:  # a single position attends only to itself
             values[diag_key("attention", layer, "first_mass")] = first_position_attention(q, k, n_head)
     # one transfer for all of them (on a GPU, .item() per value would wait once per value)
     return dict(zip(values, torch.stack([v.double() for v in values.values()]).tolist())) if values else {}
