@@ -45,6 +45,7 @@ the model's forward is not changed. plot_diagnostics draws every metric over tra
 import functools
 import math
 import os
+import textwrap
 
 import torch
 
@@ -315,7 +316,8 @@ def plot_diagnostics(groups, out_dir, metrics=None):
         sites = list(dict.fromkeys(site for site, _ in cells))
         n_layers = 1 + max(layer for _, layer in cells)
         has_sides = any(m == f"{name}_after" for _, _, m in present)
-        fig, axes = plt.subplots(len(sites), n_layers, figsize=(2.6 * n_layers + 0.8, 2.0 * len(sites) + 1.2),
+        width = max(7.0, 2.6 * n_layers + 0.8)  # inches; wide enough for the titles
+        fig, axes = plt.subplots(len(sites), n_layers, figsize=(width, 2.0 * len(sites) + 1.4),
                                  squeeze=False, sharex=True, constrained_layout=True)
         for (row, site), layer in ((rs, layer) for rs in enumerate(sites) for layer in range(n_layers)):
             ax = axes[row][layer]
@@ -346,10 +348,13 @@ def plot_diagnostics(groups, out_dir, metrics=None):
                 ax.set_xlabel("iteration", fontsize=8)
                 ax.tick_params(labelbottom=True)
         handles, labels = axes[0][0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 3), fontsize=8)
-        style = "solid: after the site (centered); dashed: before centering, where different; " if has_sides else ""
-        fig.suptitle(f"{METRIC_TITLES.get(name, name)} over training\n{style}mean over seeds, band ±1 std",
-                     fontsize=10)
+        # about 15 characters per inch at font size 8, plus the line sample
+        per_column = 0.07 * max(len(label) for label in labels) + 0.7
+        fig.legend(handles, labels, loc="outside lower center", fontsize=8,
+                   ncol=max(1, min(len(labels), int(width / per_column))))
+        style = "solid: after the site (centered), dashed: before centering where different; " if has_sides else ""
+        title = [f"{METRIC_TITLES.get(name, name)} over training", f"{style}mean over seeds, band ±1 std"]
+        fig.suptitle("\n".join(textwrap.fill(line, int(width * 12)) for line in title), fontsize=10)
         path = os.path.join(out_dir, f"diag_{name}.png")
         fig.savefig(path, dpi=110)
         plt.close(fig)
