@@ -20,9 +20,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from advanced_centering_experiments import add_common_arguments, plan_runs, print_plan, read_results, run_sweep  # noqa: E402
-from create_comparison_plots import improvement_bars  # noqa: E402
-from experiment_stats import compare_records  # noqa: E402
-from plot_training_improved import plot_curves  # noqa: E402
+from experiments.plots import improvement_bars, plot_curves  # noqa: E402
+from experiments.stats import compare_records  # noqa: E402
 
 # (config, name in the prior report, its claimed improvement in %)
 METHODS = [
