@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,10 +98,11 @@ def parse_our_metrics(path, skip):
     return RunResult(steps, evals[-1]["val_loss"], evals[-1]["val_bpb"])
 
 
-def run_our_trainer(args, out_dir, threads, log_path, skip):
-    """train.py with args (config files, --key=value) into a fresh out_dir -> RunResult."""
+def run_our_trainer(args, out_dir, threads, log_path, skip, script="train.py"):
+    """script (train.py or train_advanced_centered.py) with args (config files, --key=value) into a
+    fresh out_dir -> RunResult."""
     shutil.rmtree(out_dir, ignore_errors=True)
-    cmd = [sys.executable, os.path.join(REPO_ROOT, "train.py"), *args, f"--out_dir={out_dir}"]
+    cmd = [sys.executable, os.path.join(REPO_ROOT, script), *args, f"--out_dir={out_dir}"]
     run_logged(cmd, REPO_ROOT, thread_env(threads), log_path)
     return parse_our_metrics(os.path.join(out_dir, "metrics.jsonl"), skip)
 
@@ -202,7 +204,7 @@ def default_work_dir():
 
 
 def vocabulary_pairs(full_dir, compact_dir, work_dir, iters, pairs, threads, skip, extra_args=()):
-    """The experiment protocol (config/experiment_base.py) on the same GPT-2 BPE text with GPT-2's
+    """The experiment protocol's baseline (config/baseline.py) on the same GPT-2 BPE text with GPT-2's
     whole vocabulary and with the compact one, alternated: [(full RunResult, compact RunResult)].
     The two datasets hold the same tokens at the same positions, so both runs see the same training
     windows and are evaluated on the same validation windows (bits per byte comparable)."""
@@ -212,7 +214,8 @@ def vocabulary_pairs(full_dir, compact_dir, work_dir, iters, pairs, threads, ski
     with open(os.path.join(compact_dir, "meta.json"), encoding="utf-8") as f:
         if "gpt2_ids" not in json.load(f):
             raise UserError(f"{compact_dir} has no compact vocabulary (prepare it with --compact_vocab)")
-    base = [os.path.join(REPO_ROOT, "config", "experiment_base.py"), f"--max_iters={iters}",
+    os.makedirs(work_dir, exist_ok=True)
+    base = [os.path.join(REPO_ROOT, "config", "baseline.py"), f"--max_iters={iters}",
             f"--lr_decay_iters={iters}", f"--eval_interval={iters}", "--log_interval=1", "--device=cpu",
             *extra_args]
     results = []
@@ -222,6 +225,46 @@ def vocabulary_pairs(full_dir, compact_dir, work_dir, iters, pairs, threads, ski
         for name, folder in (runs if index % 2 == 0 else runs[::-1]):
             tag = f"{name}_t{threads}_p{index}"
             got[name] = run_our_trainer(base + [f"--data_dir={folder}"], os.path.join(work_dir, tag), threads,
-                                        os.path.join(work_dir, f"{tag}.log"), skip)
+                                        os.path.join(work_dir, f"{tag}.log"), skip, "train_advanced_centered.py")
         results.append((got["full"], got["compact"]))
+    return results
+
+
+def export_revision(rev, dest):
+    """The repository's files at git revision rev, written to dest (a plain copy to run from)."""
+    os.makedirs(dest, exist_ok=True)
+    archive = subprocess.run(["git", "archive", "--format=tar", rev], cwd=REPO_ROOT, capture_output=True)
+    if archive.returncode != 0:
+        raise UserError(f"git archive {rev} failed: {archive.stderr.decode(errors='replace').strip()}")
+    subprocess.run(["tar", "-x", "-C", dest], input=archive.stdout, check=True)
+    return dest
+
+
+def timed_protocol_run(root, data_dir, out_dir, iters, threads, log_path):
+    """One protocol run (baseline, config/baseline.py) of the code in root -> (wall seconds of the
+    whole process, final val loss)."""
+    shutil.rmtree(out_dir, ignore_errors=True)
+    cmd = [sys.executable, os.path.join(root, "train_advanced_centered.py"), os.path.join(root, "config", "baseline.py"),
+           f"--data_dir={data_dir}", f"--out_dir={out_dir}", f"--max_iters={iters}", f"--lr_decay_iters={iters}", "--device=cpu"]
+    start = time.perf_counter()
+    run_logged(cmd, root, thread_env(threads), log_path)
+    wall = time.perf_counter() - start
+    with open(os.path.join(out_dir, "metrics.jsonl"), encoding="utf-8") as f:
+        evals = [r for r in map(json.loads, filter(str.strip, f)) if r.get("type") == "eval"]
+    return wall, evals[-1]["val_loss"]
+
+
+def protocol_pairs(before_rev, data_dir, work_dir, iters, pairs, threads):
+    """Protocol runs of revision before_rev and of this working tree, alternated:
+    [(before (wall_s, val_loss), after (wall_s, val_loss))]."""
+    before_root = export_revision(before_rev, os.path.join(work_dir, "before"))
+    results = []
+    for index in range(pairs):
+        order = [("before", before_root), ("after", REPO_ROOT)]
+        got = {}
+        for name, root in (order if index % 2 == 0 else order[::-1]):
+            tag = f"{name}_p{index}"
+            got[name] = timed_protocol_run(root, data_dir, os.path.join(work_dir, tag), iters, threads,
+                                           os.path.join(work_dir, f"{tag}.log"))
+        results.append((got["before"], got["after"]))
     return results

@@ -54,6 +54,20 @@ def test_resume_is_bit_exact(tiny_config, tmp_path):
     assert losses(straight.out_dir) == losses(first.out_dir)
 
 
+def test_train_split_estimate_has_its_own_window_count(tiny_config, tmp_path):
+    """train_eval_windows sets how many train windows the train-loss figure averages; the
+    validation figure, which picks the best checkpoint, does not depend on it."""
+    evals = {}
+    for n in (4, 16, 16):
+        out = str(tmp_path / f"w{n}-{len(evals)}")
+        train(dataclasses.replace(tiny_config, max_iters=2, eval_interval=2, train_eval_windows=n, out_dir=out),
+              log=lambda *a: None)
+        evals[out] = (n, [r for r in read_metrics(out) if r["type"] == "eval"][-1])
+    (n4, a), (_, b), (_, c) = evals.values()
+    assert a["val_loss"] == b["val_loss"] == c["val_loss"] and a["train_loss"] != b["train_loss"]
+    assert b["train_loss"] == c["train_loss"]  # identical runs, identical figures
+
+
 def test_eval_windows_do_not_depend_on_batch_size(char_data):
     rt = setup_runtime(train_module.TrainConfig(device="cpu"))
     data = TokenData(char_data, 16)
