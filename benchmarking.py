@@ -218,16 +218,21 @@ def vocabulary_pairs(full_dir, compact_dir, work_dir, iters, pairs, threads, ski
     base = [os.path.join(REPO_ROOT, "config", "baseline.py"), f"--max_iters={iters}",
             f"--lr_decay_iters={iters}", f"--eval_interval={iters}", "--log_interval=1", "--device=cpu",
             *extra_args]
-    results = []
-    for index in range(pairs):
-        runs = [("full", full_dir), ("compact", compact_dir)]
-        got = {}
-        for name, folder in (runs if index % 2 == 0 else runs[::-1]):
-            tag = f"{name}_t{threads}_p{index}"
-            got[name] = run_our_trainer(base + [f"--data_dir={folder}"], os.path.join(work_dir, tag), threads,
-                                        os.path.join(work_dir, f"{tag}.log"), skip, "train_advanced_centered.py")
-        results.append((got["full"], got["compact"]))
-    return results
+    folders = {"full": full_dir, "compact": compact_dir}
+
+    def run_one(name, index):
+        tag = f"{name}_t{threads}_p{index}"
+        return run_our_trainer(base + [f"--data_dir={folders[name]}"], os.path.join(work_dir, tag), threads,
+                               os.path.join(work_dir, f"{tag}.log"), skip, "train_advanced_centered.py")
+
+    return [(got["full"], got["compact"]) for got in run_alternating(pairs, ["full", "compact"], run_one)]
+
+
+def run_alternating(pairs, names, run_one):
+    """run_one(name, index) for every name, pairs times, the order reversed on every other pair so
+    that neither always goes first: [{name: result} per pair]."""
+    return [{name: run_one(name, index) for name in (names if index % 2 == 0 else names[::-1])}
+            for index in range(pairs)]
 
 
 def export_revision(rev, dest):
@@ -257,14 +262,11 @@ def timed_protocol_run(root, data_dir, out_dir, iters, threads, log_path):
 def protocol_pairs(before_rev, data_dir, work_dir, iters, pairs, threads):
     """Protocol runs of revision before_rev and of this working tree, alternated:
     [(before (wall_s, val_loss), after (wall_s, val_loss))]."""
-    before_root = export_revision(before_rev, os.path.join(work_dir, "before"))
-    results = []
-    for index in range(pairs):
-        order = [("before", before_root), ("after", REPO_ROOT)]
-        got = {}
-        for name, root in (order if index % 2 == 0 else order[::-1]):
-            tag = f"{name}_p{index}"
-            got[name] = timed_protocol_run(root, data_dir, os.path.join(work_dir, tag), iters, threads,
-                                           os.path.join(work_dir, f"{tag}.log"))
-        results.append((got["before"], got["after"]))
-    return results
+    roots = {"before": export_revision(before_rev, os.path.join(work_dir, "before")), "after": REPO_ROOT}
+
+    def run_one(name, index):
+        tag = f"{name}_p{index}"
+        return timed_protocol_run(roots[name], data_dir, os.path.join(work_dir, tag), iters, threads,
+                                  os.path.join(work_dir, f"{tag}.log"))
+
+    return [(got["before"], got["after"]) for got in run_alternating(pairs, ["before", "after"], run_one)]
