@@ -150,6 +150,26 @@ def compact_vocabulary(ids, token_bytes):
                          "token_bytes": [token_bytes[i] for i in gpt2_ids]}
 
 
+def compact_token_files(paths, token_bytes, chunk=1 << 24):
+    """compact_vocabulary for uint16 token files too large for memory: finds the ids used in all of
+    paths, then rewrites every file in place, chunk by chunk. Returns the meta.json fields."""
+    seen = np.zeros(len(token_bytes), dtype=bool)
+    for path in paths:
+        data = np.memmap(path, dtype=np.uint16, mode="r")
+        for start in range(0, len(data), chunk):
+            seen |= np.bincount(data[start:start + chunk], minlength=len(seen)) > 0
+    gpt2_ids = np.flatnonzero(seen)
+    compact_id = np.zeros(len(seen), dtype=np.uint16)
+    compact_id[gpt2_ids] = np.arange(len(gpt2_ids))
+    for path in paths:
+        data = np.memmap(path, dtype=np.uint16, mode="r+")
+        for start in range(0, len(data), chunk):
+            data[start:start + chunk] = compact_id[data[start:start + chunk]]
+        data.flush()
+    return {"vocab_size": len(gpt2_ids), "gpt2_ids": gpt2_ids.tolist(),
+            "token_bytes": [token_bytes[i] for i in gpt2_ids]}
+
+
 def gpt2_codec(meta):
     """encode(text) -> ids and decode(ids) -> text for a GPT-2 BPE dataset's meta.json, with GPT-2's
     own ids or a compact vocabulary ("gpt2_ids"). Ids past the vocabulary (padding rows) decode to

@@ -210,6 +210,16 @@ def test_openwebtext_pipeline_on_local_file(tmp_path):
     assert len(docs["val"]) == len(docs["test"]) == 100  # a local file: 5% of the documents each
     # paragraphs lose their "\n\n" separator; the last one keeps the file's final newline
     assert sorted(d.rstrip("\n") for d in docs["train"] + docs["val"] + docs["test"]) == sorted(paragraphs)
+    compact = tmp_path / "compact"  # the same documents, compact ids: the same tokens once mapped back
+    result = run_script("openwebtext", "--text_file", source, "--out_dir", compact, "--num_proc", 1,
+                        "--compact_vocab", env=hf_offline_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    compact_meta, _, _ = read_prepared(compact)
+    gpt2_ids = np.array(compact_meta["gpt2_ids"])
+    assert compact_meta["vocab_size"] == len(gpt2_ids) < 1000  # of 50,257
+    for name in ("train", "val", "test"):
+        full_ids = np.fromfile(out / f"{name}.bin", dtype=np.uint16)
+        assert np.array_equal(gpt2_ids[np.fromfile(compact / f"{name}.bin", dtype=np.uint16)], full_ids)
 
 
 def test_openwebtext_hub_failure_is_one_clear_line(tmp_path):

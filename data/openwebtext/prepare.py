@@ -7,6 +7,9 @@ Documents (not tokens) are shuffled with a fixed seed and split three ways: a sh
 validation, a share for test, the rest for training. Hub datasets are large, so the held-out
 shares are small (0.05% each, as nanoGPT); a local file gets 5% each, and the script refuses a
 held-out split too small to evaluate on.
+
+--compact_vocab numbers only the GPT-2 tokens that occur (in any split), as data/shakespeare's
+option does (default folder: data/openwebtext_compact_vocab).
 """
 import argparse, os, sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # repo root, for our modules
@@ -16,7 +19,7 @@ from tqdm import tqdm
 
 from data.text_sources import (SPLITS, add_output_args, default_out_dir, fail, publish_dataset,
                                report_written, staged_path)
-from gpt2_tokenizer import EOT_ID, get_gpt2_encoding, token_byte_lengths
+from gpt2_tokenizer import EOT_ID, compact_token_files, get_gpt2_encoding, token_byte_lengths
 
 
 def tokenize(example):
@@ -88,11 +91,13 @@ def main():
     parser.add_argument("--seed", type=int, default=2357, help="seed of the document shuffle before the split")
     parser.add_argument("--num_proc", type=int, default=max(1, min(8, (os.cpu_count() or 2) // 2)),
                         help="worker processes for loading and tokenizing")
+    parser.add_argument("--compact_vocab", action="store_true",
+                        help="number only the GPT-2 tokens that occur: a smaller, faster output layer")
     add_output_args(parser)
     args = parser.parse_args()
     if args.out_dir is None:
         own = args.text_file or (args.dataset if args.dataset != parser.get_default("dataset") else None)
-        args.out_dir = default_out_dir(__file__, own)
+        args.out_dir = default_out_dir(__file__, own) + ("_compact_vocab" if args.compact_vocab else "")
     default_fraction = FILE_HELDOUT_FRACTION if args.text_file else HUB_HELDOUT_FRACTION
     fractions = {}
     for name in ("val", "test"):
@@ -117,14 +122,11 @@ def main():
         fail(f"cannot create {args.out_dir}: {e.strerror or e}")
     counts = {name: write_bin(tokenized[name], staged_path(args.out_dir, name)) for name in SPLITS}
     enc = get_gpt2_encoding()
-    publish_dataset(args.out_dir, {
-        "tokenizer": "gpt2",
-        "vocab_size": enc.n_vocab,
-        "token_bytes": token_byte_lengths(enc),
-        "source": source,
-        **{f"{name}_tokens": counts[name] for name in SPLITS},
-    }, force=args.force)
-    report_written(args.out_dir, counts, enc.n_vocab)
+    meta = {"tokenizer": "gpt2", "vocab_size": enc.n_vocab, "token_bytes": token_byte_lengths(enc), "source": source}
+    if args.compact_vocab:
+        meta.update(compact_token_files([staged_path(args.out_dir, name) for name in SPLITS], meta["token_bytes"]))
+    publish_dataset(args.out_dir, {**meta, **{f"{name}_tokens": counts[name] for name in SPLITS}}, force=args.force)
+    report_written(args.out_dir, counts, meta["vocab_size"])
 
 
 if __name__ == "__main__":  # map workers may import this file: keep the work under main()
