@@ -218,7 +218,7 @@ def test_jobs_2_gives_the_records_of_jobs_1(char_data, tmp_path):
             assert (cwd / "rel" / "j" / run_id / "ckpt.pt").exists()
             assert record["config"]["out_dir"] == str(cwd / "rel" / "j" / run_id)
             assert record["executor"] == "local" and record["provenance"]["torch"]
-            assert record["provenance"]["device"] == f"cpu ({2 // jobs} threads)"
+            assert record["provenance"]["device"] == ("cpu (2 threads)" if jobs == 1 else "cpu (1 thread)")
             header = (cwd / "rel" / "j" / run_id / "train.log").read_text().splitlines()[0]
             assert header.startswith(f"$ OMP_NUM_THREADS={2 // jobs} ")
     assert len(by_jobs[1]) == 2 and set(by_jobs[1]) == set(by_jobs[2])
