@@ -10,17 +10,20 @@ Several processes (GPUs with nccl, or CPU processes with gloo):
 Global batch: every optimizer step consumes batch_size * gradient_accumulation_steps sequences of
 block_size tokens, whatever the number of processes. The micro-batches of a step are drawn from
 one seeded stream that every rank replays; with W processes each rank takes its own
-gradient_accumulation_steps / W of them, and DDP averages the gradients. So 1 process and W
-processes see the same batches and follow the same loss curve (up to float rounding).
+gradient_accumulation_steps / W of them (or, when that does not divide, batch_size / W rows of
+every micro-batch), and DDP averages the gradients. So 1 process and W processes see the same
+batches and follow the same loss curve (up to float rounding).
 
 Other scripts reuse this loop: `train(config, model_cls, model_config_cls)` trains any subclass of
 model.GPT, and `main(argv, ...)` is the command line around it.
 """
 
 import dataclasses
+import importlib.util
 import json
 import math
 import os
+import re
 import resource
 import sys
 import time
@@ -32,7 +35,8 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from configurator import ConfigError, UserError, run_command
+from configurator import ConfigError, UserError, given_keys, run_command
+from cpu_runtime import retain_freed_memory
 from model import GPT, GPTConfig
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -42,13 +46,16 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 @dataclass
 class TrainConfig:
     # I/O
-    out_dir: str = "out"
+    out_dir: str = "out/train"  # every script that trains has a default folder of its own
     eval_interval: int = 250
     log_interval: int = 10
     eval_windows: int = 200  # fixed validation windows of block_size tokens, the same at every eval
     eval_only: bool = False
-    always_save_checkpoint: bool = True  # write the latest checkpoint at every eval, not only the best
+    # ckpt.pt (to resume from) at every eval; False: only at evals that improve (and at the end),
+    # and a resumed run replays, exactly, the iterations since
+    always_save_checkpoint: bool = True
     init_from: str = "scratch"  # 'scratch' or 'resume' (from out_dir/ckpt.pt)
+    overwrite: bool = False  # let a fresh run replace the run already in out_dir (its checkpoints and metrics)
     seed: int = 1337
     # logging
     wandb_log: bool = False
@@ -102,8 +109,41 @@ class TrainConfig:
             raise ConfigError(f"init_from must be 'scratch' or 'resume', got '{self.init_from}'")
         if self.dtype not in ("auto", *DTYPES):
             raise ConfigError(f"dtype must be one of auto, {', '.join(DTYPES)}; got '{self.dtype}'")
-        if self.device != "auto" and self.device.split(":")[0] not in ("cpu", "cuda", "mps"):
-            raise ConfigError(f"device must be auto, cpu, cuda[:N] or mps; got '{self.device}'")
+        check_device(self.device)
+        check_ranges(self)
+
+
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def check_device(device):
+    if not DEVICE.fullmatch(device):
+        raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps; got '{device}'")
+
+
+def check_ranges(cfg):
+    """Ranges of the optimizer, schedule and output keys: a careless value fails here, in one line,
+    before anything trains (a negative min_lr would train "in reverse", a beta of 1.5 diverge)."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{f.name} must be a finite number, got {value}")
+    if cfg.learning_rate <= 0:
+        raise ConfigError(f"learning_rate must be positive, got {cfg.learning_rate}")
+    if cfg.min_lr < 0 or (cfg.decay_lr and cfg.min_lr > cfg.learning_rate):
+        raise ConfigError(f"min_lr must be in [0, learning_rate={cfg.learning_rate}], got {cfg.min_lr}")
+    for key in ("beta1", "beta2"):
+        if not 0.0 <= getattr(cfg, key) < 1.0:
+            raise ConfigError(f"{key} must be in [0, 1), got {getattr(cfg, key)}")
+    for key in ("weight_decay", "grad_clip"):
+        if getattr(cfg, key) < 0:
+            raise ConfigError(f"{key} must not be negative (0 turns it off), got {getattr(cfg, key)}")
+    if cfg.peak_flops <= 0:
+        raise ConfigError(f"peak_flops must be positive, got {cfg.peak_flops}")
+    if not cfg.out_dir.strip():
+        raise ConfigError("out_dir must not be empty: give --out_dir=FOLDER")
+    if cfg.wandb_log and importlib.util.find_spec("wandb") is None:
+        raise ConfigError("wandb_log=True needs the wandb package: pip install wandb (or --wandb_log=False)")
 
 
 class TrainingError(UserError):
@@ -162,9 +202,7 @@ def setup_runtime(cfg):
             torch.cuda.set_device(device)
         if not dist.is_initialized():
             dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
-    if cfg.gradient_accumulation_steps % world_size:
-        raise ConfigError(f"gradient_accumulation_steps ({cfg.gradient_accumulation_steps}) must be "
-                          f"a multiple of the number of processes ({world_size})")
+    check_step_sharing(cfg.gradient_accumulation_steps, cfg.batch_size, world_size)
     if cfg.dtype == "auto":
         if device_type == "cuda":
             dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
@@ -174,6 +212,8 @@ def setup_runtime(cfg):
         dtype = cfg.dtype
     if dtype == "float16" and device_type != "cuda":
         raise ConfigError("dtype float16 needs CUDA; use float32 or bfloat16")
+    if device_type == "cpu":
+        retain_freed_memory()  # no page faults on every step's activations (cpu_runtime.py)
     if device_type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -187,7 +227,8 @@ def setup_runtime(cfg):
 # Data
 
 class TokenData:
-    """train.bin / val.bin (uint16 token ids) and meta.json of a prepared dataset."""
+    """train.bin / val.bin / test.bin (uint16 token ids) and meta.json of a prepared dataset. The
+    test split is optional (datasets prepared before it existed have none): has_test says."""
 
     def __init__(self, data_dir, block_size):
         self.data_dir = data_dir
@@ -200,8 +241,10 @@ class TokenData:
             self.meta = json.load(f)
         self.vocab_size = int(self.meta["vocab_size"])
         self.token_bytes = np.asarray(self.meta.get("token_bytes", [1] * self.vocab_size), dtype=np.int64)
+        self.fingerprint = self.meta.get("fingerprint")  # None for datasets prepared before it existed
+        self.has_test = os.path.isfile(self._path("test"))
         self.lengths = {}
-        for split in ("train", "val"):
+        for split in ("train", "val", "test") if self.has_test else ("train", "val"):
             path = self._path(split)
             if not os.path.isfile(path):
                 raise TrainingError(f"{path} is missing: prepare the dataset first")
@@ -228,6 +271,11 @@ class TokenData:
         """count window starts spread evenly over the split: fixed for a dataset and block size."""
         return np.linspace(0, self.max_offset(split), num=count).round().astype(np.int64)
 
+    def tiling_offsets(self, split):
+        """Starts of every non-overlapping window of the split: each token after the first is a
+        target exactly once, except the fewer than block_size left over at the end."""
+        return np.arange((self.lengths[split] - 1) // self.block_size, dtype=np.int64) * self.block_size
+
 
 class BatchSampler:
     """The stream of training windows: one seeded generator that every rank replays in full, so
@@ -250,6 +298,34 @@ class BatchSampler:
 
     def load_state_dict(self, state):
         self.generator.set_state(state["generator"])
+
+
+def check_step_sharing(micro_steps, batch_size, world_size):
+    """W processes share a step's micro_steps x batch_size windows by whole micro-steps, or else by
+    an equal slice of every micro-batch: one of the two must divide by W."""
+    if micro_steps % world_size and batch_size % world_size:
+        more_steps = -(-micro_steps // world_size) * world_size
+        fewer_rows = max(world_size, batch_size - batch_size % world_size)
+        raise ConfigError(f"{world_size} processes cannot share steps of gradient_accumulation_steps="
+                          f"{micro_steps} x batch_size={batch_size}: add --gradient_accumulation_steps="
+                          f"{more_steps} or --batch_size={fewer_rows} (a multiple of {world_size})")
+
+
+def local_micro_steps(micro_steps, world_size):
+    """How many micro-steps of a step each process runs (see rank_share)."""
+    return micro_steps // world_size if micro_steps % world_size == 0 else micro_steps
+
+
+def rank_share(step_offsets, rank, world_size):
+    """This process's part of one step's windows (micro_steps, batch_size): whole micro-steps when
+    they divide among the processes, else the same slice of every micro-batch. Either way the
+    global batch, and so the loss curve, does not depend on the number of processes."""
+    micro_steps, batch_size = step_offsets.shape
+    if micro_steps % world_size == 0:
+        k = micro_steps // world_size
+        return step_offsets[rank * k:(rank + 1) * k]
+    k = batch_size // world_size
+    return step_offsets[:, rank * k:(rank + 1) * k]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -338,11 +414,12 @@ def get_lr(it, cfg):
 
 
 @torch.no_grad()
-def evaluate(model, data, split, count, batch_size, rt):
-    """Mean loss (nats/token) and bits per byte on the fixed evaluation windows of a split. Under
-    DDP each rank takes every world_size-th window and the sums are reduced."""
+def evaluate(model, data, split, count, batch_size, rt, offsets=None):
+    """Mean loss (nats/token) and bits per byte (per UTF-8 byte of the text) on the fixed evaluation
+    windows of a split, or on the windows starting at offsets when given. Under DDP each rank takes
+    every world_size-th window and the sums are reduced."""
     model.eval()
-    offsets = data.eval_offsets(split, count)[rt.rank::rt.world_size]
+    offsets = (data.eval_offsets(split, count) if offsets is None else offsets)[rt.rank::rt.world_size]
     loss_sum = torch.zeros((), dtype=torch.float64, device=rt.device)
     tokens, nbytes = 0, 0
     for start in range(0, len(offsets), batch_size):
@@ -371,14 +448,16 @@ class MetricsLog:
         self.enabled = enabled
 
     def truncate_after(self, iter_num):
-        """On resume: drop records a crashed run wrote past its last checkpoint."""
+        """On resume: drop records a crashed run wrote past its last checkpoint, and the test
+        record of an earlier end of the run (the resumed run writes its own)."""
         if not (self.enabled and os.path.exists(self.path)):
             return
         with open(self.path, encoding="utf-8") as f:
-            kept = [line for line in f if line.strip() and json.loads(line).get("iter", 0) <= iter_num]
-        tmp = self.path + ".tmp"
+            records = [(line, json.loads(line)) for line in f if line.strip()]
+        kept = [line for line, r in records if r.get("iter", 0) <= iter_num and r.get("type") != "test"]
+        tmp = f"{self.path}.tmp.{os.getpid()}"
         with open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(kept)
+            f.writelines(line if line.endswith("\n") else line + "\n" for line in kept)
         os.replace(tmp, self.path)
 
     def write(self, record):
@@ -412,35 +491,166 @@ def set_rng_state(state):
         torch.cuda.set_rng_state(state["cuda"])
 
 
+def test_record(model, data, best_path, batch_size, rt):
+    """The run's reported result: the best checkpoint (chosen on validation loss) evaluated exactly
+    on the whole test split, every non-overlapping window. Loads the best weights into model."""
+    if rt.ddp:
+        dist.barrier()  # rank 0 wrote best.pt
+    best = load_checkpoint(best_path)
+    load_model_state(model, best["model"], best_path)
+    offsets = data.tiling_offsets("test")
+    loss, bits_per_byte = evaluate(model, data, "test", None, batch_size, rt, offsets=offsets)
+    return {"type": "test", "iter": best["iter_num"], "test_loss": loss, "test_bpb": bits_per_byte,
+            "test_tokens": len(offsets) * data.block_size}
+
+
+# ----------------------------------------------------------------------------------------------
+# Run folders and resuming: nothing a user made is silently replaced or mislabelled
+
+RUN_FILES = ("ckpt.pt", "best.pt", "metrics.jsonl")  # a folder with any of these holds a run
+TEMPORARY_FILE = re.compile(r"\.tmp\.(\d+)$")  # save_checkpoint's and MetricsLog's, ending in the writer's PID
+
+
+def process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    except (OverflowError, ValueError):
+        return False
+    return True
+
+
+def stale_temporary_files(out_dir):
+    """Temporary files whose writer no longer runs (it died in the middle of a write)."""
+    if not os.path.isdir(out_dir):
+        return []
+    stale = []
+    for name in sorted(os.listdir(out_dir)):
+        match = TEMPORARY_FILE.search(name)
+        if match and not process_alive(int(match.group(1))):
+            stale.append(os.path.join(out_dir, name))
+    return stale
+
+
+def prepare_out_dir(cfg, master, say):
+    """Refuse a fresh run into a folder that holds a run, unless cfg.overwrite, which deletes that
+    run's files first (and nothing else); remove stale temporary files. Only master deletes."""
+    held = [name for name in RUN_FILES if os.path.exists(os.path.join(cfg.out_dir, name))]
+    if cfg.init_from == "scratch" and held and not cfg.overwrite:
+        raise ConfigError(f"{cfg.out_dir} already holds a run ({', '.join(held)}): continue it with "
+                          f"--init_from=resume, replace it with --overwrite=True, or choose another --out_dir")
+    try:
+        os.makedirs(cfg.out_dir, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--out_dir={cfg.out_dir}: cannot create the folder ({e.strerror or e})") from None
+    if not os.access(cfg.out_dir, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out_dir={cfg.out_dir}: the folder is not writable")
+    if not master:
+        return
+    doomed = stale_temporary_files(cfg.out_dir)
+    if cfg.init_from == "scratch" and held:
+        doomed += [os.path.join(cfg.out_dir, name) for name in held]
+        say(f"overwrite: deleting the previous run's {', '.join(held)} in {cfg.out_dir}")
+    for path in doomed:
+        os.remove(path)
+
+
+def load_resumable_checkpoint(path, model_cls):
+    metrics_path = os.path.join(os.path.dirname(path), "metrics.jsonl")
+    if not os.path.exists(path) and os.path.exists(metrics_path):
+        raise TrainingError(f"no checkpoint at {path}: the run stopped before its first checkpoint; "
+                            f"start it again with --init_from=scratch --overwrite=True")
+    ckpt = load_checkpoint(path)
+    missing = {"optimizer", "scaler", "iter_num", "best_val_loss", "sampler", "rng"} - set(ckpt)
+    if missing:
+        raise TrainingError(f"{path} cannot be resumed: it lacks the training state "
+                            f"{sorted(missing)} (an inference-only checkpoint, e.g. a folded one?)")
+    if ckpt["model_class"] != model_cls.__name__:
+        raise TrainingError(f"{path} holds a {ckpt['model_class']}, not a {model_cls.__name__}")
+    return ckpt
+
+
+# Keys of the command line that describe this session, not the run: never taken from the checkpoint.
+SESSION_KEYS = {"out_dir", "init_from", "overwrite", "eval_only", "device", "dtype", "compile",
+                "peak_flops", "wandb_log", "wandb_project", "wandb_run_name"}
+# Keys that define the model, the centering or the data stream besides the model's own arguments.
+FIXED_ON_RESUME = {"seed", "vocab_multiple"}
+
+
+def resume_config(cfg, ckpt, model_config_cls, path):
+    """The configuration a resumed run trains with: the checkpoint's, with the keys the user gave
+    applied. A given key that defines the model or centering (the model's arguments) or the data
+    stream (seed, vocab_multiple) must equal the saved value: else one ConfigError names them all.
+    Returns (config, {key: (saved, new)} for the applied changes)."""
+    fields = {f.name for f in dataclasses.fields(cfg)}
+    saved = {k: v for k, v in ckpt.get("config", {}).items() if k in fields}
+    saved.update({k: v for k, v in ckpt["model_args"].items() if k in fields})
+    given = given_keys(cfg)
+    given = fields if given is None else set(given) | SESSION_KEYS
+    fixed = FIXED_ON_RESUME | {f.name for f in dataclasses.fields(model_config_cls)}
+    differs = sorted(k for k in given & set(saved) if saved[k] != getattr(cfg, k))
+    conflicts = [f"{k} is {saved[k]!r} in the checkpoint, {getattr(cfg, k)!r} now" for k in differs if k in fixed]
+    if conflicts:
+        raise ConfigError(f"cannot resume {path} as a different model or data stream: {'; '.join(conflicts)} "
+                          f"(drop these overrides, or start a new run in another --out_dir)")
+    resumed = dataclasses.replace(cfg, **{k: v for k, v in saved.items() if k not in given})
+    if hasattr(resumed, "validate"):
+        resumed.validate()
+    changes = {k: (saved[k], getattr(cfg, k)) for k in differs if k not in ("init_from", "overwrite")}
+    return resumed, changes
+
+
+def same_dataset(saved_meta, data):
+    """Whether data is the dataset a checkpoint was trained on: the same fingerprint, or where one
+    side predates fingerprints, the same tokenizer, vocabulary and split sizes."""
+    if saved_meta.get("fingerprint") and data.fingerprint:
+        return saved_meta["fingerprint"] == data.fingerprint
+    identity = lambda meta: [meta.get(k) for k in ("tokenizer", "vocab_size", "chars", "train_tokens", "val_tokens")]
+    return identity(saved_meta) == identity(data.meta)
+
+
 # ----------------------------------------------------------------------------------------------
 # The loop
 
-def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=None):
+def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=None, announce=None):
     """Train (or resume) as cfg says; returns a summary dict. Raises TrainingError, ConfigError
     and TrainingDiverged for the command line to report. on_step(cfg, iter_num, model, loss, lr),
     if given, is called on every process after each backward pass, with the unscaled, unclipped
-    gradients in place (for detailed logging)."""
+    gradients in place (for detailed logging). announce(cfg), if given, is called once (rank 0)
+    with the configuration that actually trains (on resume: the checkpoint's, with overrides)."""
+    ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
+    best_path = os.path.join(cfg.out_dir, "best.pt")
+    master = int(os.environ.get("RANK", 0)) == 0
+    ckpt, changes = None, {}
+    if cfg.overwrite and cfg.init_from == "resume":
+        raise ConfigError("--overwrite=True would delete the run that --init_from=resume continues: give one of them")
+    if cfg.init_from == "resume":
+        ckpt = load_resumable_checkpoint(ckpt_path, model_cls)
+        cfg, changes = resume_config(cfg, ckpt, model_config_cls, ckpt_path)
+    prepare_out_dir(cfg, master, log if master else (lambda *a, **k: None))
     rt = setup_runtime(cfg)
     say = log if rt.master else (lambda *a, **k: None)
     torch.manual_seed(cfg.seed + rt.rank)  # dropout differs per rank; data sampling does not use it
     data = TokenData(cfg.data_dir or os.path.join(REPO_ROOT, "data", cfg.dataset), cfg.block_size)
-    micro_steps = cfg.gradient_accumulation_steps // rt.world_size  # per rank
+    if ckpt is not None and not same_dataset(ckpt.get("dataset_meta", {}), data):
+        saved = ckpt.get("dataset_meta", {}).get("fingerprint") or "no fingerprint"
+        raise ConfigError(f"{ckpt_path} was trained on another dataset than {data.data_dir} holds "
+                          f"(fingerprint {saved[:12]}, now {(data.fingerprint or 'none')[:12]}): resume it on "
+                          f"its own data (--data_dir=...), or re-prepare that data as it was")
+    if announce is not None and rt.master:
+        announce(cfg)
+    micro_steps = local_micro_steps(cfg.gradient_accumulation_steps, rt.world_size)  # per rank
     tokens_per_iter = cfg.gradient_accumulation_steps * cfg.batch_size * cfg.block_size
     sampler = BatchSampler(cfg.seed, data.max_offset("train"), cfg.batch_size, cfg.gradient_accumulation_steps)
-    ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
-    best_path = os.path.join(cfg.out_dir, "best.pt")
-    if rt.master:
-        os.makedirs(cfg.out_dir, exist_ok=True)
+    if not data.has_test and not cfg.eval_only:
+        say(f"note: {data.data_dir} has no test split (test.bin): re-run its prepare.py with --force to "
+            f"get one; this run writes no test record")
 
-    iter_num, best_val_loss, ckpt = 0, float("inf"), None
-    if cfg.init_from == "resume":
-        ckpt = load_checkpoint(ckpt_path)
-        missing = {"optimizer", "scaler", "iter_num", "best_val_loss", "sampler", "rng"} - set(ckpt)
-        if missing:
-            raise TrainingError(f"{ckpt_path} cannot be resumed: it lacks the training state "
-                                f"{sorted(missing)} (an inference-only checkpoint, e.g. a folded one?)")
-        if ckpt["model_class"] != model_cls.__name__:
-            raise TrainingError(f"{ckpt_path} holds a {ckpt['model_class']}, not a {model_cls.__name__}")
+    iter_num, best_val_loss = 0, float("inf")
+    if ckpt is not None:
         model_args = dict(ckpt["model_args"])
         iter_num, best_val_loss = ckpt["iter_num"], ckpt["best_val_loss"]
     else:
@@ -485,11 +695,14 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
         model = DDP(model, device_ids=[rt.local_rank] if rt.device_type == "cuda" else None,
                     broadcast_buffers=False)
 
-    metrics = MetricsLog(cfg.out_dir, rt.master)
+    metrics = MetricsLog(cfg.out_dir, rt.master and not cfg.eval_only)  # evaluation alone records nothing
     start_iter = iter_num
     if cfg.init_from == "resume":
         metrics.truncate_after(iter_num)
         say(f"resuming from {ckpt_path} at iteration {iter_num}")
+        if changes:
+            say("resuming with " + ", ".join(f"{k}={new!r} (was {old!r})" for k, (old, new) in changes.items()))
+            metrics.write({"type": "resume", "iter": iter_num, "changed": {k: list(v) for k, v in changes.items()}})
     if cfg.wandb_log and rt.master:
         import wandb
         wandb.init(project=cfg.wandb_project, name=cfg.wandb_run_name, config=dataclasses.asdict(cfg))
@@ -525,7 +738,7 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
         improved = val_loss < best_val_loss
         if improved:
             best_val_loss = val_loss
-        save_latest = cfg.always_save_checkpoint or final
+        save_latest = cfg.always_save_checkpoint or final or improved  # always something to resume from
         if improved or save_latest:
             state = checkpoint_state()  # collective under DDP: every rank takes part
             if rt.master:
@@ -540,15 +753,16 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
         return {"iters": iter_num, "final_val_loss": val_loss, "best_val_loss": best_val_loss}
 
     step_times, last_eval_iter, last_val_loss = [], None, None
+    step_start = time.perf_counter()  # a step's time runs from the end of the previous one: all of
+    # an iteration's work (batching, logging) is counted, as nanoGPT counts it
     while iter_num < cfg.max_iters:
         if iter_num % cfg.eval_interval == 0 and not (iter_num == start_iter and cfg.init_from == "resume"):
             last_val_loss, last_eval_iter = run_eval(), iter_num
-
-        t0 = time.perf_counter()
+            step_start = time.perf_counter()  # evaluation is not part of any step's time
         lr = get_lr(iter_num, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        offsets = sampler.next_step()[rt.rank * micro_steps:(rt.rank + 1) * micro_steps]
+        offsets = rank_share(sampler.next_step(), rt.rank, rt.world_size)
         loss_sum = torch.zeros((), device=rt.device)
         for micro in range(micro_steps):
             x, y = data.windows("train", offsets[micro])
@@ -564,7 +778,7 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
                 scaler.scale(loss / micro_steps).backward()
         if rt.ddp:
             dist.all_reduce(loss_sum)
-        step_loss = loss_sum.item() / cfg.gradient_accumulation_steps  # mean over the global batch
+        step_loss = loss_sum.item() / (micro_steps * rt.world_size)  # mean over the global batch
         if not math.isfinite(step_loss):
             raise TrainingDiverged(f"loss is {step_loss} at iteration {iter_num}; stopping "
                                    f"(the last good checkpoint, if any, is {ckpt_path})")
@@ -579,7 +793,8 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
         optimizer.zero_grad(set_to_none=True)
         raw_model.after_optimizer_step()
         iter_num += 1
-        dt = time.perf_counter() - t0
+        now = time.perf_counter()
+        dt, step_start = now - step_start, now
         step_times.append(dt)
 
         if iter_num % cfg.log_interval == 0 and rt.master:
@@ -593,9 +808,18 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
 
     if last_eval_iter != iter_num and not (iter_num == start_iter and cfg.init_from == "resume"):
         last_val_loss = run_eval(final=True)
-    return {"iters": iter_num, "final_val_loss": last_val_loss, "best_val_loss": best_val_loss,
-            "step_times": step_times, "tokens_per_iter": tokens_per_iter,
-            "peak_memory_mb": peak_memory_mb(rt), "out_dir": cfg.out_dir}
+    summary = {"iters": iter_num, "final_val_loss": last_val_loss, "best_val_loss": best_val_loss,
+               "step_times": step_times, "tokens_per_iter": tokens_per_iter,
+               "peak_memory_mb": peak_memory_mb(rt), "out_dir": cfg.out_dir}
+    if data.has_test:
+        record = test_record(raw_model, data, best_path, cfg.batch_size, rt)
+        metrics.write(record)
+        say(f"test (best checkpoint, iteration {record['iter']}): loss {record['test_loss']:.4f}, "
+            f"{record['test_bpb']:.4f} bits/byte over {record['test_tokens']:,} tokens")
+        if cfg.wandb_log and rt.master:
+            wandb.log({"test/loss": record["test_loss"], "test/bpb": record["test_bpb"]})
+        summary.update(test_loss=record["test_loss"], test_bpb=record["test_bpb"])
+    return summary
 
 
 def main(argv=None, config_cls=TrainConfig, model_cls=GPT, model_config_cls=GPTConfig, announce=None,
@@ -604,15 +828,16 @@ def main(argv=None, config_cls=TrainConfig, model_cls=GPT, model_config_cls=GPTC
     (2: bad configuration, 1: other user-fixable problem, 3: the loss diverged)."""
 
     def run(cfg):
-        if announce is not None and int(os.environ.get("RANK", 0)) == 0:
-            announce(cfg)
         try:
-            summary = train(cfg, model_cls, model_config_cls, on_step=on_step)
+            summary = train(cfg, model_cls, model_config_cls, on_step=on_step, announce=announce)
         finally:
             if dist.is_initialized():
                 dist.destroy_process_group()
+        if int(os.environ.get("RANK", 0)) != 0:
+            return  # under torchrun, one process reports
         if summary.get("best_val_loss") is not None and math.isfinite(summary["best_val_loss"]):
-            print(f"done: {summary['iters']} iterations, best val loss {summary['best_val_loss']:.4f}")
+            test = f", test loss {summary['test_loss']:.4f}" if "test_loss" in summary else ""
+            print(f"done: {summary['iters']} iterations, best val loss {summary['best_val_loss']:.4f}{test}")
 
     argv = sys.argv[1:] if argv is None else argv
     return run_command(config_cls, argv, run, f"{os.path.basename(sys.argv[0])} [config.py ...] [--key=value ...]")

@@ -23,9 +23,8 @@ import _repo_root  # noqa: E402,F401
 from experiments.cli import add_sweep_arguments, print_plan, sweep_options  # noqa: E402
 from experiments.plan import plan_runs  # noqa: E402
 from experiments.sweep import run_sweep  # noqa: E402
-from create_comparison_plots import improvement_bars  # noqa: E402
-from experiment_stats import compare_records  # noqa: E402
-from plot_training_improved import plot_curves  # noqa: E402
+from experiments.plots import improvement_bars, plot_curves  # noqa: E402
+from experiments.stats import compare_records  # noqa: E402
 
 # (config, name in the prior report, its claimed improvement in %)
 METHODS = [
