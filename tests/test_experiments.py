@@ -241,13 +241,14 @@ def test_jobs_2_gives_the_records_of_jobs_1(char_data, tmp_path):
 
 STAND_IN_TRAINER = """
 import json, os, sys, time
+import torch
 out = [a.split("=", 1)[1] for a in sys.argv if a.startswith("--out_dir=")][0]
 rank = os.environ.get("RANK", "0")
 start = time.time()
 time.sleep(1.0)
 with open(os.path.join(out, f"env-{rank}.json"), "w") as f:
     json.dump({"gpus": os.environ.get("CUDA_VISIBLE_DEVICES"), "threads": os.environ.get("OMP_NUM_THREADS"),
-               "start": start, "end": time.time()}, f)
+               "torch_threads": torch.get_num_threads(), "start": start, "end": time.time()}, f)
 """
 
 
@@ -270,7 +271,7 @@ def test_each_running_job_gets_its_own_gpus(tmp_path, monkeypatch):
     for run in runs:
         envs = [json.loads((tmp_path / "g" / run.run_id / f"env-{rank}.json").read_text()) for rank in (0, 1)]
         assert envs[0]["gpus"] == envs[1]["gpus"] in ("0,1", "2,3")  # both processes of a run: its 2 GPUs
-        assert envs[0]["threads"] == "2"  # 8 cores / (2 jobs x 2 processes)
+        assert envs[0]["threads"] == "2" and envs[0]["torch_threads"] == 2  # 8 cores / (2 jobs x 2 processes)
         seen.append(envs[0])
     for a in seen:  # runs that overlapped in time never shared a GPU
         for b in seen:
@@ -313,3 +314,16 @@ def test_sweep_throughput_benchmark_runs(char_data, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "| --jobs 1 | 2 |" in r.stdout and "| --jobs 2 | 1 |" in r.stdout
     assert "--jobs 2 / --jobs 1: " in r.stdout and "(1 runs of 4 iterations)" in r.stdout
+
+
+def test_eval_noise(tiny_config):
+    from train import train
+    train(tiny_config, log=lambda *a: None)
+    r = subprocess.run([sys.executable, os.path.join(SCRIPTS, "eval_noise.py"), f"--out_dir={tiny_config.out_dir}",
+                        "--windows=20", "--trials=5"], capture_output=True, text=True, env=ENV, timeout=120)
+    assert r.returncode == 0, r.stderr
+    exact = float(r.stdout.split("non-overlapping windows: ")[1].split()[0])
+    assert 0 < exact < 10 and "estimates from 20 random windows (5 trials)" in r.stdout
+    r = subprocess.run([sys.executable, os.path.join(SCRIPTS, "eval_noise.py"), f"--out_dir={tiny_config.out_dir}x"],
+                       capture_output=True, text=True, env=ENV, timeout=120)
+    assert r.returncode == 1 and r.stderr.startswith("error: no checkpoint at ") and r.stderr.count("\n") == 1
