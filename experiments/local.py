@@ -86,14 +86,14 @@ class LocalExecutor:
                             bar.write(f"{record['run_id']}: {record['status']} (exit {record['returncode']}); "
                                       f"see {os.path.join(sweep.run_dir(attempt.run), 'train.log')}")
                         bar.update(1)
-            except KeyboardInterrupt:
+            except BaseException:  # Ctrl-C, or an error of the sweep itself: no run is left behind
                 stop([a for a, _ in running])
                 raise
         return set()
 
 
 def stop(attempts):
-    """Ctrl-C: interrupt every running training (each in its own process group), then wait."""
+    """Interrupt every running training (each in its own process group, as Ctrl-C would), then wait."""
     for attempt in attempts:
         signal_group(attempt.process, signal.SIGINT)
     for attempt in attempts:

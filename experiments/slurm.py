@@ -49,12 +49,13 @@ class SlurmRun:
     def __call__(self):
         gpus = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g] or None  # Slurm's choice
         device = describe_device(self.sweep.config_of(self.run)["device"], self.threads, gpus)
-        attempt = self.sweep.start(self.run, child_environment(self.threads, None), device, new_session=False)
+        attempt = self.sweep.start(self.run, child_environment(self.threads, None), device, new_session=False,
+                                   job_id=submitit.JobEnvironment().job_id)
         returncode = attempt.process.wait()
         if returncode < 0:  # killed by a signal: the job is being stopped or requeued; resumed later
             attempt.log_file.close()
             return None
-        return self.sweep.finish(attempt, returncode, job_id=submitit.JobEnvironment().job_id)
+        return self.sweep.finish(attempt, returncode)
 
     def checkpoint(self, *args, **kwargs):
         # the training checkpoints itself; the requeued job resumes from its last checkpoint

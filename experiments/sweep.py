@@ -43,7 +43,7 @@ class Attempt:
     process: subprocess.Popen
     log_file: object
     started: float
-    device: str
+    provenance: dict  # taken when it started: the code it runs is the code of that moment
 
 
 @dataclass(frozen=True)
@@ -82,8 +82,10 @@ class Sweep:
             args.append("--overwrite=True")  # a run that died before its first checkpoint starts over
         return launcher + args
 
-    def start(self, run, env_changes, device, new_session=True):
-        """Start a run's training; its output goes to train.log, after the command that made it."""
+    def start(self, run, env_changes, device, new_session=True, job_id=None):
+        """Start a run's training; its output goes to train.log, after the command that made it.
+        device describes what it trains on; job_id is the Slurm job's, in a Slurm job."""
+        made = provenance(device, job_id)
         run_dir = self.run_dir(run)
         os.makedirs(run_dir, exist_ok=True)
         with open(os.path.join(run_dir, "run.json"), "w", encoding="utf-8") as f:
@@ -96,14 +98,14 @@ class Sweep:
         # own process group (locally): Ctrl-C reaches the sweep, which then stops its runs itself
         process = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, cwd=self.cwd,
                                    env={**os.environ, **env_changes}, start_new_session=new_session)
-        return Attempt(run, process, log_file, time.time(), device)
+        return Attempt(run, process, log_file, time.time(), made)
 
-    def finish(self, attempt, returncode, job_id=None):
-        """Record a finished attempt in results.jsonl (job_id: the Slurm job's); returns the record."""
+    def finish(self, attempt, returncode):
+        """Record a finished attempt in results.jsonl; returns the record."""
         attempt.log_file.close()
         run = attempt.run
         record = summarize(run, self.run_dir(run), returncode, time.time() - attempt.started, self.executor,
-                           provenance(attempt.device, job_id), self.config_of(run))
+                           attempt.provenance, self.config_of(run))
         append_record(os.path.join(self.sweep_dir, RESULTS_FILE), record)
         return record
 
