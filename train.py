@@ -36,6 +36,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from configurator import ConfigError, UserError, given_keys, run_command
+from cpu_runtime import retain_freed_memory
 from model import GPT, GPTConfig
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -216,6 +217,8 @@ def setup_runtime(cfg):
         dtype = cfg.dtype
     if dtype == "float16" and device_type != "cuda":
         raise ConfigError("dtype float16 needs CUDA; use float32 or bfloat16")
+    if device_type == "cpu":
+        retain_freed_memory()  # no page faults on every step's activations (cpu_runtime.py)
     if device_type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -762,11 +765,12 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
         return {"iters": iter_num, "final_val_loss": val_loss, "best_val_loss": best_val_loss}
 
     step_times, last_eval_iter, last_val_loss = [], None, None
+    step_start = time.perf_counter()  # a step's time runs from the end of the previous one: all of
+    # an iteration's work (batching, logging) is counted, as nanoGPT counts it
     while iter_num < cfg.max_iters:
         if iter_num % cfg.eval_interval == 0 and not (iter_num == start_iter and cfg.init_from == "resume"):
             last_val_loss, last_eval_iter = run_eval(), iter_num
-
-        t0 = time.perf_counter()
+            step_start = time.perf_counter()  # evaluation is not part of any step's time
         lr = get_lr(iter_num, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -801,7 +805,8 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
         optimizer.zero_grad(set_to_none=True)
         raw_model.after_optimizer_step()
         iter_num += 1
-        dt = time.perf_counter() - t0
+        now = time.perf_counter()
+        dt, step_start = now - step_start, now
         step_times.append(dt)
 
         if iter_num % cfg.log_interval == 0 and rt.master:

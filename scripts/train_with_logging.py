@@ -8,18 +8,18 @@ gradient norm overall and per layer (embeddings, each block, final LayerNorm) be
 and for every centering placement the norm of the center vector in use (averaged over layers).
 The usual metrics.jsonl and checkpoints are written as by train_advanced_centered.py, to
 out/train_with_logging unless --out_dir= says otherwise (never into the config's own folder).
+Options are the training keys, written --key=value (see --help).
 """
 
 import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
+import _repo_root  # noqa: F401  (the repository's modules become importable)
+import torch
 
-import torch  # noqa: E402
-
-import train_advanced_centered  # noqa: E402
-from model_advanced_centering import VectorCentering  # noqa: E402
+import train_advanced_centered
+from model_advanced_centering import VectorCentering
 
 
 def layer_of(name):

@@ -1,0 +1,247 @@
+"""
+Plots of sweeps and comparisons: improvement bars coloured by the Holm-corrected decision, a
+variant-by-mode heatmap, loss curves (mean over seeds with a band), and the learning-rate grid of
+a tuned comparison. Modes whose training uses batch statistics are labelled non-causal.
+"""
+
+import json
+import math
+import os
+import re
+import textwrap
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
+
+from experiments.stats import correct_comparisons  # noqa: E402
+from model_advanced_centering import BATCH_STATISTICS_MODES  # noqa: E402
+
+DECISION_COLORS = {"better": "tab:green", "worse": "tab:red", "no difference": "tab:gray", "untested": "lightgray"}
+
+
+def mode_label(mode):
+    """The mode as printed in tables and plots: batch-statistics modes say they are not causal."""
+    return f"{mode}, non-causal" if mode in BATCH_STATISTICS_MODES else mode
+
+
+def label(variant, mode):
+    return variant.replace("_centered", "") + ("" if mode == "none" else f" ({mode_label(mode)})")
+
+
+def fit_texts(fig, margin=4, passes=4):
+    """Wrap every title and label that does not fit in the figure: a centred text may extend
+    as far as its nearer edge allows on either side (a colour-bar label runs along the height).
+    Constrained layout moves things after a wrap, hence a few passes."""
+    for _ in range(passes):
+        fig.canvas.draw()
+        renderer, box = fig.canvas.get_renderer(), fig.bbox
+        wrapped = False
+        for text in fig.findobj(Text):
+            content = text.get_text()
+            if not (text.get_visible() and content):
+                continue
+            e = text.get_window_extent(renderer)
+            if abs(text.get_rotation() % 180 - 90) < 1:
+                length, low, high, size = e.height, e.y0, e.y1, box.height
+            else:
+                length, low, high, size = e.width, e.x0, e.x1, box.width
+            centre = (low + high) / 2
+            room = 2 * min(centre, size - centre) - 2 * margin
+            if low < margin or high > size - margin:
+                longest = max(len(line) for line in content.split("\n"))
+                width = max(8, int(longest * max(room, size / 4) / length) - 1)
+                text.set_text("\n".join(textwrap.fill(line, width) for line in content.split("\n")))
+                wrapped = True
+        if not wrapped:
+            return
+
+
+def save_figure(fig, out_path, dpi=120):
+    fit_texts(fig)
+    fig.savefig(out_path, dpi=dpi)
+    plt.close(fig)
+    return out_path
+
+
+def improvement_bars(groups, out_path, prior=None, title="Improvement over the baseline", wall_time=None,
+                     metric="val loss"):
+    """groups: compare_records output. Bars: mean paired improvement with its 95% interval,
+    coloured by the Holm-corrected decision (the comparisons shown are the family when no
+    decision was taken before). prior: {variant: claimed improvement %}, drawn as markers;
+    wall_time: {(variant, mode): improvement % at equal wall time}, drawn as markers."""
+    rows = sorted(((k, g) for k, g in groups.items() if g["comparison"]),
+                  key=lambda kg: -kg[1]["comparison"]["mean_pct"])
+    if not rows:
+        raise ValueError("no variant has runs paired with a baseline run")
+    comparisons = {k: g["comparison"] for k, g in rows}
+    family = (correct_comparisons(comparisons) if any("decision" not in c for c in comparisons.values())
+              else sum(not math.isnan(c["p_value"]) for c in comparisons.values()))
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(rows) + 2), 5.5), constrained_layout=True)
+    x = np.arange(len(rows))
+    means = [c["mean_pct"] for c in comparisons.values()]
+    err = np.array([[m - c["ci_low"] if not math.isnan(c["ci_low"]) else 0 for m, c in zip(means, comparisons.values())],
+                    [c["ci_high"] - m if not math.isnan(c["ci_high"]) else 0 for m, c in zip(means, comparisons.values())]])
+    ax.bar(x, means, color=[DECISION_COLORS[c["decision"]] for c in comparisons.values()], alpha=0.8)
+    ax.errorbar(x, means, yerr=err, fmt="none", ecolor="black", capsize=4, lw=1)
+    for decision, color in DECISION_COLORS.items():  # the legend names the decisions shown
+        if any(c["decision"] == decision for c in comparisons.values()):
+            ax.bar([0], [0], color=color, alpha=0.8, label=decision)
+    if prior:
+        claimed = [(i, prior[k[0]]) for i, (k, _) in enumerate(rows) if k[0] in prior]
+        if claimed:
+            ax.scatter(*zip(*claimed), marker="D", color="tab:orange", zorder=3, label="prior report's claim")
+    if wall_time:
+        at_wall = [(i, wall_time[k]) for i, (k, _) in enumerate(rows) if not math.isnan(wall_time.get(k, math.nan))]
+        if at_wall:
+            ax.scatter(*zip(*at_wall), marker="x", color="black", zorder=3, label="at equal wall time")
+    ax.legend(loc="best", fontsize=8)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(x, [label(*k) + f"\nn={g['comparison']['n']}" for k, g in rows], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(f"{metric} improvement vs baseline (%)")
+    ax.set_title(f"{title}\nmean of per-seed paired differences, 95% CI; colour: paired t-test, "
+                 f"Holm-corrected over {family} comparisons, p <= 0.05", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    return save_figure(fig, out_path)
+
+
+def mode_heatmap(groups, out_path, title="Mean improvement over the baseline (%)"):
+    """Variant by mode, the mean improvement; '*' marks a cell whose corrected decision is not
+    'no difference' (the cells shown are the family when no decision was taken before)."""
+    comparisons = {k: g["comparison"] for k, g in groups.items() if g["comparison"]}
+    if any("decision" not in c for c in comparisons.values()):
+        correct_comparisons(comparisons)
+    variants = sorted({v for v, _ in comparisons})
+    modes = sorted({m for _, m in comparisons})
+    grid = np.full((len(variants), len(modes)), np.nan)
+    for (v, m), c in comparisons.items():
+        grid[variants.index(v), modes.index(m)] = c["mean_pct"]
+    limit = max(1e-9, np.nanmax(np.abs(grid)))
+    fig, ax = plt.subplots(figsize=(max(6.5, 2.5 + 1.8 * len(modes)), 2.5 + 0.5 * len(variants)),
+                           constrained_layout=True)
+    image = ax.imshow(grid, cmap="RdYlGn", vmin=-limit, vmax=limit, aspect="auto")
+    for (v, m), c in comparisons.items():
+        mark = "*" if c["decision"] in ("better", "worse") else ""
+        ax.text(modes.index(m), variants.index(v), f"{c['mean_pct']:+.2f}{mark}", ha="center", va="center", fontsize=8)
+    for i, j in zip(*np.nonzero(np.isnan(grid))):
+        ax.text(j, i, "not run", ha="center", va="center", fontsize=8, color="gray")
+    ax.set_xticks(range(len(modes)), [mode_label(m) for m in modes], fontsize=8)
+    ax.set_yticks(range(len(variants)), [v.replace("_centered", "") for v in variants])
+    ax.set_xlabel("centering mode")
+    ax.set_ylabel("variant")
+    fig.colorbar(image, ax=ax, label="improvement (%), positive = lower loss")
+    ax.set_title(f"{title}\n* = Holm-corrected p <= 0.05", fontsize=10)
+    return save_figure(fig, out_path)
+
+
+def rate_grid(table, chosen, out_path, title="Learning-rate selection"):
+    """table, chosen: experiments.tuning's selection_table and choose_rates. Mean selection
+    loss per rate and variant (a point per seed), the chosen rate circled."""
+    fig, ax = plt.subplots(figsize=(8, 5), constrained_layout=True)
+    colors = plt.cm.tab10(np.linspace(0, 1, 10))
+    for k, (key, rates) in enumerate(sorted(table.items())):
+        color = colors[k % 10]
+        points = sorted((float(rate), cell) for rate, cell in rates.items())
+        ok = [(r, cell["mean"]) for r, cell in points if cell["eligible"]]
+        if ok:
+            ax.plot(*zip(*ok), "-o", color=color, label=label(*key), ms=4)
+        for r, cell in points:
+            ax.scatter([r] * len(cell["losses"]), list(cell["losses"].values()), color=color, s=8, alpha=0.4)
+        if key in chosen:
+            ax.scatter([float(chosen[key])], [rates[chosen[key]]["mean"]], s=160, facecolors="none",
+                       edgecolors=color, linewidths=2)
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("validation loss (best checkpoint)")
+    ax.set_title(f"{title}\nmean over the selection seeds (dots: each seed); circled: the chosen rate", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save_figure(fig, out_path)
+
+
+def find_runs(paths):
+    """Run folders (with metrics.jsonl) under the given paths: run folders or sweep folders."""
+    runs = []
+    for path in paths:
+        if os.path.isfile(os.path.join(path, "metrics.jsonl")):
+            runs.append(path)
+        elif os.path.isdir(path):
+            runs.extend(sorted(os.path.join(path, d) for d in os.listdir(path)
+                               if os.path.isfile(os.path.join(path, d, "metrics.jsonl"))))
+        else:
+            raise ValueError(f"no such folder: {path}")
+    if not runs:
+        raise ValueError(f"no metrics.jsonl found under {', '.join(paths)}")
+    return runs
+
+
+def group_name(run_dir):
+    """Sweep runs name their group in run.json; other runs are grouped by folder name less -s<seed>."""
+    meta = os.path.join(run_dir, "run.json")
+    if os.path.isfile(meta):
+        with open(meta, encoding="utf-8") as f:
+            run = json.load(f)
+        return run["group"] + (", non-causal" if run.get("mode") in BATCH_STATISTICS_MODES else "")
+    return re.sub(r"-s\d+", "", os.path.basename(os.path.normpath(run_dir)))
+
+
+def load_curves(run_dir, smoothing):
+    """{"train": [(iter, smoothed loss)], "val": [(iter, val loss)]}. The training curve is the
+    exponential moving average of the logged step losses; a run that logged fewer than two
+    steps (a log interval longer than the run) gets the training-split loss of its evaluations."""
+    with open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8") as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    train = [(r["iter"], r["loss"]) for r in records if r["type"] == "train"]
+    evals = [r for r in records if r["type"] == "eval"]
+    if len(train) < 2:
+        return {"train": [(r["iter"], r["train_loss"]) for r in evals], "val": [(r["iter"], r["val_loss"]) for r in evals]}
+    smoothed, ema = [], None
+    for it, loss in train:
+        ema = loss if ema is None else smoothing * ema + (1 - smoothing) * loss
+        smoothed.append((it, ema))
+    return {"train": smoothed, "val": [(r["iter"], r["val_loss"]) for r in evals]}
+
+
+def mean_band(curves):
+    """Mean and std over runs, on the iterations all of them have (or, when they share fewer
+    than two, interpolated onto the iterations any of them has)."""
+    common = sorted(set.intersection(*(set(dict(c)) for c in curves)))
+    if len(common) < 2:  # e.g. runs logged at other iterations: interpolate onto all of them
+        common = sorted(set().union(*(dict(c) for c in curves)))
+        values = np.array([np.interp(common, *zip(*sorted(dict(c).items()))) for c in curves])
+    else:
+        values = np.array([[dict(c)[i] for i in common] for c in curves])
+    return np.array(common), values.mean(0), values.std(0)
+
+
+def plot_curves(run_dirs, out_path, smoothing=0.9, title="Training curves"):
+    groups = {}
+    for d in run_dirs:
+        groups.setdefault(group_name(d), []).append(load_curves(d, smoothing))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5), constrained_layout=True)
+    colors = plt.cm.tab10(np.linspace(0, 1, 10))
+    for k, (name, runs) in enumerate(sorted(groups.items())):
+        color = colors[k % 10]
+        label_text = f"{name} ({len(runs)} seed{'s' if len(runs) > 1 else ''})"
+        for ax, key in zip(axes, ("train", "val")):
+            curves = [r[key] for r in runs if r[key]]
+            if not curves:
+                continue
+            x, mean, std = mean_band(curves)
+            # markers when there are few points: a one-point line draws nothing
+            ax.plot(x, mean, color=color, label=label_text, lw=1.5, marker="o" if len(x) <= 10 else None, ms=3)
+            if len(curves) > 1:
+                ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2, lw=0)
+    axes[0].set_title(f"Training loss (EMA {smoothing} of the logged steps; runs that logged fewer than two: "
+                      f"the training-split loss of their evaluations)", fontsize=10)
+    axes[1].set_title("Validation loss (fixed windows)")
+    for ax in axes:
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("loss (nats per token)")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=8, loc="upper right")
+    fig.suptitle(f"{title}: mean over seeds, band = ±1 std")
+    return save_figure(fig, out_path)

@@ -1,0 +1,188 @@
+"""
+Reports of a comparison with the baseline, from sweep result records: the markdown table
+(results.md), the data behind it (results.json) and the plots, with every statistic of
+experiments.stats, and for a tuned comparison the whole learning-rate grid and the chosen rates.
+
+Numbers of modes that train on batch statistics (simple, adaptive) are labelled non-causal.
+"""
+
+import json
+import math
+import os
+import platform
+
+from experiments import plots
+from experiments.stats import ALPHA, compare_records, correct_comparisons, equal_wall_time, noise_floor
+
+METRIC_NAMES = {"test_loss": "test loss", "final_val_loss": "val loss (last evaluation)",
+                "best_val_loss": "val loss (best checkpoint)"}
+EQUAL_WALL_TIME_METHOD = (
+    "Equal wall time: per seed, the variant's step-time overhead r (median step_ms of its run / the "
+    "same-seed baseline's) gives it T / r steps in the baseline's wall time for T steps; its validation "
+    "loss there is interpolated linearly on its own validation curve (metrics.jsonl) and compared with "
+    "the baseline's at T. It is a validation-split estimate (the test split is evaluated once, at the "
+    "end); the variant's learning rate at T / r has not decayed as in a run planned for T / r steps "
+    "(this favours the baseline when r > 1); a faster variant is not extrapolated past its last "
+    "evaluation; step times are measured in these runs, so they carry the machine's other load.")
+
+
+def fmt(x, spec="+.2f"):
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+def wall_time_inputs(records, run_dir_of, read_metrics):
+    """{(variant, mode): {seed: {"curve", "iters", "step_ms"}}} for equal_wall_time, from the
+    records and their runs' metrics (eval records' validation loss)."""
+    out = {}
+    for r in records:
+        curve = [(m["iter"], m["val_loss"]) for m in read_metrics(run_dir_of(r)) if m.get("type") == "eval"]
+        out.setdefault((r["variant"], r["mode"]), {})[r["seed"]] = {
+            "curve": curve, "iters": r["iters"], "step_ms": r.get("step_ms")}
+    return out
+
+
+def analyse(records, iters, metric, baseline_key, run_dir_of=None, read_metrics=None):
+    """Every (variant, mode) at `iters` against the baseline on `metric`, with the Holm
+    correction over all of them, the exact tests, the noise floor and (given run_dir_of and
+    read_metrics) the effect at equal wall time. Returns a dict of plain data."""
+    records = [r for r in records if r["iters"] == iters]
+    groups = compare_records(records, iters, metric=metric)
+    if baseline_key not in groups:
+        return None
+    comparisons = {k: g["comparison"] for k, g in groups.items() if g["comparison"]}
+    family = correct_comparisons(comparisons)
+    wall = {}
+    if run_dir_of is not None:
+        ok = [r for r in records if r["status"] == "ok"]
+        inputs = wall_time_inputs(ok, run_dir_of, read_metrics)
+        wall = {k: equal_wall_time(inputs[baseline_key], inputs[k]) for k in comparisons if k in inputs}
+        correct_comparisons(wall)  # a family of its own: a secondary estimate, not a second vote
+    return {"groups": groups, "family": family, "wall_time": wall,
+            "noise_floor": noise_floor(groups[baseline_key]["losses"])}
+
+
+def comparison_table(analysis, metric, names=None, rates=None, prior=None):
+    """Markdown lines: one row per variant, lowest mean loss first. names: {variant: display
+    name}; rates: {(variant, mode): chosen rate}; prior: {variant: claimed improvement %}."""
+    groups, wall = analysis["groups"], analysis["wall_time"]
+    head = ["rank", "method", "mode"] + (["lr"] if rates else []) + [
+        f"{METRIC_NAMES.get(metric, metric)} (mean ± std)", "improvement vs baseline (95% CI)",
+        "p (paired t)", "p (Holm)", "p (sign, exact)", "p (permutation)", "decision"]
+    head += ["val improvement at equal wall time (step-time overhead)"] if wall else []
+    head += ["prior report's claim"] if prior else []
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for rank, (key, g) in enumerate(sorted(groups.items(), key=lambda kg: kg[1]["mean"]), 1):
+        variant, mode = key
+        c = g["comparison"]
+        cells = [str(rank), (names or {}).get(variant, variant), "-" if mode == "none" else plots.mode_label(mode)]
+        cells += [rates.get(key, "")] if rates else []
+        cells.append(f"{g['mean']:.4f} ± {fmt(g['std'], '.4f')} (n={len(g['losses'])})")
+        if c is None:
+            cells += ["0 (reference)", "", "", "", "", "baseline"]
+        else:
+            cells += [f"{fmt(c['mean_pct'])}% [{fmt(c['ci_low'])}, {fmt(c['ci_high'])}]",
+                      fmt(c["p_value"], ".3g"), fmt(c["p_holm"], ".3g"), fmt(c["p_sign"], ".3g"),
+                      fmt(c["p_permutation"], ".3g") + ("" if c["permutation_exact"] else " (MC)"), c["decision"]]
+        if wall:
+            w = wall.get(key)
+            cells.append("" if w is None else f"{fmt(w['mean_pct'])}% (x{fmt(w['overhead'], '.3f')}; "
+                         f"{fmt(w['equal_steps_pct'])}% at equal steps, same curves)")
+        if prior:
+            cells.append(f"{prior[variant]:+.2f}%" if variant in prior else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def notes(analysis, metric):
+    """The lines under the table: the family, the exact tests' limits, the noise floor, the
+    equal-wall-time method."""
+    comparisons = [g["comparison"] for g in analysis["groups"].values() if g["comparison"]]
+    floor = analysis["noise_floor"]
+    out = [f"Decision: paired t-test on the per-seed improvement, Holm-Bonferroni corrected over the "
+           f"{analysis['family']} comparisons of this table, p (Holm) <= {ALPHA}; the raw p is beside it. "
+           f"Sign and permutation tests are exact (two-sided; 'MC': Monte Carlo for n > 16)."]
+    small = sorted({c["exact_note"] for c in comparisons if c["exact_note"]})
+    out += [f"Note: {n}." for n in small]
+    out.append(f"Noise floor: the baseline's {METRIC_NAMES.get(metric, metric)} varies with the seed alone by "
+               f"std {fmt(floor['std'], '.4f')} ({fmt(floor['std_pct'], '.2f')}% of the mean, n={floor['n']}); "
+               f"baseline against baseline (A/A over {floor['aa_pairs']} pair(s) of seeds, unpaired): relative "
+               f"differences of std {fmt(floor['aa_std_pct'], '.2f')}%, at most {fmt(floor['aa_max_pct'], '.2f')}%.")
+    if analysis["wall_time"]:
+        out.append(EQUAL_WALL_TIME_METHOD)
+    if any(m in plots.BATCH_STATISTICS_MODES for _, m in analysis["groups"]):
+        out.append("Non-causal: in `simple` and `adaptive` mode the training forward centers with the batch "
+                   "mean, so a position sees later tokens; their numbers are not those of a causal model.")
+    return out
+
+
+def grid_table(table, chosen):
+    """Markdown lines of the whole learning-rate grid: mean selection loss per variant and rate,
+    the chosen rate in bold; a rate where a selection seed did not finish ok says so."""
+    rates = sorted({rate for cells in table.values() for rate in cells}, key=float)
+    lines = ["| method | mode | " + " | ".join(f"lr {r}" for r in rates) + " | chosen |",
+             "|" + "---|" * (len(rates) + 3)]
+    for key in sorted(table):
+        cells = []
+        for rate in rates:
+            cell = table[key].get(rate)
+            if cell is None:
+                cells.append("not run")
+                continue
+            bad = sorted({s for s in cell["statuses"].values() if s != "ok"})
+            text = f"{fmt(cell['mean'], '.4f')} (n={len(cell['losses'])})" + (f" {', '.join(bad)}" if bad else "")
+            cells.append(f"**{text}**" if chosen.get(key) == rate else text)
+        variant, mode = key
+        lines.append(f"| {variant} | {'-' if mode == 'none' else plots.mode_label(mode)} | "
+                     + " | ".join(cells) + f" | {chosen.get(key, 'none eligible')} |")
+    return lines
+
+
+def machine():
+    return f"{platform.machine()}, {os.cpu_count()} cores, {platform.node()}"
+
+
+def write_report(report_dir, title, sections, data, figures):
+    """results.md (title, then the sections: lists of lines) and results.json (data); figures
+    are listed in results.md. Returns the markdown text."""
+    os.makedirs(report_dir, exist_ok=True)
+    text = "\n".join([f"# {title}", ""] + [line for section in sections for line in section + [""]]
+                     + [f"![{os.path.splitext(f)[0]}]({f})" for f in figures]) + "\n"
+    with open(os.path.join(report_dir, "results.md"), "w", encoding="utf-8") as f:
+        f.write(text)
+    with open(os.path.join(report_dir, "results.json"), "w", encoding="utf-8") as f:
+        json.dump(jsonable(data), f, indent=1)
+    return text
+
+
+def jsonable(value):
+    """Tuple keys ((variant, mode)) as "variant/mode" strings, NaN as null: plain JSON."""
+    if isinstance(value, dict):
+        return {"/".join(map(str, k)) if isinstance(k, tuple) else str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def report_plots(report_dir, analysis, title, metric, run_dirs, prior=None, table=None, chosen=None):
+    """The report's figures, written into report_dir; returns their file names."""
+    figures = []
+    wall = {k: w["mean_pct"] for k, w in analysis["wall_time"].items()}
+    groups = analysis["groups"]
+    if any(g["comparison"] for g in groups.values()):
+        plots.improvement_bars(groups, os.path.join(report_dir, "improvement.png"), prior=prior, title=title,
+                               wall_time=wall, metric=METRIC_NAMES.get(metric, metric))
+        figures.append("improvement.png")
+    if len({m for _, m in groups if m != "none"}) > 1:
+        plots.mode_heatmap(groups, os.path.join(report_dir, "mode_heatmap.png"),
+                           title=f"Mean improvement over the baseline (%), {METRIC_NAMES.get(metric, metric)}")
+        figures.append("mode_heatmap.png")
+    if table:
+        plots.rate_grid(table, chosen, os.path.join(report_dir, "rate_grid.png"))
+        figures.append("rate_grid.png")
+    if run_dirs:
+        plots.plot_curves(run_dirs, os.path.join(report_dir, "val_curves.png"), title=title)
+        figures.append("val_curves.png")
+    return figures
+

@@ -1,0 +1,94 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO_ROOT
+from experiments import plots
+from experiments.stats import compare_records
+
+
+@pytest.fixture
+def kept_figures(monkeypatch):
+    """The figures the plot functions save, kept open for inspection."""
+    figures = []
+    monkeypatch.setattr(plots.plt, "close", figures.append)
+    yield figures
+    monkeypatch.undo()
+    plots.plt.close("all")
+
+
+def texts_outside(fig):
+    fig.canvas.draw()
+    renderer, box = fig.canvas.get_renderer(), fig.bbox
+    outside = []
+    for text in fig.findobj(plots.Text):
+        if text.get_visible() and text.get_text():
+            e = text.get_window_extent(renderer)
+            if e.x0 < -0.5 or e.y0 < -0.5 or e.x1 > box.x1 + 0.5 or e.y1 > box.y1 + 0.5:
+                outside.append(text.get_text())
+    return outside
+
+
+def records(modes=("adaptive", "momentum")):
+    out = []
+    for seed in (1, 2, 3):
+        out.append({"variant": "baseline", "mode": "none", "seed": seed, "iters": 50, "status": "ok",
+                    "final_val_loss": 2.0 + 0.01 * seed})
+        for k, mode in enumerate(modes):
+            for variant in ("embeddings_centered", "value_centered"):
+                out.append({"variant": variant, "mode": mode, "seed": seed, "iters": 50, "status": "ok",
+                            "final_val_loss": 2.0 + 0.01 * seed + 0.02 * (k - 0.5) + 0.001 * seed * k})
+    return out
+
+
+def test_titles_and_colour_bar_labels_fit_inside_the_images(kept_figures, tmp_path):
+    groups = compare_records(records(), 50)
+    long_title = "Mean improvement over the baseline (%) at 50 iterations, paired by seed, on a long dataset name"
+    plots.mode_heatmap(groups, tmp_path / "h.png", title=long_title)
+    plots.improvement_bars(groups, tmp_path / "b.png", title=long_title)
+    assert len(kept_figures) == 2
+    for fig in kept_figures:
+        assert texts_outside(fig) == []
+    # the heatmap labels the batch-statistics modes as not causal
+    ticks = [t.get_text() for t in kept_figures[0].axes[0].get_xticklabels()]
+    assert ticks == ["adaptive, non-causal", "momentum"]
+
+
+def write_run(folder, train_iters, eval_iters, mode="momentum"):
+    os.makedirs(folder)
+    with open(os.path.join(folder, "metrics.jsonl"), "w") as f:
+        for i in train_iters:
+            f.write(json.dumps({"type": "train", "iter": i, "loss": 3.0 - 0.01 * i, "lr": 1e-3}) + "\n")
+        for i in eval_iters:
+            f.write(json.dumps({"type": "eval", "iter": i, "train_loss": 3.0 - 0.01 * i,
+                                "val_loss": 3.1 - 0.01 * i}) + "\n")
+    with open(os.path.join(folder, "run.json"), "w") as f:
+        json.dump({"group": f"value_centered-{mode}-i40", "mode": mode}, f)
+
+
+def test_training_panel_is_not_empty_when_a_run_logged_few_steps(kept_figures, tmp_path):
+    write_run(tmp_path / "a-s1", [0], [0, 20, 40], mode="simple")  # log interval longer than the run
+    write_run(tmp_path / "a-s2", [0], [0, 20, 40], mode="simple")
+    plots.plot_curves(plots.find_runs([str(tmp_path)]), tmp_path / "c.png")
+    train_axis = kept_figures[0].axes[0]
+    assert [len(line.get_xdata()) for line in train_axis.get_lines()] == [3]
+    assert "non-causal" in train_axis.get_lines()[0].get_label()
+
+
+def test_curves_of_runs_logged_at_different_iterations_are_interpolated():
+    x, mean, _ = plots.mean_band([[(0, 1.0), (10, 2.0)], [(5, 1.5), (15, 2.5)]])
+    assert list(x) == [0, 5, 10, 15] and len(mean) == 4
+
+
+def test_plot_training_improved_writes_next_to_its_input(tmp_path):
+    sweep = tmp_path / "sweep"
+    write_run(sweep / "r-s1", range(0, 40, 5), [0, 20, 40])
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    r = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "scripts", "plot_training_improved.py"), str(sweep)],
+                       capture_output=True, text=True, cwd=elsewhere)
+    assert r.returncode == 0, r.stderr
+    assert (sweep / "training_curves.png").stat().st_size > 10_000 and not os.listdir(elsewhere)
