@@ -45,7 +45,6 @@ the model's forward is not changed. plot_diagnostics draws every metric over tra
 import functools
 import math
 import os
-import textwrap
 
 import torch
 
@@ -270,15 +269,6 @@ def diagnostic_curves(records):
     return curves
 
 
-def _mean_std_over_runs(curves):
-    """Iterations every run has, with the mean and std over runs."""
-    import numpy as np
-
-    common = sorted(set.intersection(*(set(c) for c in curves)))
-    values = np.array([[c[i] for i in common] for c in curves], dtype=float)
-    return np.array(common), values.mean(0), values.std(0)
-
-
 def _base_metric(metric):
     """The metric's name without its _before/_after side."""
     return metric.rsplit("_", 1)[0] if metric.endswith(("_before", "_after")) else metric
@@ -297,9 +287,9 @@ def plot_diagnostics(groups, out_dir, metrics=None):
     Solid: the representation leaving the site (after centering); dashed, where it differs: before.
     groups: {variant label: [the records of one run, ...]}. metrics: names to draw (default all).
     Returns the paths written."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    # imported here, not at the top: experiments.plots imports model_advanced_centering, which
+    # imports this module; it also sets matplotlib's file-only backend before pyplot loads
+    from experiments.plots import mean_band, save_figure
     import matplotlib.pyplot as plt
     import numpy as np
 
@@ -331,7 +321,7 @@ def plot_diagnostics(groups, out_dir, metrics=None):
                     series = [c[key] for c in curves if key in c]
                     if not series:
                         continue
-                    x, mean, std = _mean_std_over_runs(series)
+                    x, mean, std = mean_band(series)
                     if side == "before" and drawn is not None and np.allclose(mean, drawn, rtol=1e-4):
                         continue  # not centered here (or a mean-shift invariant metric): before is after
                     drawn = mean
@@ -353,10 +343,8 @@ def plot_diagnostics(groups, out_dir, metrics=None):
         fig.legend(handles, labels, loc="outside lower center", fontsize=8,
                    ncol=max(1, min(len(labels), int(width / per_column))))
         style = "solid: after the site (centered), dashed: before centering where different; " if has_sides else ""
-        title = [f"{METRIC_TITLES.get(name, name)} over training", f"{style}mean over seeds, band ±1 std"]
-        fig.suptitle("\n".join(textwrap.fill(line, int(width * 12)) for line in title), fontsize=10)
-        path = os.path.join(out_dir, f"diag_{name}.png")
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
+        fig.suptitle(f"{METRIC_TITLES.get(name, name)} over training\n{style}mean over seeds, band ±1 std",
+                     fontsize=10)
+        path = save_figure(fig, os.path.join(out_dir, f"diag_{name}.png"), dpi=110)
         paths.append(path)
     return paths
