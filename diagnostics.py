@@ -39,7 +39,8 @@ matrix when N < n), done once for a centered site whose output is its input shif
 (then before and after have the same covariance); the pairwise cosine is exact in O(N n).
 
 The probe is an evaluation-mode forward pass with forward hooks on the site modules (SiteRecorder);
-the model's forward is not changed. plot_diagnostics draws every metric over training per variant.
+the model's forward is not changed. In evaluation mode adaptive centering subtracts its running
+mean, so "after" is what evaluation sees; simple mode subtracts the mean of the probed sequences. plot_diagnostics draws every metric over training per variant.
 """
 
 import functools
