@@ -46,6 +46,7 @@ mean, so "after" is what evaluation sees; simple mode subtracts the mean of the 
 import functools
 import math
 import os
+import textwrap
 
 import torch
 
@@ -290,7 +291,7 @@ def plot_diagnostics(groups, out_dir, metrics=None):
     Returns the paths written."""
     # imported here, not at the top: experiments.plots imports model_advanced_centering, which
     # imports this module; it also sets matplotlib's file-only backend before pyplot loads
-    from experiments.plots import mean_band, save_figure
+    from experiments.plots import mean_band
     import matplotlib.pyplot as plt
     import numpy as np
 
@@ -313,7 +314,7 @@ def plot_diagnostics(groups, out_dir, metrics=None):
         for (row, site), layer in ((rs, layer) for rs in enumerate(sites) for layer in range(n_layers)):
             ax = axes[row][layer]
             if (site, layer) not in cells:
-                ax.set_visible(False)
+                ax.remove()  # (hidden, its tick labels would still count as text outside the figure)
                 continue
             for k, (label, curves) in enumerate(runs.items()):
                 drawn = None
@@ -344,8 +345,12 @@ def plot_diagnostics(groups, out_dir, metrics=None):
         fig.legend(handles, labels, loc="outside lower center", fontsize=8,
                    ncol=max(1, min(len(labels), int(width / per_column))))
         style = "solid: after the site (centered), dashed: before centering where different; " if has_sides else ""
-        fig.suptitle(f"{METRIC_TITLES.get(name, name)} over training\n{style}mean over seeds, band ±1 std",
-                     fontsize=10)
-        path = save_figure(fig, os.path.join(out_dir, f"diag_{name}.png"), dpi=110)
+        title = [f"{METRIC_TITLES.get(name, name)} over training", f"{style}mean over seeds, band ±1 std"]
+        # wrapped to the width here (about 12 characters per inch at size 10): experiments.plots'
+        # save_figure would find the shared axes' off-view tick labels "outside" and redraw 4 times
+        fig.suptitle("\n".join(textwrap.fill(line, int(width * 12)) for line in title), fontsize=10)
+        path = os.path.join(out_dir, f"diag_{name}.png")
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
         paths.append(path)
     return paths

@@ -302,3 +302,14 @@ def test_every_logged_metric_has_a_plot(tiny_runs, tmp_path):
     """Without --metrics every metric in the records is drawn (checked without drawing them)."""
     names = diagnostics.metric_names({"run": [eval_records(tiny_runs[0])]})
     assert sorted(names) == sorted(METRICS + ("first_mass",))
+
+
+def test_cost_benchmark_reports_the_share_of_the_run(char_data, capsys):
+    from conftest import TINY_MODEL
+    sys.path.insert(0, os.path.join(REPO_ROOT, "scripts"))
+    import benchmark_diagnostics
+    args = [f"--{k}={v}" for k, v in TINY_MODEL.items()]
+    assert benchmark_diagnostics.main([*args, f"--data_dir={char_data}", "--center_v=True", "--max_iters=4",
+                                       "--eval_interval=2"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("run: 4 iterations") and "3 evaluations logged diagnostics" in line and line.endswith("without them")
