@@ -6,7 +6,8 @@ evaluation as flat keys of the eval records in metrics.jsonl:
 
     diag/<site>/<layer>/<metric>_before   what enters the site (embeddings: layer 0)
     diag/<site>/<layer>/<metric>_after    what leaves it (equal to _before where the site is nn.Identity)
-    diag/attention/<layer>/first_mass     attention mass on position 0
+    diag/attention/<layer>/first_mass     attention mass on position 0 (first_mass_max_head: the
+                                          head that puts the most there)
 
 Metrics of a representation, taken over the N = B * T token vectors x_i in R^n of the probe batch:
     isoscore          IsoScore (Rudman et al. 2022): 1 when the variance is spread evenly over all n
@@ -23,7 +24,9 @@ Metrics of a representation, taken over the N = B * T token vectors x_i in R^n o
 first_mass (attention sinks, Xiao et al. 2023): the softmax weight a query puts on position 0,
 averaged over heads, sequences and query positions 1..T-1 (position 0 can only see itself),
 computed from the q and k the model actually uses (after their sites), with the causal mask and
-scaling of its scaled_dot_product_attention.
+scaling of its scaled_dot_product_attention. Uniform attention would give the mean over t of
+1 / (t + 1) (0.059 for T = 64); sinks sit in a few heads, hence also first_mass_max_head, the
+largest per-head mean.
 
 IsoScore follows the paper's algorithm step by step; it agrees with the authors' `isoscore` package
 (2.0.1) to 6 digits, which is not used: a single 2023 release that copies its input with
@@ -63,7 +66,8 @@ METRIC_TITLES = {
     "max_abs": "largest |activation|",
     "median_abs": "median |activation|",
     "max_median_ratio": "largest / median |activation| (massive activations)",
-    "first_mass": "attention weight on the first position (attention sink)",
+    "first_mass": "attention weight on the first position (attention sink), mean over heads",
+    "first_mass_max_head": "attention weight on the first position, the head with the most",
 }
 
 
@@ -158,8 +162,9 @@ def is_shifted_copy(before, after, rtol=1e-5):
 
 
 def first_position_attention(q, k, n_head):
-    """Mean causal softmax attention weight on position 0, from the (B, T, C) queries and keys as
-    the sites leave them (heads side by side), over heads, sequences and query positions >= 1."""
+    """Per head (n_head,): the mean causal softmax attention weight on position 0, from the
+    (B, T, C) queries and keys as the sites leave them (heads side by side), over sequences and
+    query positions >= 1."""
     B, T, C = q.shape
     if T < 2:
         raise ValueError("attention on the first position needs sequences of at least 2 tokens")
@@ -169,7 +174,7 @@ def first_position_attention(q, k, n_head):
     future = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(diagonal=1)
     scores = scores.masked_fill(future, float("-inf"))
     log_weight_first = scores[..., 0] - torch.logsumexp(scores, dim=-1)  # (B, n_head, T)
-    return log_weight_first[..., 1:].exp().mean()
+    return log_weight_first[..., 1:].exp().mean(dim=(0, 2))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -245,7 +250,9 @@ def site_diagnostics(recorder, n_head):
     for layer in sorted(layer for site, layer in representations if site == "q"):
         q, k = representations[("q", layer)][1], representations[("k", layer)][1]
         if q.size(1) > 1:  # a single position attends only to itself
-            values[diag_key("attention", layer, "first_mass")] = first_position_attention(q, k, n_head)
+            per_head = first_position_attention(q, k, n_head)
+            values[diag_key("attention", layer, "first_mass")] = per_head.mean()
+            values[diag_key("attention", layer, "first_mass_max_head")] = per_head.max()
     # one transfer for all of them (on a GPU, .item() per value would wait once per value)
     return dict(zip(values, torch.stack([v.double() for v in values.values()]).tolist())) if values else {}
 
