@@ -151,5 +151,7 @@ def run_command(config_cls, argv, body, usage):
     try:
         body(load_config(config_cls, argv))
     except UserError as e:
+        if isinstance(e, ConfigError) and os.environ.get("RANK", "0") != "0":
+            sys.exit(e.status)  # under torchrun every process finds the same bad config: rank 0 says it
         fail(str(e), e.status)
     return 0

@@ -25,11 +25,18 @@ averaged over heads, sequences and query positions 1..T-1 (position 0 can only s
 computed from the q and k the model actually uses (after their sites), with the causal mask and
 scaling of its scaled_dot_product_attention.
 
+IsoScore follows the paper's algorithm step by step; it agrees with the authors' `isoscore` package
+(2.0.1) to 6 digits, which is not used: a single 2023 release that copies its input with
+torch.tensor, builds a CPU tensor next to the input (fails on CUDA), and decomposes the full n x n
+covariance even when N < n.
+
 These are finite-sample estimates on one probe batch: with N tokens not much larger than n (the
 MLP's 4 * n_embd especially) even an isotropic cloud scores below 1, so compare runs of one shape
-and probe batch, not absolute values. Cost control: at most MAX_PROBE_TOKENS tokens (whole
-sequences from the start of the batch) and, per representation, one eigvalsh of the n x n
-covariance (or of the N x N Gram matrix when N < n); the pairwise cosine is exact in O(N n).
+and probe batch, not absolute values. The median is torch's (the lower middle value for an even
+count). Cost control: at most MAX_PROBE_TOKENS tokens (whole sequences from the start of the
+batch); per representation one float32 eigvalsh of the n x n covariance (or of the N x N Gram
+matrix when N < n), done once for a centered site whose output is its input shifted by one vector
+(then before and after have the same covariance); the pairwise cosine is exact in O(N n).
 
 The probe is an evaluation-mode forward pass with forward hooks on the site modules (SiteRecorder);
 the model's forward is not changed. plot_diagnostics draws every metric over training per variant.
@@ -38,6 +45,7 @@ the model's forward is not changed. plot_diagnostics draws every metric over tra
 import functools
 import math
 import os
+import textwrap
 
 import torch
 
@@ -233,10 +241,9 @@ def site_diagnostics(recorder, n_head):
         for name in metrics_before:
             values[diag_key(site, layer, f"{name}_before")] = metrics_before[name]
             values[diag_key(site, layer, f"{name}_after")] = metrics_after[name]
-    layers = sorted(layer for site, layer in representations if site == "q")
-    if representations and next(iter(representations.values()))[0].size(1) > 1:
-        for layer in layers:
-            q, k = representations[("q", layer)][1], representations[("k", layer)][1]
+    for layer in sorted(layer for site, layer in representations if site == "q"):
+        q, k = representations[("q", layer)][1], representations[("k", layer)][1]
+        if q.size(1) > 1:  # a single position attends only to itself
             values[diag_key("attention", layer, "first_mass")] = first_position_attention(q, k, n_head)
     # one transfer for all of them (on a GPU, .item() per value would wait once per value)
     return dict(zip(values, torch.stack([v.double() for v in values.values()]).tolist())) if values else {}
@@ -309,7 +316,8 @@ def plot_diagnostics(groups, out_dir, metrics=None):
         sites = list(dict.fromkeys(site for site, _ in cells))
         n_layers = 1 + max(layer for _, layer in cells)
         has_sides = any(m == f"{name}_after" for _, _, m in present)
-        fig, axes = plt.subplots(len(sites), n_layers, figsize=(2.6 * n_layers + 0.8, 2.0 * len(sites) + 1.2),
+        width = max(7.0, 2.6 * n_layers + 0.8)  # inches; wide enough for the titles
+        fig, axes = plt.subplots(len(sites), n_layers, figsize=(width, 2.0 * len(sites) + 1.4),
                                  squeeze=False, sharex=True, constrained_layout=True)
         for (row, site), layer in ((rs, layer) for rs in enumerate(sites) for layer in range(n_layers)):
             ax = axes[row][layer]
@@ -340,10 +348,13 @@ def plot_diagnostics(groups, out_dir, metrics=None):
                 ax.set_xlabel("iteration", fontsize=8)
                 ax.tick_params(labelbottom=True)
         handles, labels = axes[0][0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 3), fontsize=8)
-        style = "solid: after the site (centered); dashed: before centering, where different; " if has_sides else ""
-        fig.suptitle(f"{METRIC_TITLES.get(name, name)} over training\n{style}mean over seeds, band ±1 std",
-                     fontsize=10)
+        # about 15 characters per inch at font size 8, plus the line sample
+        per_column = 0.07 * max(len(label) for label in labels) + 0.7
+        fig.legend(handles, labels, loc="outside lower center", fontsize=8,
+                   ncol=max(1, min(len(labels), int(width / per_column))))
+        style = "solid: after the site (centered), dashed: before centering where different; " if has_sides else ""
+        title = [f"{METRIC_TITLES.get(name, name)} over training", f"{style}mean over seeds, band ±1 std"]
+        fig.suptitle("\n".join(textwrap.fill(line, int(width * 12)) for line in title), fontsize=10)
         path = os.path.join(out_dir, f"diag_{name}.png")
         fig.savefig(path, dpi=110)
         plt.close(fig)

@@ -227,16 +227,15 @@ class AdvancedGPT(GPT):
         recorder = diagnostics.probe(self, idx)
         out = diagnostics.site_diagnostics(recorder, self.config.n_head)
         representations = recorder.representations()
-        per_site = {}
+        norms, cosines = {}, {}
         for name, layer, module in self.centerings():
             before, after, _ = representations[(name, layer or 0)]
-            # after = before - mu for every token, so mu is the mean difference
-            center_norm = (before - after).reshape(-1, module.dim).float().mean(0).norm().item()
-            cosine = out[diagnostics.diag_key(name, layer or 0, "cosine_before")]
-            per_site.setdefault(name, []).append((center_norm, cosine))
-        for name, values in per_site.items():
-            out[f"center_norm/{name}"] = sum(v[0] for v in values) / len(values)
-            out[f"cosine/{name}"] = sum(v[1] for v in values) / len(values)
+            # after = before - mu at every token, so mu is their mean difference
+            norms.setdefault(name, []).append((before - after).reshape(-1, module.dim).float().mean(0).norm())
+            cosines.setdefault(name, []).append(out[diagnostics.diag_key(name, layer or 0, "cosine_before")])
+        for name in norms:
+            out[f"center_norm/{name}"] = torch.stack(norms[name]).mean().item()
+            out[f"cosine/{name}"] = sum(cosines[name]) / len(cosines[name])
         return out
 
 

@@ -7,6 +7,7 @@ Sample text from a trained checkpoint:
 vocabulary the checkpoint was trained on (characters, or GPT-2 BPE).
 """
 
+import json
 import os
 import sys
 from dataclasses import dataclass
@@ -14,12 +15,12 @@ from dataclasses import dataclass
 import torch
 
 from configurator import ConfigError, run_command
-from train import load_checkpoint, model_from_checkpoint, pick_device
+from train import REPO_ROOT, TrainConfig, check_device, load_checkpoint, model_from_checkpoint, pick_device
 
 
 @dataclass
 class SampleConfig:
-    out_dir: str = "out"
+    out_dir: str = TrainConfig.out_dir  # the run folder: train.py's default, or a config's out_dir
     checkpoint: str = "ckpt.pt"  # or best.pt: the checkpoint with the best validation loss
     start: str = "\n"  # prompt text, or FILE:path
     num_samples: int = 3
@@ -33,8 +34,11 @@ class SampleConfig:
     def validate(self):
         if self.num_samples <= 0 or self.max_new_tokens < 0 or self.top_k < 0:
             raise ConfigError("num_samples must be positive; max_new_tokens and top_k not negative")
-        if self.temperature <= 0:
-            raise ConfigError(f"temperature must be positive, got {self.temperature}")
+        if not self.temperature > 0 or self.temperature == float("inf"):
+            raise ConfigError(f"temperature must be a positive number, got {self.temperature}")
+        if not self.out_dir.strip():
+            raise ConfigError("out_dir must not be empty: give --out_dir=FOLDER of a run")
+        check_device(self.device)
 
 
 def make_codec(meta):
@@ -56,14 +60,33 @@ def make_codec(meta):
             lambda ids: enc.decode([i for i in ids if i < enc.n_vocab]))
 
 
+def check_dataset(ckpt, path):
+    """Prompts are encoded and samples decoded with the vocabulary the checkpoint carries. Fails in
+    one line when it carries none; notes when its training data folder now holds another dataset."""
+    meta = ckpt.get("dataset_meta", {})
+    if "tokenizer" not in meta or (meta["tokenizer"] == "char" and "chars" not in meta):
+        raise ConfigError(f"{path} carries no vocabulary (dataset_meta): it cannot be sampled as text")
+    config = ckpt.get("config", {})
+    data_dir = config.get("data_dir") or os.path.join(REPO_ROOT, "data", config.get("dataset", ""))
+    if meta.get("fingerprint") and os.path.isfile(os.path.join(data_dir, "meta.json")):
+        with open(os.path.join(data_dir, "meta.json"), encoding="utf-8") as f:
+            now = json.load(f).get("fingerprint")
+        if now and now != meta["fingerprint"]:
+            print(f"note: {data_dir} now holds another dataset than {path} was trained on "
+                  f"(fingerprint {meta['fingerprint'][:12]}, now {now[:12]}); sampling uses the "
+                  f"checkpoint's own vocabulary", file=sys.stderr)
+    return meta
+
+
 def sample(cfg, log=print):
     """Generate cfg.num_samples continuations; prints them."""
     path = os.path.join(cfg.out_dir, cfg.checkpoint)
     ckpt = load_checkpoint(path)
+    meta = check_dataset(ckpt, path)
     model = model_from_checkpoint(ckpt, path)
     device = pick_device(cfg.device)
     model.eval().to(device)
-    encode, decode = make_codec(ckpt.get("dataset_meta", {}))
+    encode, decode = make_codec(meta)
     prompt = cfg.start
     if prompt.startswith("FILE:"):
         try:

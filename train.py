@@ -10,14 +10,16 @@ Several processes (GPUs with nccl, or CPU processes with gloo):
 Global batch: every optimizer step consumes batch_size * gradient_accumulation_steps sequences of
 block_size tokens, whatever the number of processes. The micro-batches of a step are drawn from
 one seeded stream that every rank replays; with W processes each rank takes its own
-gradient_accumulation_steps / W of them, and DDP averages the gradients. So 1 process and W
-processes see the same batches and follow the same loss curve (up to float rounding).
+gradient_accumulation_steps / W of them (or, when that does not divide, batch_size / W rows of
+every micro-batch), and DDP averages the gradients. So 1 process and W processes see the same
+batches and follow the same loss curve (up to float rounding).
 
 Other scripts reuse this loop: `train(config, model_cls, model_config_cls)` trains any subclass of
 model.GPT, and `main(argv, ...)` is the command line around it.
 """
 
 import dataclasses
+import importlib.util
 import json
 import math
 import os
@@ -34,6 +36,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from configurator import ConfigError, UserError, given_keys, run_command
+from cpu_runtime import retain_freed_memory
 from model import GPT, GPTConfig
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -43,7 +46,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 @dataclass
 class TrainConfig:
     # I/O
-    out_dir: str = "out"
+    out_dir: str = "out/train"  # every script that trains has a default folder of its own
     eval_interval: int = 250
     log_interval: int = 10
     eval_windows: int = 200  # fixed validation windows of block_size tokens, the same at every eval
@@ -106,8 +109,41 @@ class TrainConfig:
             raise ConfigError(f"init_from must be 'scratch' or 'resume', got '{self.init_from}'")
         if self.dtype not in ("auto", *DTYPES):
             raise ConfigError(f"dtype must be one of auto, {', '.join(DTYPES)}; got '{self.dtype}'")
-        if self.device != "auto" and self.device.split(":")[0] not in ("cpu", "cuda", "mps"):
-            raise ConfigError(f"device must be auto, cpu, cuda[:N] or mps; got '{self.device}'")
+        check_device(self.device)
+        check_ranges(self)
+
+
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def check_device(device):
+    if not DEVICE.fullmatch(device):
+        raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps; got '{device}'")
+
+
+def check_ranges(cfg):
+    """Ranges of the optimizer, schedule and output keys: a careless value fails here, in one line,
+    before anything trains (a negative min_lr would train "in reverse", a beta of 1.5 diverge)."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{f.name} must be a finite number, got {value}")
+    if cfg.learning_rate <= 0:
+        raise ConfigError(f"learning_rate must be positive, got {cfg.learning_rate}")
+    if cfg.min_lr < 0 or (cfg.decay_lr and cfg.min_lr > cfg.learning_rate):
+        raise ConfigError(f"min_lr must be in [0, learning_rate={cfg.learning_rate}], got {cfg.min_lr}")
+    for key in ("beta1", "beta2"):
+        if not 0.0 <= getattr(cfg, key) < 1.0:
+            raise ConfigError(f"{key} must be in [0, 1), got {getattr(cfg, key)}")
+    for key in ("weight_decay", "grad_clip"):
+        if getattr(cfg, key) < 0:
+            raise ConfigError(f"{key} must not be negative (0 turns it off), got {getattr(cfg, key)}")
+    if cfg.peak_flops <= 0:
+        raise ConfigError(f"peak_flops must be positive, got {cfg.peak_flops}")
+    if not cfg.out_dir.strip():
+        raise ConfigError("out_dir must not be empty: give --out_dir=FOLDER")
+    if cfg.wandb_log and importlib.util.find_spec("wandb") is None:
+        raise ConfigError("wandb_log=True needs the wandb package: pip install wandb (or --wandb_log=False)")
 
 
 class TrainingError(UserError):
@@ -166,9 +202,7 @@ def setup_runtime(cfg):
             torch.cuda.set_device(device)
         if not dist.is_initialized():
             dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
-    if cfg.gradient_accumulation_steps % world_size:
-        raise ConfigError(f"gradient_accumulation_steps ({cfg.gradient_accumulation_steps}) must be "
-                          f"a multiple of the number of processes ({world_size})")
+    check_step_sharing(cfg.gradient_accumulation_steps, cfg.batch_size, world_size)
     if cfg.dtype == "auto":
         if device_type == "cuda":
             dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
@@ -178,6 +212,8 @@ def setup_runtime(cfg):
         dtype = cfg.dtype
     if dtype == "float16" and device_type != "cuda":
         raise ConfigError("dtype float16 needs CUDA; use float32 or bfloat16")
+    if device_type == "cpu":
+        retain_freed_memory()  # no page faults on every step's activations (cpu_runtime.py)
     if device_type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -262,6 +298,34 @@ class BatchSampler:
 
     def load_state_dict(self, state):
         self.generator.set_state(state["generator"])
+
+
+def check_step_sharing(micro_steps, batch_size, world_size):
+    """W processes share a step's micro_steps x batch_size windows by whole micro-steps, or else by
+    an equal slice of every micro-batch: one of the two must divide by W."""
+    if micro_steps % world_size and batch_size % world_size:
+        more_steps = -(-micro_steps // world_size) * world_size
+        fewer_rows = max(world_size, batch_size - batch_size % world_size)
+        raise ConfigError(f"{world_size} processes cannot share steps of gradient_accumulation_steps="
+                          f"{micro_steps} x batch_size={batch_size}: add --gradient_accumulation_steps="
+                          f"{more_steps} or --batch_size={fewer_rows} (a multiple of {world_size})")
+
+
+def local_micro_steps(micro_steps, world_size):
+    """How many micro-steps of a step each process runs (see rank_share)."""
+    return micro_steps // world_size if micro_steps % world_size == 0 else micro_steps
+
+
+def rank_share(step_offsets, rank, world_size):
+    """This process's part of one step's windows (micro_steps, batch_size): whole micro-steps when
+    they divide among the processes, else the same slice of every micro-batch. Either way the
+    global batch, and so the loss curve, does not depend on the number of processes."""
+    micro_steps, batch_size = step_offsets.shape
+    if micro_steps % world_size == 0:
+        k = micro_steps // world_size
+        return step_offsets[rank * k:(rank + 1) * k]
+    k = batch_size // world_size
+    return step_offsets[:, rank * k:(rank + 1) * k]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -478,6 +542,12 @@ def prepare_out_dir(cfg, master, say):
     if cfg.init_from == "scratch" and held and not cfg.overwrite:
         raise ConfigError(f"{cfg.out_dir} already holds a run ({', '.join(held)}): continue it with "
                           f"--init_from=resume, replace it with --overwrite=True, or choose another --out_dir")
+    try:
+        os.makedirs(cfg.out_dir, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--out_dir={cfg.out_dir}: cannot create the folder ({e.strerror or e})") from None
+    if not os.access(cfg.out_dir, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out_dir={cfg.out_dir}: the folder is not writable")
     if not master:
         return
     doomed = stale_temporary_files(cfg.out_dir)
@@ -486,7 +556,6 @@ def prepare_out_dir(cfg, master, say):
         say(f"overwrite: deleting the previous run's {', '.join(held)} in {cfg.out_dir}")
     for path in doomed:
         os.remove(path)
-    os.makedirs(cfg.out_dir, exist_ok=True)
 
 
 def load_resumable_checkpoint(path, model_cls):
@@ -535,12 +604,12 @@ def resume_config(cfg, ckpt, model_config_cls, path):
 
 
 def same_dataset(saved_meta, data):
-    """Whether data is the dataset a checkpoint was trained on: the same fingerprint, or for
-    datasets prepared before fingerprints, the same tokenizer and vocabulary."""
+    """Whether data is the dataset a checkpoint was trained on: the same fingerprint, or where one
+    side predates fingerprints, the same tokenizer, vocabulary and split sizes."""
     if saved_meta.get("fingerprint") and data.fingerprint:
         return saved_meta["fingerprint"] == data.fingerprint
-    vocabulary = lambda meta: [meta.get(k) for k in ("tokenizer", "vocab_size", "chars")]
-    return vocabulary(saved_meta) == vocabulary(data.meta)
+    identity = lambda meta: [meta.get(k) for k in ("tokenizer", "vocab_size", "chars", "train_tokens", "val_tokens")]
+    return identity(saved_meta) == identity(data.meta)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -573,12 +642,12 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
                           f"its own data (--data_dir=...), or re-prepare that data as it was")
     if announce is not None and rt.master:
         announce(cfg)
-    micro_steps = cfg.gradient_accumulation_steps // rt.world_size  # per rank
+    micro_steps = local_micro_steps(cfg.gradient_accumulation_steps, rt.world_size)  # per rank
     tokens_per_iter = cfg.gradient_accumulation_steps * cfg.batch_size * cfg.block_size
     sampler = BatchSampler(cfg.seed, data.max_offset("train"), cfg.batch_size, cfg.gradient_accumulation_steps)
     if not data.has_test and not cfg.eval_only:
-        say(f"note: {data.data_dir} has no test split (test.bin): re-run its prepare.py to get one; "
-            f"this run writes no test record")
+        say(f"note: {data.data_dir} has no test split (test.bin): re-run its prepare.py with --force to "
+            f"get one; this run writes no test record")
 
     iter_num, best_val_loss = 0, float("inf")
     if ckpt is not None:
@@ -684,15 +753,16 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
         return {"iters": iter_num, "final_val_loss": val_loss, "best_val_loss": best_val_loss}
 
     step_times, last_eval_iter, last_val_loss = [], None, None
+    step_start = time.perf_counter()  # a step's time runs from the end of the previous one: all of
+    # an iteration's work (batching, logging) is counted, as nanoGPT counts it
     while iter_num < cfg.max_iters:
         if iter_num % cfg.eval_interval == 0 and not (iter_num == start_iter and cfg.init_from == "resume"):
             last_val_loss, last_eval_iter = run_eval(), iter_num
-
-        t0 = time.perf_counter()
+            step_start = time.perf_counter()  # evaluation is not part of any step's time
         lr = get_lr(iter_num, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        offsets = sampler.next_step()[rt.rank * micro_steps:(rt.rank + 1) * micro_steps]
+        offsets = rank_share(sampler.next_step(), rt.rank, rt.world_size)
         loss_sum = torch.zeros((), device=rt.device)
         for micro in range(micro_steps):
             x, y = data.windows("train", offsets[micro])
@@ -708,7 +778,7 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
                 scaler.scale(loss / micro_steps).backward()
         if rt.ddp:
             dist.all_reduce(loss_sum)
-        step_loss = loss_sum.item() / cfg.gradient_accumulation_steps  # mean over the global batch
+        step_loss = loss_sum.item() / (micro_steps * rt.world_size)  # mean over the global batch
         if not math.isfinite(step_loss):
             raise TrainingDiverged(f"loss is {step_loss} at iteration {iter_num}; stopping "
                                    f"(the last good checkpoint, if any, is {ckpt_path})")
@@ -723,7 +793,8 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
         optimizer.zero_grad(set_to_none=True)
         raw_model.after_optimizer_step()
         iter_num += 1
-        dt = time.perf_counter() - t0
+        now = time.perf_counter()
+        dt, step_start = now - step_start, now
         step_times.append(dt)
 
         if iter_num % cfg.log_interval == 0 and rt.master:

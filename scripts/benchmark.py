@@ -5,9 +5,12 @@ validation loss reached.
     python scripts/benchmark.py config/train_shakespeare_char_cpu.py [--key=value ...]
 
 The first iterations (allocator warm-up, compilation) are left out of the median. For steady
-figures on a shared CPU fix the thread count, e.g. OMP_NUM_THREADS=2.
+figures on a shared CPU fix the thread count, e.g. OMP_NUM_THREADS=2. The run goes to
+out/benchmark (replaced at every benchmark), never to the config's folder, unless --out_dir=
+says otherwise.
 """
 
+import dataclasses
 import os
 import platform
 import statistics
@@ -21,6 +24,7 @@ from configurator import run_command  # noqa: E402
 from train import TrainConfig, train  # noqa: E402
 
 SKIP_FIRST = 10  # warm-up iterations left out of the median
+BENCHMARK_DIR = os.path.join("out", "benchmark")  # a scratch folder of its own
 
 
 def machine_description():
@@ -39,6 +43,8 @@ def report(summary):
 
 
 def benchmark(cfg, argv):
+    if not any(arg.startswith("--out_dir=") for arg in argv):
+        cfg = dataclasses.replace(cfg, out_dir=BENCHMARK_DIR, overwrite=True)
     r = report(train(cfg, log=lambda *a: None))
     print(f"machine: {machine_description()}")
     print(f"config: {' '.join(argv)}")

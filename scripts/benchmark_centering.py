@@ -27,7 +27,7 @@ import torch  # noqa: E402
 
 from benchmark import SKIP_FIRST, machine_description  # noqa: E402
 from configurator import ConfigError, fail, load_config  # noqa: E402
-from advanced_centering_experiments import ALL_VARIANTS as VARIANTS, check_names  # noqa: E402
+from experiments.plan import check_plan, variant_names  # noqa: E402
 from model_advanced_centering import CENTERING_MODES, AdvancedGPT, AdvancedGPTConfig  # noqa: E402
 from train import TokenData, TrainingError, model_args_from  # noqa: E402
 from train_advanced_centered import CenteredTrainConfig  # noqa: E402
@@ -36,13 +36,16 @@ from train_advanced_centered import CenteredTrainConfig  # noqa: E402
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", default=",".join(variant_names()))
     parser.add_argument("--modes", default="adaptive", help=f"comma-separated, of {', '.join(CENTERING_MODES)}")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--compile", choices=["eager", "compiled", "both"], default="both")
     args, overrides = parser.parse_known_args(argv)
     variants, modes = args.variants.split(","), args.modes.split(",")
-    check_names(parser, variants, modes, os.path.join(REPO_ROOT, "config"))
+    try:
+        check_plan([], variants, modes)
+    except ConfigError as e:
+        fail(str(e))
     if args.steps <= SKIP_FIRST:
         fail(f"--steps must exceed {SKIP_FIRST}")
     return args, variants, modes, overrides

@@ -4,18 +4,19 @@ validation split (the exact figure), and on many random sets of --windows window
 estimate from that many random windows, nanoGPT-style, moves around).
 
     python scripts/eval_noise.py --out_dir=out/shakespeare-char-cpu [--windows=240] [--trials=200]
+
+Options are written --key=value (see --help).
 """
 
-import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
+import _repo_root  # noqa: F401  (the repository's modules become importable)
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from train import REPO_ROOT, TokenData, TrainingError, load_checkpoint, model_from_checkpoint  # noqa: E402
+from experiments.cli import CommandLine, guarded
+from train import REPO_ROOT, TokenData, load_checkpoint, model_from_checkpoint
 
 
 @torch.no_grad()
@@ -30,23 +31,12 @@ def window_losses(model, data, offsets, batch_size=64):
     return torch.cat(out).numpy()
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out_dir", required=True)
-    parser.add_argument("--checkpoint", default="ckpt.pt")
-    parser.add_argument("--data_dir", default=None, help="default: the dataset the run was trained on")
-    parser.add_argument("--windows", type=int, default=240, help="windows per random estimate")
-    parser.add_argument("--trials", type=int, default=200)
-    args = parser.parse_args(argv)
-    try:
-        ckpt = load_checkpoint(os.path.join(args.out_dir, args.checkpoint))
-        model = model_from_checkpoint(ckpt).eval()
-        cfg = ckpt["config"]
-        data = TokenData(args.data_dir or cfg["data_dir"] or os.path.join(REPO_ROOT, "data", cfg["dataset"]),
-                         model.config.block_size)
-    except TrainingError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+def measure(args):
+    ckpt = load_checkpoint(os.path.join(args.out_dir, args.checkpoint))
+    model = model_from_checkpoint(ckpt).eval()
+    cfg = ckpt["config"]
+    data = TokenData(args.data_dir or cfg["data_dir"] or os.path.join(REPO_ROOT, "data", cfg["dataset"]),
+                     model.config.block_size)
     block = model.config.block_size
     exact = window_losses(model, data, np.arange(0, data.max_offset("val") + 1, block)).mean()
     rng = np.random.default_rng(0)
@@ -56,6 +46,17 @@ def main(argv=None):
     print(f"estimates from {args.windows} random windows ({args.trials} trials): mean {losses.mean():.4f}, "
           f"std {losses.std():.4f}, min {losses.min():.4f}, max {losses.max():.4f}")
     return 0
+
+
+def main(argv=None):
+    parser = CommandLine(__doc__)
+    parser.add_argument("--out_dir", required=True, help="the run's folder")
+    parser.add_argument("--checkpoint", default="ckpt.pt", help="checkpoint file in out_dir")
+    parser.add_argument("--data_dir", default=None, help="default: the dataset the run was trained on")
+    parser.add_argument("--windows", type=int, default=240, help="windows per random estimate")
+    parser.add_argument("--trials", type=int, default=200, help="number of random estimates")
+    args = parser.parse_args(argv)
+    return guarded(lambda: measure(args))
 
 
 if __name__ == "__main__":

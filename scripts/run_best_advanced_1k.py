@@ -19,7 +19,10 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from advanced_centering_experiments import add_common_arguments, plan_runs, print_plan, read_results, run_sweep  # noqa: E402
+import _repo_root  # noqa: E402,F401
+from experiments.cli import add_sweep_arguments, print_plan, sweep_options  # noqa: E402
+from experiments.plan import plan_runs  # noqa: E402
+from experiments.sweep import run_sweep  # noqa: E402
 from experiments.plots import improvement_bars, plot_curves  # noqa: E402
 from experiments.stats import compare_records  # noqa: E402
 
@@ -69,7 +72,7 @@ def main(argv=None):
     parser.add_argument("--iters", type=int, default=1000)
     parser.add_argument("--mode", default="adaptive", help="centering mode of the centered variants")
     parser.add_argument("--report_dir", default=None)
-    add_common_arguments(parser)
+    add_sweep_arguments(parser)
     args, overrides = parser.parse_known_args(argv)
     if args.seeds < 1:
         parser.error("--seeds must be at least 1")
@@ -77,13 +80,13 @@ def main(argv=None):
     overrides = [f"--dataset={args.dataset}", *overrides]
     variants = [v for v, _, _ in METHODS]
     runs = plan_runs(variants, [args.mode], list(range(1, args.seeds + 1)), [args.iters])
-    sweep_dir = os.path.join(args.out_root, name)
+    sweep_dir = os.path.join(os.path.abspath(args.out_root), name)
     if args.dry_run:
-        print_plan(runs, sweep_dir, read_results(os.path.join(sweep_dir, "results.jsonl")))
+        print_plan(runs, sweep_dir)
         return 0
     t0 = time.time()
     try:
-        records = run_sweep(name, runs, args.out_root, args.config_dir, args.nproc, overrides)
+        records = run_sweep(name, runs, args.out_root, overrides=overrides, **sweep_options(args))
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to continue", file=sys.stderr)
         return 130

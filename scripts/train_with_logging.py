@@ -6,19 +6,20 @@ Training with detailed per-iteration logging, for any config (plain or centered)
 Every iteration appends one JSON line to out_dir/detailed.jsonl: loss, learning rate, the
 gradient norm overall and per layer (embeddings, each block, final LayerNorm) before clipping,
 and for every centering placement the norm of the center vector in use (averaged over layers).
-The usual metrics.jsonl and checkpoints are written as by train_advanced_centered.py.
+The usual metrics.jsonl and checkpoints are written as by train_advanced_centered.py, to
+out/train_with_logging unless --out_dir= says otherwise (never into the config's own folder).
+Options are the training keys, written --key=value (see --help).
 """
 
 import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
+import _repo_root  # noqa: F401  (the repository's modules become importable)
+import torch
 
-import torch  # noqa: E402
-
-import train_advanced_centered  # noqa: E402
-from model_advanced_centering import VectorCentering  # noqa: E402
+import train_advanced_centered
+from model_advanced_centering import VectorCentering
 
 
 def layer_of(name):
@@ -64,5 +65,14 @@ def log_step(cfg, iter_num, model, loss, lr):
         f.write(json.dumps(record) + "\n")
 
 
+DEFAULT_OUT_DIR = os.path.join("out", "train_with_logging")
+
+
+def main(argv):
+    if not any(arg.startswith("--out_dir=") for arg in argv):
+        argv = [*argv, f"--out_dir={DEFAULT_OUT_DIR}"]
+    return train_advanced_centered.main(argv, on_step=log_step)
+
+
 if __name__ == "__main__":
-    sys.exit(train_advanced_centered.main(on_step=log_step))
+    sys.exit(main(sys.argv[1:]))

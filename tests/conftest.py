@@ -18,7 +18,7 @@ TINY_MODEL = dict(n_layer=2, n_head=2, n_embd=32, block_size=16, batch_size=4, b
                   device="cpu", compile=False, log_interval=1)
 
 
-def write_char_dataset(folder, text):
+def write_char_dataset(folder, text, force=False):
     """A char-level dataset as the prepare scripts write it: train/val/test (90/5/5) and meta.json
     with the fingerprint."""
     from data.text_sources import write_dataset
@@ -26,7 +26,7 @@ def write_char_dataset(folder, text):
     stoi = {c: i for i, c in enumerate(chars)}
     write_dataset(folder, [stoi[c] for c in text],
                   {"tokenizer": "char", "vocab_size": len(chars), "chars": chars,
-                   "token_bytes": [len(c.encode()) for c in chars], "source": "test"})
+                   "token_bytes": [len(c.encode()) for c in chars], "source": "test"}, force=force)
     return folder
 
 

@@ -195,6 +195,17 @@ def test_folded_model_has_the_centered_models_diagnostics_where_they_are_the_sam
     assert centered["diag/embeddings/0/cosine_before"] != pytest.approx(centered["diag/embeddings/0/cosine_after"], abs=1e-3)
 
 
+def test_per_placement_summaries_are_the_center_norm_and_the_cosine_before_centering():
+    model = all_placements_model()
+    diag = model.eval_diagnostics(torch.randint(0, 40, (3, 16)))
+    for site in ("embeddings", "v", "mlp"):
+        layers = [(layer or 0, m) for name, layer, m in model.centerings() if name == site]
+        norms = [m.fixed_center().norm().item() for _, m in layers]
+        assert diag[f"center_norm/{site}"] == pytest.approx(sum(norms) / len(norms), rel=1e-4)
+        cosines = [diag[f"diag/{site}/{layer}/cosine_before"] for layer, _ in layers]
+        assert diag[f"cosine/{site}"] == pytest.approx(sum(cosines) / len(cosines), rel=1e-6)
+
+
 class ScaledSites(GPT):
     """A GPT whose MLP sites scale each coordinate differently: not a shift, so the covariance changes."""
 

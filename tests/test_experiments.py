@@ -66,16 +66,25 @@ def test_failed_run_is_recorded_and_the_sweep_goes_on(char_data, tmp_path):
     config_dir.mkdir()
     for name in ("experiment_base.py", "baseline.py", "value_centered.py"):
         shutil.copy(os.path.join(REPO_ROOT, "config", name), config_dir)
-    (config_dir / "broken.py").write_text('include("experiment_base.py")\ncenter_v = True\nbias = "yes"\n')
-    args = ["--name=f", f"--out_root={tmp_path}", "--variants=baseline,broken,value_centered", "--modes=adaptive",
+    # a valid config that fails when the run starts: float16 needs CUDA
+    (config_dir / "half.py").write_text('include("experiment_base.py")\ncenter_v = True\ndtype = "float16"\n')
+    args = ["--name=f", f"--out_root={tmp_path}", "--variants=baseline,half,value_centered", "--modes=adaptive",
             "--seeds=1", "--iters=20", f"--config_dir={config_dir}", f"--data_dir={char_data}", *TINY]
     r = subprocess.run(sweep(args), capture_output=True, text=True, env=ENV, timeout=300)
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1].startswith("error: 1 of 3 runs did not finish ok: half-adaptive-s1-i20")
     by_id = {x["run_id"]: x for x in results(tmp_path / "f" / "results.jsonl")}
-    assert by_id["broken-adaptive-s1-i20"]["status"] == "failed"
-    assert by_id["broken-adaptive-s1-i20"]["returncode"] == 2
+    assert by_id["half-adaptive-s1-i20"]["status"] == "failed"
+    assert by_id["half-adaptive-s1-i20"]["returncode"] == 2
     assert by_id["baseline-none-s1-i20"]["status"] == by_id["value_centered-adaptive-s1-i20"]["status"] == "ok"
-    assert "'bias' must be bool" in (tmp_path / "f" / "broken-adaptive-s1-i20" / "train.log").read_text()
+    assert "float16 needs CUDA" in (tmp_path / "f" / "half-adaptive-s1-i20" / "train.log").read_text()
+
+    # a config the configurator rejects fails the whole sweep in one line, before any run starts
+    (config_dir / "broken.py").write_text('include("experiment_base.py")\ncenter_v = True\nbias = "yes"\n')
+    r = subprocess.run(sweep([*args[:2], "--name=g", "--variants=baseline,broken", *args[3:]]),
+                       capture_output=True, text=True, env=ENV, timeout=300)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "'bias' must be bool" in r.stderr
+    assert not (tmp_path / "g").exists()
 
 
 def test_run_best_reproduction_writes_table_and_plots(char_data, tmp_path):
@@ -114,3 +123,173 @@ def test_detailed_logging(tiny_config):
     by_layer = first["grad_norm_by_layer"]
     assert abs(sum(v * v for v in by_layer.values()) ** 0.5 - first["grad_norm"]) < 1e-6 * first["grad_norm"] + 1e-9
     assert set(first["center_norm"]) == {"embeddings", "v"} and first["center_norm"]["v"] > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The experiments library: planning, records, the local executor
+
+def test_grid_plan_ids_and_typos():
+    import pytest
+    from configurator import ConfigError
+    from experiments.plan import BASELINE_MODE, check_plan, parse_grid, plan_runs, variant_names
+
+    assert variant_names()[0] == "baseline" and "embeddings_centered" in variant_names()
+    assert "experiment_base" not in variant_names() and "gpu" not in variant_names()
+    grid = parse_grid(["n_layer=2,4", "learning_rate=3e-4,1e-3"])
+    runs = plan_runs(["baseline", "qk_centered"], ["adaptive", "momentum"], [1, 2], [50], grid)
+    assert len(runs) == (1 + 2) * 4 * 2 and len({r.run_id for r in runs}) == len(runs)
+    assert runs[0].run_id == f"baseline-{BASELINE_MODE}-s1-i50-learning_rate=3e-4-n_layer=2"
+    assert runs[0].group == f"baseline-{BASELINE_MODE}-i50-learning_rate=3e-4-n_layer=2"
+    assert runs[-1].run_id == "qk_centered-momentum-s2-i50-learning_rate=1e-3-n_layer=4"
+    assert runs[-1].train_args(["--batch_size=4"])[1:] == [
+        "--batch_size=4", "--seed=2", "--max_iters=50", "--lr_decay_iters=50", "--centering_mode=momentum",
+        "--learning_rate=1e-3", "--n_layer=4"]
+    configs = check_plan(runs, ["baseline", "qk_centered"], ["adaptive", "momentum"], ["--batch_size=4"])
+    assert configs[runs[-1].run_id]["learning_rate"] == 1e-3 and configs[runs[-1].run_id]["n_layer"] == 4
+
+    def rejected(grid=None, overrides=(), variants=("baseline",), modes=("adaptive",)):
+        with pytest.raises(ConfigError) as e:
+            check_plan(plan_runs(variants, modes, [1], [10], parse_grid(grid)), variants, modes, overrides)
+        return str(e.value)
+
+    assert "did you mean 'learning_rate'" in rejected(["learnin_rate=1e-3"])
+    assert "--n_layer expects an integer, got 'two'" in rejected(["n_layer=2,two"])
+    assert "did you mean 'batch_size'" in rejected(overrides=["--bach_size=4"])
+    assert "use --seeds" in rejected(["seed=1,2"])
+    assert "both a --grid axis and a --key=value override" in rejected(["n_layer=2"], ["--n_layer=3"])
+    assert "no config for variant 'nope'" in rejected(variants=["nope"])
+    assert "unknown mode 'adaptiv'" in rejected(modes=["adaptiv"])
+    assert "must be divisible" in rejected(["n_head=3"])  # validated with the variant's config
+    with pytest.raises(ConfigError):
+        parse_grid(["learning_rate"])
+
+
+def test_records_read_the_test_split_and_survive_concurrent_appends(tmp_path):
+    import multiprocessing
+
+    from experiments.plan import Run
+    from experiments.records import append_record, read_jsonl, summarize
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    lines = [{"type": "eval", "iter": 0, "val_loss": 3.0}, {"type": "train", "iter": 5, "step_ms": 2.0},
+             {"type": "eval", "iter": 10, "val_loss": 2.5}, {"type": "test", "iter": 10, "test_loss": 2.6,
+                                                             "test_bpb": 3.7, "test_tokens": 100}]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    record = summarize(Run("baseline", "none", 1, 10), str(run_dir), 0, 1.0, "local", {}, {})
+    assert (record["test_loss"], record["test_bpb"], record["final_val_loss"], record["best_val_loss"]) == (2.6, 3.7, 2.5, 2.5)
+    assert summarize(Run("baseline", "none", 1, 10), str(tmp_path), 3, 1.0, "local", {}, {})["test_loss"] is None
+    assert summarize(Run("baseline", "none", 1, 10), str(run_dir), 3, 1.0, "local", {}, {})["status"] == "diverged"
+
+    # records far larger than an atomic pipe write, from 4 processes at once
+    path = str(tmp_path / "results.jsonl")
+    workers = [multiprocessing.Process(target=_append_many, args=(path, w)) for w in range(4)]
+    for p in workers:
+        p.start()
+    for p in workers:
+        p.join()
+        assert p.exitcode == 0
+    got = read_jsonl(path)
+    assert sorted((r["worker"], r["i"]) for r in got) == [(w, i) for w in range(4) for i in range(50)]
+    assert all(r["pad"] == "x" * 20_000 for r in got)
+
+
+def _append_many(path, worker):
+    from experiments.records import append_record
+    for i in range(50):
+        append_record(path, {"worker": worker, "i": i, "pad": "x" * 20_000})
+
+
+def test_jobs_2_gives_the_records_of_jobs_1(char_data, tmp_path):
+    """Two runs at once, each with half the cores, end exactly as one at a time; the relative
+    --out_root is the same folder for checkpoints and records."""
+    args = ["--name=j", "--out_root=rel", "--variants=baseline,embeddings_centered", "--modes=momentum",
+            "--seeds=1", "--iters=30", "--cpus=2", f"--data_dir={char_data}", *TINY]
+    by_jobs = {}
+    env = {k: v for k, v in ENV.items() if k != "OMP_NUM_THREADS"}  # which would cap the threads
+    for jobs in (1, 2):
+        cwd = tmp_path / f"jobs{jobs}"
+        cwd.mkdir()
+        r = subprocess.run(sweep([*args, f"--jobs={jobs}"]), capture_output=True, text=True, env=env, cwd=cwd,
+                           timeout=300)
+        assert r.returncode == 0, r.stderr
+        by_jobs[jobs] = {x["run_id"]: x for x in results(cwd / "rel" / "j" / "results.jsonl")}
+        for run_id, record in by_jobs[jobs].items():
+            assert (cwd / "rel" / "j" / run_id / "ckpt.pt").exists()
+            assert record["config"]["out_dir"] == str(cwd / "rel" / "j" / run_id)
+            assert record["executor"] == "local" and record["provenance"]["torch"]
+            assert record["provenance"]["device"] == f"cpu ({2 // jobs} threads)"
+            header = (cwd / "rel" / "j" / run_id / "train.log").read_text().splitlines()[0]
+            assert header.startswith(f"$ OMP_NUM_THREADS={2 // jobs} ")
+    assert len(by_jobs[1]) == 2 and set(by_jobs[1]) == set(by_jobs[2])
+    for run_id, one in by_jobs[1].items():
+        two = by_jobs[2][run_id]
+        assert one["status"] == two["status"] == "ok"
+        assert (one["final_val_loss"], one["best_val_loss"]) == (two["final_val_loss"], two["best_val_loss"])
+
+
+STAND_IN_TRAINER = """
+import json, os, sys, time
+out = [a.split("=", 1)[1] for a in sys.argv if a.startswith("--out_dir=")][0]
+rank = os.environ.get("RANK", "0")
+start = time.time()
+time.sleep(1.0)
+with open(os.path.join(out, f"env-{rank}.json"), "w") as f:
+    json.dump({"gpus": os.environ.get("CUDA_VISIBLE_DEVICES"), "threads": os.environ.get("OMP_NUM_THREADS"),
+               "start": start, "end": time.time()}, f)
+"""
+
+
+def test_each_running_job_gets_its_own_gpus(tmp_path, monkeypatch):
+    """What the local executor gives each child, seen by the child: its GPUs and threads. A stand-in
+    trainer reports its environment (no GPU here); the GPU count is given with gpus=."""
+    import pytest
+    from configurator import ConfigError
+    from experiments.local import LocalExecutor
+    from experiments.plan import plan_runs
+    from experiments.sweep import run_sweep
+
+    trainer = tmp_path / "trainer.py"
+    trainer.write_text(STAND_IN_TRAINER)
+    runs = plan_runs(["baseline"], [], [1, 2, 3, 4], [10])
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # which would cap the threads
+    records = run_sweep("g", runs, str(tmp_path), jobs=2, nproc=2, gpus=["0", "1", "2", "3"], cpus=8,
+                        trainer=str(trainer), log=lambda *a: None)
+    assert all(r["status"] == "ok" for r in records.values()) and len(records) == 4
+    seen = []
+    for run in runs:
+        envs = [json.loads((tmp_path / "g" / run.run_id / f"env-{rank}.json").read_text()) for rank in (0, 1)]
+        assert envs[0]["gpus"] == envs[1]["gpus"] in ("0,1", "2,3")  # both processes of a run: its 2 GPUs
+        assert envs[0]["threads"] == "2"  # 8 cores / (2 jobs x 2 processes)
+        seen.append(envs[0])
+    for a in seen:  # runs that overlapped in time never shared a GPU
+        for b in seen:
+            if a is not b and a["start"] < b["end"] and b["start"] < a["end"]:
+                assert a["gpus"] != b["gpus"]
+    assert {e["gpus"] for e in seen} == {"0,1", "2,3"}
+    assert LocalExecutor(jobs=3, gpus=[]).slots() == [None, None, None]
+    with pytest.raises(ConfigError, match="need 4 GPUs; 2 available"):
+        LocalExecutor(jobs=2, nproc=2, gpus=["0", "1"])
+
+
+def test_a_second_sweep_on_the_same_folder_is_refused(char_data, tmp_path):
+    (tmp_path / "s").mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from experiments.sweep import SweepLock\n"
+                               f"with SweepLock({str(tmp_path / 's')!r}):\n    print('held', flush=True); time.sleep(60)"],
+                              cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True, env=ENV)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        args = ["--name=s", f"--out_root={tmp_path}", "--variants=baseline", "--seeds=1", "--iters=10",
+                f"--data_dir={char_data}", *TINY]
+        r = subprocess.run(sweep(args), capture_output=True, text=True, env=ENV, timeout=120)
+        assert r.returncode == 1 and r.stderr.count("\n") == 1
+        assert f"another sweep is running in {tmp_path / 's'} (pid {holder.pid} on " in r.stderr
+        assert not (tmp_path / "s" / "results.jsonl").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # the lock file of the dead sweep still names it; it is taken over
+    assert (tmp_path / "s" / "sweep.lock").read_text().startswith(f"{holder.pid} ")
+    r = subprocess.run(sweep(args), capture_output=True, text=True, env=ENV, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert [x["status"] for x in results(tmp_path / "s" / "results.jsonl")] == ["ok"]

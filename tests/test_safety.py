@@ -61,7 +61,7 @@ def test_fresh_run_into_a_folder_holding_a_run_is_refused(tiny_config, capsys):
             f.write("mine")
 
     # e.g. the README's benchmark after its training command, with another learning rate
-    second = dataclasses.replace(first, learning_rate=1e-4, max_iters=6)
+    second = dataclasses.replace(first, learning_rate=2e-3, max_iters=6)
     code, _, err = run_main(train_module.main, cli_args(second), capsys)
     assert code == 2 and err.count("\n") == 1
     assert err.startswith(f"error: {out_dir} already holds a run (ckpt.pt, best.pt, metrics.jsonl)")
@@ -75,7 +75,7 @@ def test_fresh_run_into_a_folder_holding_a_run_is_refused(tiny_config, capsys):
     code, out, _ = run_main(train_module.main, cli_args(second) + ["--overwrite=True"], capsys)
     assert code == 0 and "overwrite: deleting" in out
     assert iters_of(out_dir) == [0, 2, 4, 6]  # one run's records, not two runs' appended
-    assert load_checkpoint(os.path.join(out_dir, "ckpt.pt"))["config"]["learning_rate"] == 1e-4
+    assert load_checkpoint(os.path.join(out_dir, "ckpt.pt"))["config"]["learning_rate"] == 2e-3
     assert not os.path.exists(stale)
     for name in ("run.json", "train.log"):
         with open(os.path.join(out_dir, name)) as f:
@@ -176,7 +176,7 @@ def test_resume_refuses_another_dataset(tiny_config, tmp_path, capsys):
     cfg = dataclasses.replace(tiny_config, data_dir=data_dir, max_iters=2, eval_interval=2)
     assert run_main(train_module.main, cli_args(cfg), capsys)[0] == 0
     # the same folder prepared again from other text (same characters, other tokens)
-    write_char_dataset(data_dir, sample_text(20_000)[::-1])
+    write_char_dataset(data_dir, sample_text(20_000)[::-1], force=True)
     code, _, err = run_main(train_module.main, cli_args(cfg) + ["--init_from=resume", "--max_iters=4"], capsys)
     assert code == 2 and err.count("\n") == 1
     assert err.startswith(f"error: {cfg.out_dir}/ckpt.pt was trained on another dataset than {data_dir} holds")

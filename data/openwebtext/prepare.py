@@ -14,7 +14,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 import numpy as np
 from tqdm import tqdm
 
-from data.text_sources import SPLITS, fail, write_meta
+from data.text_sources import (SPLITS, add_output_args, default_out_dir, fail, publish_dataset,
+                               report_written, staged_path)
 from gpt2_tokenizer import EOT_ID, get_gpt2_encoding, token_byte_lengths
 
 
@@ -87,8 +88,11 @@ def main():
     parser.add_argument("--seed", type=int, default=2357, help="seed of the document shuffle before the split")
     parser.add_argument("--num_proc", type=int, default=max(1, min(8, (os.cpu_count() or 2) // 2)),
                         help="worker processes for loading and tokenizing")
-    parser.add_argument("--out_dir", default=os.path.dirname(os.path.abspath(__file__)))
+    add_output_args(parser)
     args = parser.parse_args()
+    if args.out_dir is None:
+        own = args.text_file or (args.dataset if args.dataset != parser.get_default("dataset") else None)
+        args.out_dir = default_out_dir(__file__, own)
     default_fraction = FILE_HELDOUT_FRACTION if args.text_file else HUB_HELDOUT_FRACTION
     fractions = {}
     for name in ("val", "test"):
@@ -107,17 +111,20 @@ def main():
             fail(f"{source}: the {name} split would hold {tokens} tokens, too few to evaluate on "
                  f"(at least {MIN_HELDOUT_TOKENS}); use a larger file or a larger --{name}_fraction")
 
-    os.makedirs(args.out_dir, exist_ok=True)
-    counts = {name: write_bin(tokenized[name], os.path.join(args.out_dir, f"{name}.bin")) for name in SPLITS}
+    try:
+        os.makedirs(args.out_dir, exist_ok=True)
+    except OSError as e:
+        fail(f"cannot create {args.out_dir}: {e.strerror or e}")
+    counts = {name: write_bin(tokenized[name], staged_path(args.out_dir, name)) for name in SPLITS}
     enc = get_gpt2_encoding()
-    write_meta(args.out_dir, {
+    publish_dataset(args.out_dir, {
         "tokenizer": "gpt2",
         "vocab_size": enc.n_vocab,
         "token_bytes": token_byte_lengths(enc),
         "source": source,
         **{f"{name}_tokens": counts[name] for name in SPLITS},
-    })
-    print(f"{args.out_dir}: " + ", ".join(f"{name} {counts[name]:,} tokens" for name in SPLITS))
+    }, force=args.force)
+    report_written(args.out_dir, counts, enc.n_vocab)
 
 
 if __name__ == "__main__":  # map workers may import this file: keep the work under main()

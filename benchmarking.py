@@ -1,0 +1,194 @@
+"""
+Paired speed comparison of this repository's trainer against upstream nanoGPT's `train.py`.
+
+Both trainers get the same data (character-level tiny Shakespeare, identical token ids and the
+same 90/10 train/val split), the same configuration (nanoGPT's documented CPU run, shortened) and
+the same thread count, and run as separate processes in alternation, A B A B ..., so that a drift
+of a shared machine's speed falls on both alike. Each run's per-iteration times are read from its
+own log (nanoGPT's printed `time ...ms`, our metrics.jsonl `step_ms`; both cover a whole iteration
+including batching and logging, neither covers evaluation); the first iterations are left out.
+The figure that counts is the per-pair ratio of median iteration times, nanoGPT / ours (> 1: ours
+is faster), summarised over the pairs.
+
+The nanoGPT checkout is never written to: its train.py, model.py and configurator.py are copied to
+a work folder, next to the prepared data (its own prepare script would download the text).
+"""
+
+import json
+import os
+import pickle
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+
+from configurator import UserError
+
+REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
+NANOGPT_FILES = ("train.py", "model.py", "configurator.py")
+NANOGPT_ITER_LINE = re.compile(r"^iter (\d+): loss ([-\d.na]+), time ([\d.]+)ms")
+NANOGPT_EVAL_LINE = re.compile(r"^step (\d+): train loss ([\d.]+), val loss ([\d.]+)")
+
+
+def cpu_run_settings(iters):
+    """nanoGPT README's CPU run (config/train_shakespeare_char.py plus its command-line overrides),
+    shortened to iters iterations with one evaluation at the end, logging every iteration."""
+    return {"device": "cpu", "compile": False, "block_size": 64, "batch_size": 12, "n_layer": 4,
+            "n_head": 4, "n_embd": 128, "dropout": 0.0, "max_iters": iters, "lr_decay_iters": iters,
+            "eval_interval": iters, "log_interval": 1}
+
+
+def write_paired_data(text, nanogpt_data_dir, our_data_dir):
+    """Character-level ids of text (vocabulary: the sorted distinct characters, as both projects'
+    prepare scripts number them), split 90/10 into train/val, written for both trainers."""
+    chars = sorted(set(text))
+    char_to_id = {c: i for i, c in enumerate(chars)}
+    ids = np.array([char_to_id[c] for c in text], dtype=np.uint16)
+    n_train = int(len(ids) * 0.9)
+    for folder in (nanogpt_data_dir, our_data_dir):
+        os.makedirs(folder, exist_ok=True)
+        ids[:n_train].tofile(os.path.join(folder, "train.bin"))
+        ids[n_train:].tofile(os.path.join(folder, "val.bin"))
+    with open(os.path.join(nanogpt_data_dir, "meta.pkl"), "wb") as f:
+        pickle.dump({"vocab_size": len(chars), "itos": dict(enumerate(chars)), "stoi": char_to_id}, f)
+    meta = {"tokenizer": "char", "vocab_size": len(chars), "chars": chars,
+            "token_bytes": [len(c.encode("utf-8")) for c in chars], "source": "benchmark",
+            "train_tokens": n_train, "val_tokens": len(ids) - n_train}
+    with open(os.path.join(our_data_dir, "meta.json"), "w", encoding="utf-8") as f:
+        json.dump(meta, f)
+
+
+@dataclass
+class RunResult:
+    step_ms: list  # per-iteration times after the warm-up, ms
+    val_loss: float
+
+    @property
+    def median_ms(self):
+        return statistics.median(self.step_ms)
+
+
+def parse_nanogpt_log(text, skip):
+    """nanoGPT's stdout -> per-iteration ms (iterations skip .. last-1: its final iteration's time
+    includes the final evaluation) and the last printed val loss."""
+    times = {int(m[1]): float(m[3]) for m in map(NANOGPT_ITER_LINE.match, text.splitlines()) if m}
+    evals = [float(m[3]) for m in map(NANOGPT_EVAL_LINE.match, text.splitlines()) if m]
+    if not times or not evals:
+        raise UserError("nanoGPT printed no iteration or evaluation lines; its output ends with:\n"
+                        + "\n".join(text.splitlines()[-5:]))
+    last = max(times)
+    return RunResult([t for i, t in sorted(times.items()) if skip <= i < last], evals[-1])
+
+
+def parse_our_metrics(path, skip):
+    """Our metrics.jsonl -> per-iteration ms (records after iteration skip) and the last val loss."""
+    with open(path, encoding="utf-8") as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    steps = [r["step_ms"] for r in records if r.get("type") == "train" and r["iter"] > skip]
+    evals = [r["val_loss"] for r in records if r.get("type") == "eval"]
+    if not steps or not evals:
+        raise UserError(f"{path} holds no training or evaluation records")
+    return RunResult(steps, evals[-1])
+
+
+def run_logged(cmd, cwd, env, log_path):
+    with open(log_path, "w", encoding="utf-8") as log:
+        done = subprocess.run(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    with open(log_path, encoding="utf-8") as f:
+        text = f.read()
+    if done.returncode != 0:
+        tail = "\n".join(text.splitlines()[-5:])
+        raise UserError(f"{' '.join(cmd[:2])} failed (exit {done.returncode}), log {log_path}:\n{tail}")
+    return text
+
+
+class PairedBenchmark:
+    """Set up once (copies and data in work_dir), then run_pair(threads, index) as often as wanted."""
+
+    def __init__(self, nanogpt_dir, input_path, work_dir, iters, skip, our_args=()):
+        missing = [f for f in NANOGPT_FILES if not os.path.isfile(os.path.join(nanogpt_dir, f))]
+        if missing:
+            raise UserError(f"{nanogpt_dir} is not a nanoGPT checkout (missing {', '.join(missing)})")
+        if not os.path.isfile(input_path):
+            raise UserError(f"input text {input_path} not found")
+        if skip >= iters - 1:
+            raise UserError(f"skip ({skip}) must be smaller than iters - 1 ({iters - 1})")
+        self.work_dir, self.iters, self.skip, self.our_args = work_dir, iters, skip, list(our_args)
+        self.nanogpt_copy = os.path.join(work_dir, "nanogpt")
+        os.makedirs(os.path.join(self.nanogpt_copy, "config"), exist_ok=True)
+        for name in NANOGPT_FILES + (os.path.join("config", "train_shakespeare_char.py"),):
+            shutil.copy(os.path.join(nanogpt_dir, name), os.path.join(self.nanogpt_copy, name))
+        self.our_data = os.path.join(work_dir, "ours_data")
+        with open(input_path, encoding="utf-8") as f:
+            write_paired_data(f.read(), os.path.join(self.nanogpt_copy, "data", "shakespeare_char"),
+                              self.our_data)
+
+    def _env(self, threads):
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        env.pop("RANK", None)  # never let a torchrun environment leak into the children
+        return env
+
+    def run_nanogpt(self, threads, tag):
+        settings = cpu_run_settings(self.iters)
+        args = [f"--{k}={v}" for k, v in settings.items()] + ["--eval_iters=20"]  # README: 20 batches
+        out = os.path.join(self.work_dir, f"nanogpt_out_{tag}")
+        cmd = [sys.executable, "train.py", "config/train_shakespeare_char.py", f"--out_dir={out}", *args]
+        text = run_logged(cmd, self.nanogpt_copy, self._env(threads), os.path.join(self.work_dir, f"nanogpt_{tag}.log"))
+        return parse_nanogpt_log(text, self.skip)
+
+    def run_ours(self, threads, tag):
+        settings = cpu_run_settings(self.iters)
+        args = [f"--{k}={v}" for k, v in settings.items()]
+        out = os.path.join(self.work_dir, f"ours_out_{tag}")
+        shutil.rmtree(out, ignore_errors=True)
+        cmd = [sys.executable, os.path.join(REPO_ROOT, "train.py"),
+               os.path.join(REPO_ROOT, "config", "train_shakespeare_char_cpu.py"), *args,
+               f"--data_dir={self.our_data}", f"--out_dir={out}", "--eval_windows=240", *self.our_args]
+        run_logged(cmd, REPO_ROOT, self._env(threads), os.path.join(self.work_dir, f"ours_{tag}.log"))
+        return parse_our_metrics(os.path.join(out, "metrics.jsonl"), self.skip)
+
+    def run_pair(self, threads, index):
+        """nanoGPT first on even pairs, ours first on odd ones: neither always goes first."""
+        tag = f"t{threads}_p{index}"
+        if index % 2 == 0:
+            nano = self.run_nanogpt(threads, tag)
+            ours = self.run_ours(threads, tag)
+        else:
+            ours = self.run_ours(threads, tag)
+            nano = self.run_nanogpt(threads, tag)
+        return nano, ours
+
+
+def summarise(pairs):
+    """pairs: [(nano RunResult, ours RunResult)] -> dict of medians, ratios and losses."""
+    ratios = [n.median_ms / o.median_ms for n, o in pairs]
+    return {
+        "nanogpt_ms": statistics.median(n.median_ms for n, _ in pairs),
+        "ours_ms": statistics.median(o.median_ms for _, o in pairs),
+        "ratios": ratios,
+        "ratio_median": statistics.median(ratios),
+        "ratio_min": min(ratios), "ratio_max": max(ratios),
+        "ratio_sd": statistics.stdev(ratios) if len(ratios) > 1 else 0.0,
+        "nanogpt_val": [n.val_loss for n, _ in pairs],
+        "ours_val": [o.val_loss for _, o in pairs],
+    }
+
+
+def format_summary(threads, s, block_size=64, batch_size=12):
+    tokens = block_size * batch_size
+    ratios = " ".join(f"{r:.3f}" for r in s["ratios"])
+    return (f"threads {threads}: nanoGPT {s['nanogpt_ms']:.2f} ms/iter ({tokens / s['nanogpt_ms'] * 1000:,.0f} tok/s), "
+            f"ours {s['ours_ms']:.2f} ms/iter ({tokens / s['ours_ms'] * 1000:,.0f} tok/s)\n"
+            f"  speed ratio ours/nanoGPT (tokens/s, per pair): median {s['ratio_median']:.3f}, "
+            f"range {s['ratio_min']:.3f}-{s['ratio_max']:.3f}, sd {s['ratio_sd']:.3f}  [{ratios}]\n"
+            f"  final val loss: nanoGPT {' '.join(f'{v:.4f}' for v in s['nanogpt_val'])} (240 random windows); "
+            f"ours {' '.join(f'{v:.4f}' for v in s['ours_val'])} (240 fixed windows)")
+
+
+def default_work_dir():
+    return tempfile.mkdtemp(prefix="bench_nanogpt_")

@@ -1,0 +1,121 @@
+"""
+The command-line style of the experiment scripts: argparse, every option written --key=value
+and given a help string (--help lists them); training keys a script does not define itself go
+through to the trainer as --key=value overrides and are checked by the configurator. A mistake
+is one line `error: ...` on stderr and exit status 2 (configurator.fail), never a usage dump or
+a traceback; other problems the user can fix exit with their UserError's status.
+"""
+
+import argparse
+import os
+import sys
+
+from configurator import UserError, fail
+from experiments.plan import CONFIG_DIR, REPO_ROOT
+from experiments.records import read_results
+
+DEFAULT_OUT_ROOT = os.path.join(REPO_ROOT, "out", "experiments")
+
+
+class CommandLine(argparse.ArgumentParser):
+    """An argparse parser in the project's style; doc is the script's docstring (its first
+    paragraph is the description, the rest is shown after the options)."""
+
+    def __init__(self, doc, **kwargs):
+        head, _, rest = doc.strip().partition("\n\n")
+        super().__init__(description=head, epilog=rest or None,
+                         formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
+
+    def error(self, message):
+        fail(message, 2)
+
+    def parse_with_overrides(self, argv=None):
+        """(options, the --key=value arguments left for the trainer)."""
+        args, rest = self.parse_known_args(argv)
+        bad = [a for a in rest if not (a.startswith("--") and "=" in a)]
+        if bad:
+            self.error(f"unrecognized arguments: {' '.join(bad)} (training keys go as --key=value)")
+        return args, rest
+
+
+def comma_list(kind):
+    """An argparse type: 'a,b,c' -> [kind(a), kind(b), kind(c)]."""
+    def parse(text):
+        try:
+            return [kind(x) for x in text.split(",") if x]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__} values, got '{text}'") from None
+    parse.__name__ = f"{kind.__name__} list"
+    return parse
+
+
+def add_sweep_arguments(parser):
+    """The options of every script that runs a sweep: where, and with which executor."""
+    parser.add_argument("--out_root", default=DEFAULT_OUT_ROOT,
+                        help="folder of the sweep folders (a relative path is taken from the current directory)")
+    parser.add_argument("--config_dir", default=CONFIG_DIR, help="folder of the variant config files")
+    parser.add_argument("--dry_run", "--dry-run", action="store_true", help="list the runs and their status, and exit")
+    parser.add_argument("--executor", choices=["local", "slurm"], default="local",
+                        help="local: this machine; slurm: one Slurm job per run (needs submitit)")
+    parser.add_argument("--nproc", type=int, default=1, help="processes per run (torchrun; one GPU each, gloo on CPU)")
+    local = parser.add_argument_group("local executor")
+    local.add_argument("--jobs", type=int, default=1,
+                       help="runs at once; each gets cores/jobs CPU threads, or GPUs of its own")
+    local.add_argument("--gpus", type=comma_list(str), default=None,
+                       help="GPU ids to share out (default: every visible GPU)")
+    local.add_argument("--cpus", type=int, default=None, help="cores to share out (default: all this process may use)")
+    slurm = parser.add_argument_group("slurm executor")
+    slurm.add_argument("--partition", default=None, help="Slurm partition (default: the cluster's)")
+    slurm.add_argument("--time_min", type=int, default=60,
+                       help="time limit of a job in minutes; a run that needs more is requeued and resumes")
+    slurm.add_argument("--gpus_per_run", type=int, default=0, help="GPUs of each Slurm job")
+    slurm.add_argument("--cpus_per_run", type=int, default=2, help="CPU cores of each Slurm job")
+    slurm.add_argument("--wait", action="store_true",
+                       help="wait until every job has ended (default: submit, then re-run the command to collect)")
+
+
+def sweep_options(args):
+    """run_sweep's keyword arguments from the options of add_sweep_arguments."""
+    slurm = {"partition": args.partition, "time_min": args.time_min, "gpus_per_run": args.gpus_per_run,
+             "cpus_per_run": args.cpus_per_run}
+    return {"executor": args.executor, "jobs": args.jobs, "nproc": args.nproc, "gpus": args.gpus,
+            "cpus": args.cpus, "config_dir": args.config_dir, "slurm": slurm,
+            "wait": args.wait or args.executor == "local"}
+
+
+def print_plan(runs, sweep_dir):
+    results = read_results(sweep_dir)
+    for run in runs:
+        print(f"{run.run_id:55s} {results.get(run.run_id, {}).get('status', 'to do')}")
+    print(f"{len(runs)} runs in {sweep_dir}")
+
+
+def report(records, runs, sweep_dir):
+    """Print how the sweep ended; returns the exit status: 0 when every run finished ok (or is
+    still queued), 1 when some did not, naming them."""
+    waiting = [r.run_id for r in runs if r.run_id not in records]
+    not_ok = [r for r in records.values() if r["status"] != "ok"]
+    print(f"done: {len(records) - len(not_ok)} ok, {len(not_ok)} not ok, {len(waiting)} queued or running; "
+          f"results in {os.path.join(sweep_dir, 'results.jsonl')}")
+    if waiting:
+        print(f"{len(waiting)} runs are queued or running on Slurm: run the same command again "
+              f"(or with --wait) to collect their results")
+    if not_ok:
+        names = ", ".join(f"{r['run_id']} ({r['status']}, exit {r['returncode']})" for r in not_ok)
+        print(f"error: {len(not_ok)} of {len(runs)} runs did not finish ok: {names}; "
+              f"see their train.log in {sweep_dir}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def guarded(body):
+    """Run body() -> exit status, turning a UserError into one line and its status, and Ctrl-C
+    into status 130."""
+    try:
+        return body()
+    except UserError as e:
+        fail(str(e), e.status)
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished runs are recorded; run the same command again to continue",
+              file=sys.stderr)
+        return 130

@@ -1,0 +1,110 @@
+"""
+The local executor: a sweep's runs as subprocesses of this machine, `jobs` of them at a time.
+
+- CPU: the cores this process may use are shared out, each training process getting
+  cores // (jobs * nproc) threads, and no more than OMP_NUM_THREADS when the sweep's environment
+  sets it (the child's OMP_NUM_THREADS, which torch takes its thread count from).
+- GPUs: each running job gets nproc GPUs of its own through CUDA_VISIBLE_DEVICES, so an 8-GPU node
+  runs 8 single-GPU runs at once (jobs=8), or 4 two-GPU torchrun runs (jobs=4, nproc=2).
+"""
+
+import os
+import signal
+import subprocess
+import time
+
+from tqdm import tqdm
+
+from configurator import ConfigError
+from experiments.sweep import child_environment, describe_device
+
+POLL_S = 0.1
+
+
+def visible_gpus():
+    """The GPUs this process may use, named as CUDA_VISIBLE_DEVICES names them for a child."""
+    import torch
+    if not torch.cuda.is_available():
+        return []
+    count = torch.cuda.device_count()
+    listed = [x.strip() for x in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if x.strip()]
+    return listed[:count] if listed else [str(i) for i in range(count)]
+
+
+def available_cpus():
+    return len(os.sched_getaffinity(0))
+
+
+class LocalExecutor:
+    name = "local"
+
+    def __init__(self, jobs=1, nproc=1, gpus=None, cpus=None):
+        """gpus: the GPU ids to hand out (default: every visible GPU; [] for none); cpus: the
+        number of cores to share (default: those this process may run on)."""
+        self.jobs, self.nproc = jobs, nproc
+        self.gpus = [str(g) for g in gpus] if gpus is not None else visible_gpus()
+        self.cpus = cpus or available_cpus()
+        if self.gpus and jobs * nproc > len(self.gpus):
+            raise ConfigError(f"--jobs={jobs} runs of --nproc={nproc} processes need {jobs * nproc} GPUs; "
+                              f"{len(self.gpus)} available ({','.join(self.gpus)})")
+        self.threads = max(1, self.cpus // (jobs * nproc))
+        cap = os.environ.get("OMP_NUM_THREADS", "")
+        if cap.isdigit() and int(cap) > 0:
+            self.threads = min(self.threads, int(cap))
+
+    def describe(self):
+        share = f"GPUs {','.join(self.gpus)}, " if self.gpus else ""
+        return f"local: {self.jobs} at a time, {share}{self.threads} CPU threads per process"
+
+    def slots(self):
+        """What each of the jobs concurrent runs is given: its GPUs (None without GPUs)."""
+        if not self.gpus:
+            return [None] * self.jobs
+        return [self.gpus[i * self.nproc:(i + 1) * self.nproc] for i in range(self.jobs)]
+
+    def execute(self, sweep, runs, wait=True, log=print):
+        """Do the runs to their end; returns the ids still pending (none: a local sweep waits)."""
+        pending, running, free = list(runs), [], self.slots()
+        with tqdm(total=len(pending), unit="run", dynamic_ncols=True) as bar:
+            try:
+                while pending or running:
+                    while pending and free:
+                        slot, run = free.pop(0), pending.pop(0)
+                        device = describe_device(sweep.config_of(run)["device"], self.threads, slot)
+                        running.append((sweep.start(run, child_environment(self.threads, slot), device), slot))
+                    bar.set_description(", ".join(a.run.run_id for a, _ in running))
+                    finished = [(a, s) for a, s in running if a.process.poll() is not None]
+                    if not finished:
+                        time.sleep(POLL_S)
+                    for attempt, slot in finished:
+                        running.remove((attempt, slot))
+                        free.append(slot)
+                        record = sweep.finish(attempt, attempt.process.returncode)
+                        if record["status"] != "ok":
+                            bar.write(f"{record['run_id']}: {record['status']} (exit {record['returncode']}); "
+                                      f"see {os.path.join(sweep.run_dir(attempt.run), 'train.log')}")
+                        bar.update(1)
+            except KeyboardInterrupt:
+                stop([a for a, _ in running])
+                raise
+        return set()
+
+
+def stop(attempts):
+    """Ctrl-C: interrupt every running training (each in its own process group), then wait."""
+    for attempt in attempts:
+        signal_group(attempt.process, signal.SIGINT)
+    for attempt in attempts:
+        try:
+            attempt.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            signal_group(attempt.process, signal.SIGKILL)
+            attempt.process.wait()
+        attempt.log_file.close()
+
+
+def signal_group(process, sig):
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:  # it ended meanwhile
+        pass

@@ -1,0 +1,149 @@
+"""
+Which runs a sweep does: the variants (config files in config/), the centering modes, seeds,
+iteration counts and any other training key given as a grid axis. A run is named by a readable,
+stable id that is also its folder name:
+
+    embeddings_centered-adaptive-s1-i1000                      variant, mode, seed, iterations
+    embeddings_centered-adaptive-s1-i1000-learning_rate=3e-3   plus one suffix per --grid key
+
+Everything a user typed (variant and mode names, overrides, grid values) is checked here, by the
+configurator, before any run starts.
+"""
+
+import dataclasses
+import itertools
+import os
+import re
+from dataclasses import dataclass
+
+from configurator import ConfigError, load_config
+from model_advanced_centering import CENTERING_MODES
+from train_advanced_centered import CenteredTrainConfig
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG_DIR = os.path.join(REPO_ROOT, "config")
+BASELINE = "baseline"
+BASELINE_MODE = "none"  # the baseline centers nothing: its runs have this mode, not a centering mode
+MODES = CENTERING_MODES
+# Keys the sweep sets itself for every run: an axis of their own, or where the run lives.
+SWEEP_KEYS = {"seed": "--seeds", "max_iters": "--iters", "lr_decay_iters": "--iters",
+              "centering_mode": "--modes", "out_dir": "--out_root", "init_from": None, "overwrite": None}
+_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.+=-]")
+
+
+def variant_names(config_dir=CONFIG_DIR):
+    """The variants: config files built on the shared experiment protocol (they include
+    experiment_base.py). The baseline first, then by name."""
+    names = []
+    for file in sorted(os.listdir(config_dir)):
+        path = os.path.join(config_dir, file)
+        if file.endswith(".py") and os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                if 'include("experiment_base.py")' in f.read():
+                    names.append(file[:-3])
+    return sorted(names, key=lambda n: (n != BASELINE, n))
+
+
+def variant_config(variant, config_dir=CONFIG_DIR):
+    return os.path.join(config_dir, f"{variant}.py")
+
+
+@dataclass(frozen=True)
+class Run:
+    variant: str
+    mode: str  # BASELINE_MODE for the baseline
+    seed: int
+    iters: int
+    params: tuple = ()  # ((key, value text), ...) from --grid, sorted by key
+
+    @property
+    def run_id(self):
+        return f"{self.variant}-{self.mode}-s{self.seed}-i{self.iters}{self._suffix()}"
+
+    @property
+    def group(self):
+        """The run id without the seed: runs that differ only by seed."""
+        return f"{self.variant}-{self.mode}-i{self.iters}{self._suffix()}"
+
+    def _suffix(self):
+        return "".join(f"-{key}={_ID_UNSAFE.sub('_', value)}" for key, value in self.params)
+
+    def train_args(self, overrides=(), config_dir=CONFIG_DIR):
+        """The config file and --key=value arguments of this run, with the sweep's overrides (its
+        folder and the start/resume flags excluded)."""
+        args = [variant_config(self.variant, config_dir), *overrides, f"--seed={self.seed}",
+                f"--max_iters={self.iters}", f"--lr_decay_iters={self.iters}"]
+        if self.mode != BASELINE_MODE:
+            args.append(f"--centering_mode={self.mode}")
+        return args + [f"--{key}={value}" for key, value in self.params]
+
+    def describe(self):
+        """The run's fields, as written to run.json and the results records."""
+        return {"run_id": self.run_id, "group": self.group, "variant": self.variant, "mode": self.mode,
+                "seed": self.seed, "iters": self.iters, "params": dict(self.params)}
+
+
+def parse_grid(items):
+    """['learning_rate=3e-4,1e-3', 'n_layer=2,4'] -> {'learning_rate': ['3e-4', '1e-3'], ...}."""
+    grid = {}
+    for item in items or ():
+        key, eq, values = item.partition("=")
+        key = key.strip().lstrip("-")
+        if not eq or not key or not values:
+            raise ConfigError(f"--grid expects key=value1,value2,..., got '{item}'")
+        if key in grid:
+            raise ConfigError(f"--grid {key} is given twice")
+        grid[key] = [v for v in values.split(",") if v != ""]
+    return grid
+
+
+def plan_runs(variants, modes, seeds, iters, grid=None):
+    """Every combination, by iteration count, variant, mode, grid point, then seed. The baseline
+    runs once per grid point and seed, in BASELINE_MODE, whatever the modes."""
+    grid = grid or {}
+    keys = sorted(grid)
+    points = [tuple(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+    runs = []
+    for n in iters:
+        for variant in variants:
+            for mode in ([BASELINE_MODE] if variant == BASELINE else modes):
+                for params in points:
+                    runs.extend(Run(variant, mode, seed, n, params) for seed in seeds)
+    return runs
+
+
+def check_plan(runs, variants, modes, overrides=(), config_dir=CONFIG_DIR):
+    """Raise ConfigError, in one line, for anything in the plan that would make its runs fail
+    to start: an unknown variant or mode, a key or value the configurator rejects (in the
+    overrides, the grid, or their combination with a variant), a key the sweep sets itself,
+    or two runs with the same id. Returns the resolved training config of every run (by run id)."""
+    for variant in variants:
+        if not os.path.isfile(variant_config(variant, config_dir)):
+            known = ", ".join(variant_names(config_dir)) if os.path.isdir(config_dir) else "none"
+            raise ConfigError(f"no config for variant '{variant}' in {config_dir} (variants: {known})")
+    for mode in modes:
+        if mode not in MODES:
+            raise ConfigError(f"unknown mode '{mode}'; valid modes: {', '.join(MODES)}")
+    override_keys = set()
+    for arg in overrides:
+        key, eq, _ = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
+        if not eq:
+            raise ConfigError(f"training keys go as --key=value, got '{arg}'")
+        override_keys.add(key)
+    grid_keys = {key for run in runs for key, _ in run.params}
+    for key in sorted(override_keys | grid_keys):
+        if key in SWEEP_KEYS:
+            instead = f" (use {SWEEP_KEYS[key]})" if SWEEP_KEYS[key] else ""
+            raise ConfigError(f"the sweep sets {key} itself{instead}")
+    both = override_keys & grid_keys
+    if both:
+        raise ConfigError(f"{', '.join(sorted(both))} is both a --grid axis and a --key=value override")
+    configs, seen = {}, set()
+    for run in runs:
+        if run.run_id in seen:
+            raise ConfigError(f"two runs would share the id '{run.run_id}': grid values that differ "
+                              f"only in characters not allowed in a folder name")
+        seen.add(run.run_id)
+        config = load_config(CenteredTrainConfig, run.train_args(overrides, config_dir))
+        configs[run.run_id] = dataclasses.asdict(config)
+    return configs

@@ -1,0 +1,121 @@
+"""
+The files a sweep reads and writes, in one place:
+
+    <sweep>/results.jsonl          one record per finished run attempt (the last one counts)
+    <sweep>/<run id>/metrics.jsonl what train.py logged (train, eval and test records)
+
+A results record: run_id, group, variant, mode, seed, iters, params, status ("ok", "diverged" or
+"failed"), returncode, final_val_loss, best_val_loss, test_loss, test_bpb, last_iter, step_ms,
+wall_s, executor, provenance (git_commit, git_dirty, torch, device, hostname, python) and config
+(the full resolved training config). Records are appended under an exclusive file lock, so runs
+that finish at the same time, in any number of processes or Slurm jobs, never lose or
+interleave a line.
+"""
+
+import fcntl
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+
+from configurator import UserError
+from train import TrainingDiverged
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS_FILE = "results.jsonl"
+FINAL_STATUSES = ("ok", "diverged")  # a run with one of these is not run again; "failed" is
+
+
+def status_of(returncode):
+    """The run status for a trainer's exit status (train.py: 0 done, TrainingDiverged.status)."""
+    if returncode == 0:
+        return "ok"
+    return "diverged" if returncode == TrainingDiverged.status else "failed"
+
+
+def read_jsonl(path):
+    """The records of a JSON-lines file ([] when it does not exist). A last line cut short by a
+    crash mid-write is ignored; a broken line elsewhere is an error."""
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number == len(lines):  # no newline after it: a torn final write
+                break
+            raise UserError(f"{path}:{number} is not a JSON record") from None
+    return records
+
+
+def read_metrics(run_dir):
+    return read_jsonl(os.path.join(run_dir, "metrics.jsonl"))
+
+
+def read_results(sweep_dir):
+    """run id -> the last record written for it."""
+    return {r["run_id"]: r for r in read_jsonl(os.path.join(sweep_dir, RESULTS_FILE))}
+
+
+def append_record(path, record):
+    """Append one JSON line under an exclusive lock, written in a single call and flushed to disk
+    before the lock is released."""
+    line = (json.dumps(record) + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        written = os.write(fd, line)
+        if written != len(line):
+            raise OSError(f"short write to {path}")
+        os.fsync(fd)
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def git_state(repo=REPO_ROOT):
+    """(commit, dirty) of the code a run uses; (None, None) outside a git checkout."""
+    def git(*args):
+        return subprocess.run(["git", "-C", repo, *args], capture_output=True, text=True, timeout=30)
+    try:
+        head = git("rev-parse", "HEAD")
+        if head.returncode != 0:
+            return None, None
+        status = git("status", "--porcelain")
+        return head.stdout.strip(), bool(status.stdout.strip()) if status.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+
+
+def provenance(device):
+    """Where and with what a run was made; device is a description such as 'cpu (2 threads)'."""
+    import torch
+    commit, dirty = git_state()
+    return {"git_commit": commit, "git_dirty": dirty, "torch": torch.__version__, "device": device,
+            "hostname": socket.gethostname(), "python": platform.python_version()}
+
+
+def summarize(run, run_dir, returncode, wall_s, executor, provenance, config):
+    """The results record of a finished run attempt, from its metrics.jsonl."""
+    status = status_of(returncode)
+    metrics = read_metrics(run_dir)
+    evals = [m for m in metrics if m.get("type") == "eval"]
+    steps = [m["step_ms"] for m in metrics if m.get("type") == "train" and "step_ms" in m]
+    tests = [m for m in metrics if m.get("type") == "test"]
+    return {
+        **run.describe(), "status": status, "returncode": returncode,
+        "final_val_loss": evals[-1]["val_loss"] if evals and status == "ok" else None,
+        "best_val_loss": min(e["val_loss"] for e in evals) if evals else None,
+        "test_loss": tests[-1].get("test_loss") if tests else None,
+        "test_bpb": tests[-1].get("test_bpb") if tests else None,
+        "last_iter": evals[-1]["iter"] if evals else 0,
+        "step_ms": statistics.median(steps) if steps else None, "wall_s": round(wall_s, 1),
+        "executor": executor, "provenance": provenance, "config": config,
+    }
+

@@ -1,0 +1,189 @@
+"""
+Doing the runs of a plan, with one executor or another, into one sweep folder:
+
+    <out_root>/<name>/<run id>/   ckpt.pt, best.pt, metrics.jsonl (train.py), train.log, run.json
+    <out_root>/<name>/results.jsonl   one record per finished run (experiments.records)
+    <out_root>/<name>/sweep.lock      held by the sweep command while it runs
+
+Each run is a subprocess of train_advanced_centered.py (or of torchrun with nproc > 1), started
+in the directory the sweep was started from. A run with a checkpoint resumes from it; any other
+run starts fresh. Runs with a final record (ok or diverged) are not run again; failed ones are.
+Executors: "local" (experiments.local: N runs at once on this machine) and "slurm"
+(experiments.slurm: one Slurm job per run, through submitit).
+"""
+
+import dataclasses
+import fcntl
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from configurator import ConfigError, UserError
+from experiments.plan import BASELINE_MODE, CONFIG_DIR, check_plan
+from experiments.records import FINAL_STATUSES, RESULTS_FILE, append_record, provenance, read_results, summarize
+from train import TrainConfig
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAINER = os.path.join(REPO_ROOT, "train_advanced_centered.py")
+LOCK_FILE = "sweep.lock"
+# Until train.py refuses fresh runs into folders that hold one, it has no overwrite key to pass.
+TRAINER_HAS_OVERWRITE = "overwrite" in {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A training subprocess under way."""
+    run: object
+    process: subprocess.Popen
+    log_file: object
+    started: float
+    device: str
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """What every run of a sweep shares; picklable, so a Slurm job can do a run from it."""
+    sweep_dir: str
+    executor: str
+    overrides: tuple = ()
+    nproc: int = 1
+    config_dir: str = CONFIG_DIR
+    cwd: str = "."  # where the sweep was started: relative paths in overrides are resolved there
+    configs: tuple = ()  # (run id, resolved training config) pairs
+    trainer: str = TRAINER  # a script with train_advanced_centered.py's command line
+
+    def run_dir(self, run):
+        return os.path.join(self.sweep_dir, run.run_id)
+
+    def config_of(self, run):
+        """The run's resolved training config (a dict), its folder included."""
+        return dict(dict(self.configs)[run.run_id], out_dir=self.run_dir(run))
+
+    def command(self, run):
+        """The training command of a run: resumed from its checkpoint when it has one, else fresh."""
+        run_dir = self.run_dir(run)
+        launcher = [sys.executable]
+        if self.nproc > 1:
+            launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={self.nproc}"]
+        args = [self.trainer, *run.train_args(self.overrides, self.config_dir), f"--out_dir={run_dir}"]
+        if os.path.exists(os.path.join(run_dir, "ckpt.pt")):
+            args.append("--init_from=resume")
+        elif TRAINER_HAS_OVERWRITE:
+            args.append("--overwrite=True")  # a run that died before its first checkpoint starts over
+        return launcher + args
+
+    def start(self, run, env_changes, device, new_session=True):
+        """Start a run's training; its output goes to train.log, after the command that made it."""
+        run_dir = self.run_dir(run)
+        os.makedirs(run_dir, exist_ok=True)
+        with open(os.path.join(run_dir, "run.json"), "w", encoding="utf-8") as f:
+            json.dump(run.describe(), f, indent=1)
+        cmd = self.command(run)
+        log_file = open(os.path.join(run_dir, "train.log"), "a", encoding="utf-8")
+        shown_env = " ".join(f"{k}={v}" for k, v in sorted(env_changes.items()))
+        log_file.write(f"$ {shown_env} {shlex.join(cmd)}\n")
+        log_file.flush()
+        # own process group (locally): Ctrl-C reaches the sweep, which then stops its runs itself
+        process = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, cwd=self.cwd,
+                                   env={**os.environ, **env_changes}, start_new_session=new_session)
+        return Attempt(run, process, log_file, time.time(), device)
+
+    def finish(self, attempt, returncode):
+        """Record a finished attempt in results.jsonl; returns the record."""
+        attempt.log_file.close()
+        run = attempt.run
+        record = summarize(run, self.run_dir(run), returncode, time.time() - attempt.started, self.executor,
+                           provenance(attempt.device), self.config_of(run))
+        append_record(os.path.join(self.sweep_dir, RESULTS_FILE), record)
+        return record
+
+    def run_to_end(self, run, env_changes, device):
+        """Start a run and wait for it (in a Slurm job: the job is the run's process group)."""
+        attempt = self.start(run, env_changes, device, new_session=False)
+        return self.finish(attempt, attempt.process.wait())
+
+
+def describe_device(config_device, threads, gpus):
+    """What a run trains on, for its record: its device and the threads or GPUs it was given."""
+    if gpus and config_device != "cpu":
+        return f"cuda (CUDA_VISIBLE_DEVICES={','.join(gpus)})"
+    return f"{'cpu' if config_device == 'auto' else config_device} ({threads} threads)"
+
+
+def child_environment(threads, gpus):
+    """The environment a run is given: its share of CPU threads (torch takes its thread count
+    from OMP_NUM_THREADS) and, on a GPU machine, its own GPUs."""
+    env = {"OMP_NUM_THREADS": str(threads)}
+    if gpus is not None:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+    return env
+
+
+class SweepLock:
+    """sweep.lock, held (flock) by the one sweep command working on a folder, with its PID inside.
+    The lock goes with the process: the file of a sweep that died is simply taken over."""
+
+    def __init__(self, sweep_dir):
+        self.path = os.path.join(sweep_dir, LOCK_FILE)
+        self.fd = None
+
+    def __enter__(self):
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise UserError(f"another sweep is running in {os.path.dirname(self.path)} (pid {holder}); "
+                            f"wait for it to end, or stop it first") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()} on {socket.gethostname()}\n".encode())
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc):
+        os.ftruncate(self.fd, 0)
+        os.close(self.fd)  # releases the lock
+
+
+def make_executor(executor, jobs=1, nproc=1, gpus=None, cpus=None, slurm=None):
+    if executor == "local":
+        from experiments.local import LocalExecutor
+        return LocalExecutor(jobs=jobs, nproc=nproc, gpus=gpus, cpus=cpus)
+    if executor == "slurm":
+        from experiments.slurm import SlurmExecutor
+        return SlurmExecutor(slurm, nproc=nproc)
+    raise ConfigError(f"unknown executor '{executor}'; valid executors: local, slurm")
+
+
+def run_sweep(name, runs, out_root, *, executor="local", jobs=1, nproc=1, overrides=(), slurm=None,
+              wait=True, log=print, config_dir=CONFIG_DIR, gpus=None, cpus=None, trainer=TRAINER):
+    """Do every run of the list that has no final record yet in <out_root>/<name>; returns the
+    records of the given runs that have one, by run id (all of them, unless a Slurm sweep was
+    started with wait=False and some are still queued or running). The plan is checked first:
+    a ConfigError, before anything runs. Raises UserError when another sweep holds the folder.
+    gpus, cpus: what the local executor shares out (default: what this machine has)."""
+    if nproc < 1 or jobs < 1:
+        raise ConfigError("--jobs and --nproc must be at least 1")
+    out_root = os.path.abspath(out_root)
+    sweep_dir = os.path.join(out_root, name)
+    variants = sorted({r.variant for r in runs})
+    modes = sorted({r.mode for r in runs} - {BASELINE_MODE})
+    configs = check_plan(runs, variants, modes, tuple(overrides), config_dir)
+    runner = make_executor(executor, jobs=jobs, nproc=nproc, gpus=gpus, cpus=cpus, slurm=slurm)
+    sweep = Sweep(sweep_dir, runner.name, tuple(overrides), nproc, os.path.abspath(config_dir), os.getcwd(),
+                  tuple(configs.items()), trainer)
+    os.makedirs(sweep_dir, exist_ok=True)
+    with SweepLock(sweep_dir):
+        done = read_results(sweep_dir)
+        todo = [r for r in runs if done.get(r.run_id, {}).get("status") not in FINAL_STATUSES]
+        log(f"sweep {name}: {len(runs)} runs, {len(runs) - len(todo)} already done, {len(todo)} to do "
+            f"({runner.describe()})")
+        pending = runner.execute(sweep, todo, wait=wait, log=log)
+        done = read_results(sweep_dir)
+    return {r.run_id: done[r.run_id] for r in runs if r.run_id in done and r.run_id not in pending}
