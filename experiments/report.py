@@ -105,7 +105,7 @@ def notes(analysis, metric):
     out += [f"Note: {n}." for n in small]
     out.append(f"Noise floor: the baseline's {METRIC_NAMES.get(metric, metric)} varies with the seed alone by "
                f"std {fmt(floor['std'], '.4f')} ({fmt(floor['std_pct'], '.2f')}% of the mean, n={floor['n']}); "
-               f"baseline against baseline (A/A, {floor['aa_pairs']} pairs of seeds, unpaired): relative "
+               f"baseline against baseline (A/A over {floor['aa_pairs']} pair(s) of seeds, unpaired): relative "
                f"differences of std {fmt(floor['aa_std_pct'], '.2f')}%, at most {fmt(floor['aa_max_pct'], '.2f')}%.")
     if analysis["wall_time"]:
         out.append(EQUAL_WALL_TIME_METHOD)
