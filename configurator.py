@@ -103,8 +103,15 @@ def read_config_file(path):
             if not k.startswith("_") and k != "include" and not isinstance(v, types.ModuleType)}
 
 
+def given_keys(config):
+    """The keys a config file or --key=value set (not left at their defaults), or None when the
+    config was built in code: then every key counts as given."""
+    return getattr(config, "_given_keys", None)
+
+
 def load_config(cls, argv):
-    """Build cls (a dataclass) from its defaults, then config files and --key=value, in order."""
+    """Build cls (a dataclass) from its defaults, then config files and --key=value, in order.
+    given_keys(result) says which keys were set."""
     fields = {f.name: f.type for f in dataclasses.fields(cls)}
     values = {}
     for arg in argv:
@@ -121,6 +128,7 @@ def load_config(cls, argv):
                     raise _unknown_key(key, cls)
                 values[key] = check_value(key, value, fields[key], arg)
     config = cls(**values)
+    config._given_keys = frozenset(values)  # not a field: dataclasses.asdict and replace drop it
     validate = getattr(config, "validate", None)
     if validate is not None:
         validate()

@@ -212,8 +212,10 @@ class GPT(nn.Module):
         """Called after every optimizer step (on every process, in step)."""
 
     def eval_diagnostics(self, idx):
-        """Extra figures to log at each evaluation, computed on the batch idx (B, T)."""
-        return {}
+        """Figures to log at each evaluation, computed on the batch idx (B, T): the anisotropy
+        diagnostics of diagnostics.py at every site (one evaluation-mode probe pass)."""
+        import diagnostics  # on use: building and running a model needs only torch
+        return diagnostics.eval_diagnostics(self, idx)
 
     def get_num_params(self, non_embedding=True):
         """Parameter count. The position embedding is left out by default; the token embedding is

@@ -48,8 +48,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-import torch.nn.functional as F
 
+import diagnostics
 from model import GPT, GPTConfig
 
 CENTERING_MODES = ("simple", "adaptive", "learnable_center", "momentum")
@@ -221,20 +221,20 @@ class AdvancedGPT(GPT):
             offset += m.dim + 1
 
     def eval_diagnostics(self, idx):
-        """Per placement (averaged over layers): the norm of the center vector in use, and the
-        mean pairwise cosine similarity of the representations before centering (anisotropy)."""
-        found = {}
-
-        def record(name, module, args):
-            u = F.normalize(args[0].float().reshape(-1, module.dim), dim=-1)  # (N, dim) unit vectors
-            n = u.shape[0]
-            # mean over pairs i != j of u_i . u_j, from |sum u|^2 = n + sum_{i != j} u_i . u_j
-            cosine = ((u.sum(0).square().sum() - n) / (n * (n - 1))).item()
-            found.setdefault(name, []).append((module.center_for(args[0]).norm().item(), cosine))
-
-        self.probe(idx, record)
-        out = {}
-        for name, values in found.items():
+        """The diagnostics of every site (diagnostics.py; before and after centering at the centered
+        ones) and, per placement averaged over its layers, the norm of the center in use
+        ("center_norm/<site>") and the mean pairwise cosine before centering ("cosine/<site>")."""
+        recorder = diagnostics.probe(self, idx)
+        out = diagnostics.site_diagnostics(recorder, self.config.n_head)
+        representations = recorder.representations()
+        per_site = {}
+        for name, layer, module in self.centerings():
+            before, after, _ = representations[(name, layer or 0)]
+            # after = before - mu for every token, so mu is the mean difference
+            center_norm = (before - after).reshape(-1, module.dim).float().mean(0).norm().item()
+            cosine = out[diagnostics.diag_key(name, layer or 0, "cosine_before")]
+            per_site.setdefault(name, []).append((center_norm, cosine))
+        for name, values in per_site.items():
             out[f"center_norm/{name}"] = sum(v[0] for v in values) / len(values)
             out[f"cosine/{name}"] = sum(v[1] for v in values) / len(values)
         return out

@@ -21,6 +21,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import resource
 import sys
 import time
@@ -32,7 +33,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from configurator import ConfigError, UserError, run_command
+from configurator import ConfigError, UserError, given_keys, run_command
 from model import GPT, GPTConfig
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -47,8 +48,11 @@ class TrainConfig:
     log_interval: int = 10
     eval_windows: int = 200  # fixed validation windows of block_size tokens, the same at every eval
     eval_only: bool = False
-    always_save_checkpoint: bool = True  # write the latest checkpoint at every eval, not only the best
+    # ckpt.pt (to resume from) at every eval; False: only at evals that improve (and at the end),
+    # and a resumed run replays, exactly, the iterations since
+    always_save_checkpoint: bool = True
     init_from: str = "scratch"  # 'scratch' or 'resume' (from out_dir/ckpt.pt)
+    overwrite: bool = False  # let a fresh run replace the run already in out_dir (its checkpoints and metrics)
     seed: int = 1337
     # logging
     wandb_log: bool = False
@@ -187,7 +191,8 @@ def setup_runtime(cfg):
 # Data
 
 class TokenData:
-    """train.bin / val.bin (uint16 token ids) and meta.json of a prepared dataset."""
+    """train.bin / val.bin / test.bin (uint16 token ids) and meta.json of a prepared dataset. The
+    test split is optional (datasets prepared before it existed have none): has_test says."""
 
     def __init__(self, data_dir, block_size):
         self.data_dir = data_dir
@@ -200,8 +205,10 @@ class TokenData:
             self.meta = json.load(f)
         self.vocab_size = int(self.meta["vocab_size"])
         self.token_bytes = np.asarray(self.meta.get("token_bytes", [1] * self.vocab_size), dtype=np.int64)
+        self.fingerprint = self.meta.get("fingerprint")  # None for datasets prepared before it existed
+        self.has_test = os.path.isfile(self._path("test"))
         self.lengths = {}
-        for split in ("train", "val"):
+        for split in ("train", "val", "test") if self.has_test else ("train", "val"):
             path = self._path(split)
             if not os.path.isfile(path):
                 raise TrainingError(f"{path} is missing: prepare the dataset first")
@@ -227,6 +234,11 @@ class TokenData:
     def eval_offsets(self, split, count):
         """count window starts spread evenly over the split: fixed for a dataset and block size."""
         return np.linspace(0, self.max_offset(split), num=count).round().astype(np.int64)
+
+    def tiling_offsets(self, split):
+        """Starts of every non-overlapping window of the split: each token after the first is a
+        target exactly once, except the fewer than block_size left over at the end."""
+        return np.arange((self.lengths[split] - 1) // self.block_size, dtype=np.int64) * self.block_size
 
 
 class BatchSampler:
@@ -338,11 +350,12 @@ def get_lr(it, cfg):
 
 
 @torch.no_grad()
-def evaluate(model, data, split, count, batch_size, rt):
-    """Mean loss (nats/token) and bits per byte on the fixed evaluation windows of a split. Under
-    DDP each rank takes every world_size-th window and the sums are reduced."""
+def evaluate(model, data, split, count, batch_size, rt, offsets=None):
+    """Mean loss (nats/token) and bits per byte (per UTF-8 byte of the text) on the fixed evaluation
+    windows of a split, or on the windows starting at offsets when given. Under DDP each rank takes
+    every world_size-th window and the sums are reduced."""
     model.eval()
-    offsets = data.eval_offsets(split, count)[rt.rank::rt.world_size]
+    offsets = (data.eval_offsets(split, count) if offsets is None else offsets)[rt.rank::rt.world_size]
     loss_sum = torch.zeros((), dtype=torch.float64, device=rt.device)
     tokens, nbytes = 0, 0
     for start in range(0, len(offsets), batch_size):
@@ -371,14 +384,16 @@ class MetricsLog:
         self.enabled = enabled
 
     def truncate_after(self, iter_num):
-        """On resume: drop records a crashed run wrote past its last checkpoint."""
+        """On resume: drop records a crashed run wrote past its last checkpoint, and the test
+        record of an earlier end of the run (the resumed run writes its own)."""
         if not (self.enabled and os.path.exists(self.path)):
             return
         with open(self.path, encoding="utf-8") as f:
-            kept = [line for line in f if line.strip() and json.loads(line).get("iter", 0) <= iter_num]
-        tmp = self.path + ".tmp"
+            records = [(line, json.loads(line)) for line in f if line.strip()]
+        kept = [line for line, r in records if r.get("iter", 0) <= iter_num and r.get("type") != "test"]
+        tmp = f"{self.path}.tmp.{os.getpid()}"
         with open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(kept)
+            f.writelines(line if line.endswith("\n") else line + "\n" for line in kept)
         os.replace(tmp, self.path)
 
     def write(self, record):
@@ -412,35 +427,161 @@ def set_rng_state(state):
         torch.cuda.set_rng_state(state["cuda"])
 
 
+def test_record(model, data, best_path, batch_size, rt):
+    """The run's reported result: the best checkpoint (chosen on validation loss) evaluated exactly
+    on the whole test split, every non-overlapping window. Loads the best weights into model."""
+    if rt.ddp:
+        dist.barrier()  # rank 0 wrote best.pt
+    best = load_checkpoint(best_path)
+    load_model_state(model, best["model"], best_path)
+    offsets = data.tiling_offsets("test")
+    loss, bits_per_byte = evaluate(model, data, "test", None, batch_size, rt, offsets=offsets)
+    return {"type": "test", "iter": best["iter_num"], "test_loss": loss, "test_bpb": bits_per_byte,
+            "test_tokens": len(offsets) * data.block_size}
+
+
+# ----------------------------------------------------------------------------------------------
+# Run folders and resuming: nothing a user made is silently replaced or mislabelled
+
+RUN_FILES = ("ckpt.pt", "best.pt", "metrics.jsonl")  # a folder with any of these holds a run
+TEMPORARY_FILE = re.compile(r"\.tmp\.(\d+)$")  # save_checkpoint's and MetricsLog's, ending in the writer's PID
+
+
+def process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    except (OverflowError, ValueError):
+        return False
+    return True
+
+
+def stale_temporary_files(out_dir):
+    """Temporary files whose writer no longer runs (it died in the middle of a write)."""
+    if not os.path.isdir(out_dir):
+        return []
+    stale = []
+    for name in sorted(os.listdir(out_dir)):
+        match = TEMPORARY_FILE.search(name)
+        if match and not process_alive(int(match.group(1))):
+            stale.append(os.path.join(out_dir, name))
+    return stale
+
+
+def prepare_out_dir(cfg, master, say):
+    """Refuse a fresh run into a folder that holds a run, unless cfg.overwrite, which deletes that
+    run's files first (and nothing else); remove stale temporary files. Only master deletes."""
+    held = [name for name in RUN_FILES if os.path.exists(os.path.join(cfg.out_dir, name))]
+    if cfg.init_from == "scratch" and held and not cfg.overwrite:
+        raise ConfigError(f"{cfg.out_dir} already holds a run ({', '.join(held)}): continue it with "
+                          f"--init_from=resume, replace it with --overwrite=True, or choose another --out_dir")
+    if not master:
+        return
+    doomed = stale_temporary_files(cfg.out_dir)
+    if cfg.init_from == "scratch" and held:
+        doomed += [os.path.join(cfg.out_dir, name) for name in held]
+        say(f"overwrite: deleting the previous run's {', '.join(held)} in {cfg.out_dir}")
+    for path in doomed:
+        os.remove(path)
+    os.makedirs(cfg.out_dir, exist_ok=True)
+
+
+def load_resumable_checkpoint(path, model_cls):
+    metrics_path = os.path.join(os.path.dirname(path), "metrics.jsonl")
+    if not os.path.exists(path) and os.path.exists(metrics_path):
+        raise TrainingError(f"no checkpoint at {path}: the run stopped before its first checkpoint; "
+                            f"start it again with --init_from=scratch --overwrite=True")
+    ckpt = load_checkpoint(path)
+    missing = {"optimizer", "scaler", "iter_num", "best_val_loss", "sampler", "rng"} - set(ckpt)
+    if missing:
+        raise TrainingError(f"{path} cannot be resumed: it lacks the training state "
+                            f"{sorted(missing)} (an inference-only checkpoint, e.g. a folded one?)")
+    if ckpt["model_class"] != model_cls.__name__:
+        raise TrainingError(f"{path} holds a {ckpt['model_class']}, not a {model_cls.__name__}")
+    return ckpt
+
+
+# Keys of the command line that describe this session, not the run: never taken from the checkpoint.
+SESSION_KEYS = {"out_dir", "init_from", "overwrite", "eval_only", "device", "dtype", "compile",
+                "peak_flops", "wandb_log", "wandb_project", "wandb_run_name"}
+# Keys that define the model, the centering or the data stream besides the model's own arguments.
+FIXED_ON_RESUME = {"seed", "vocab_multiple"}
+
+
+def resume_config(cfg, ckpt, model_config_cls, path):
+    """The configuration a resumed run trains with: the checkpoint's, with the keys the user gave
+    applied. A given key that defines the model or centering (the model's arguments) or the data
+    stream (seed, vocab_multiple) must equal the saved value: else one ConfigError names them all.
+    Returns (config, {key: (saved, new)} for the applied changes)."""
+    fields = {f.name for f in dataclasses.fields(cfg)}
+    saved = {k: v for k, v in ckpt.get("config", {}).items() if k in fields}
+    saved.update({k: v for k, v in ckpt["model_args"].items() if k in fields})
+    given = given_keys(cfg)
+    given = fields if given is None else set(given) | SESSION_KEYS
+    fixed = FIXED_ON_RESUME | {f.name for f in dataclasses.fields(model_config_cls)}
+    differs = sorted(k for k in given & set(saved) if saved[k] != getattr(cfg, k))
+    conflicts = [f"{k} is {saved[k]!r} in the checkpoint, {getattr(cfg, k)!r} now" for k in differs if k in fixed]
+    if conflicts:
+        raise ConfigError(f"cannot resume {path} as a different model or data stream: {'; '.join(conflicts)} "
+                          f"(drop these overrides, or start a new run in another --out_dir)")
+    resumed = dataclasses.replace(cfg, **{k: v for k, v in saved.items() if k not in given})
+    if hasattr(resumed, "validate"):
+        resumed.validate()
+    changes = {k: (saved[k], getattr(cfg, k)) for k in differs if k not in ("init_from", "overwrite")}
+    return resumed, changes
+
+
+def same_dataset(saved_meta, data):
+    """Whether data is the dataset a checkpoint was trained on: the same fingerprint, or for
+    datasets prepared before fingerprints, the same tokenizer and vocabulary."""
+    if saved_meta.get("fingerprint") and data.fingerprint:
+        return saved_meta["fingerprint"] == data.fingerprint
+    vocabulary = lambda meta: [meta.get(k) for k in ("tokenizer", "vocab_size", "chars")]
+    return vocabulary(saved_meta) == vocabulary(data.meta)
+
+
 # ----------------------------------------------------------------------------------------------
 # The loop
 
-def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=None):
+def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=None, announce=None):
     """Train (or resume) as cfg says; returns a summary dict. Raises TrainingError, ConfigError
     and TrainingDiverged for the command line to report. on_step(cfg, iter_num, model, loss, lr),
     if given, is called on every process after each backward pass, with the unscaled, unclipped
-    gradients in place (for detailed logging)."""
+    gradients in place (for detailed logging). announce(cfg), if given, is called once (rank 0)
+    with the configuration that actually trains (on resume: the checkpoint's, with overrides)."""
+    ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
+    best_path = os.path.join(cfg.out_dir, "best.pt")
+    master = int(os.environ.get("RANK", 0)) == 0
+    ckpt, changes = None, {}
+    if cfg.overwrite and cfg.init_from == "resume":
+        raise ConfigError("--overwrite=True would delete the run that --init_from=resume continues: give one of them")
+    if cfg.init_from == "resume":
+        ckpt = load_resumable_checkpoint(ckpt_path, model_cls)
+        cfg, changes = resume_config(cfg, ckpt, model_config_cls, ckpt_path)
+    prepare_out_dir(cfg, master, log if master else (lambda *a, **k: None))
     rt = setup_runtime(cfg)
     say = log if rt.master else (lambda *a, **k: None)
     torch.manual_seed(cfg.seed + rt.rank)  # dropout differs per rank; data sampling does not use it
     data = TokenData(cfg.data_dir or os.path.join(REPO_ROOT, "data", cfg.dataset), cfg.block_size)
+    if ckpt is not None and not same_dataset(ckpt.get("dataset_meta", {}), data):
+        saved = ckpt.get("dataset_meta", {}).get("fingerprint") or "no fingerprint"
+        raise ConfigError(f"{ckpt_path} was trained on another dataset than {data.data_dir} holds "
+                          f"(fingerprint {saved[:12]}, now {(data.fingerprint or 'none')[:12]}): resume it on "
+                          f"its own data (--data_dir=...), or re-prepare that data as it was")
+    if announce is not None and rt.master:
+        announce(cfg)
     micro_steps = cfg.gradient_accumulation_steps // rt.world_size  # per rank
     tokens_per_iter = cfg.gradient_accumulation_steps * cfg.batch_size * cfg.block_size
     sampler = BatchSampler(cfg.seed, data.max_offset("train"), cfg.batch_size, cfg.gradient_accumulation_steps)
-    ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
-    best_path = os.path.join(cfg.out_dir, "best.pt")
-    if rt.master:
-        os.makedirs(cfg.out_dir, exist_ok=True)
+    if not data.has_test and not cfg.eval_only:
+        say(f"note: {data.data_dir} has no test split (test.bin): re-run its prepare.py to get one; "
+            f"this run writes no test record")
 
-    iter_num, best_val_loss, ckpt = 0, float("inf"), None
-    if cfg.init_from == "resume":
-        ckpt = load_checkpoint(ckpt_path)
-        missing = {"optimizer", "scaler", "iter_num", "best_val_loss", "sampler", "rng"} - set(ckpt)
-        if missing:
-            raise TrainingError(f"{ckpt_path} cannot be resumed: it lacks the training state "
-                                f"{sorted(missing)} (an inference-only checkpoint, e.g. a folded one?)")
-        if ckpt["model_class"] != model_cls.__name__:
-            raise TrainingError(f"{ckpt_path} holds a {ckpt['model_class']}, not a {model_cls.__name__}")
+    iter_num, best_val_loss = 0, float("inf")
+    if ckpt is not None:
         model_args = dict(ckpt["model_args"])
         iter_num, best_val_loss = ckpt["iter_num"], ckpt["best_val_loss"]
     else:
@@ -485,11 +626,14 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
         model = DDP(model, device_ids=[rt.local_rank] if rt.device_type == "cuda" else None,
                     broadcast_buffers=False)
 
-    metrics = MetricsLog(cfg.out_dir, rt.master)
+    metrics = MetricsLog(cfg.out_dir, rt.master and not cfg.eval_only)  # evaluation alone records nothing
     start_iter = iter_num
     if cfg.init_from == "resume":
         metrics.truncate_after(iter_num)
         say(f"resuming from {ckpt_path} at iteration {iter_num}")
+        if changes:
+            say("resuming with " + ", ".join(f"{k}={new!r} (was {old!r})" for k, (old, new) in changes.items()))
+            metrics.write({"type": "resume", "iter": iter_num, "changed": {k: list(v) for k, v in changes.items()}})
     if cfg.wandb_log and rt.master:
         import wandb
         wandb.init(project=cfg.wandb_project, name=cfg.wandb_run_name, config=dataclasses.asdict(cfg))
@@ -525,7 +669,7 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
         improved = val_loss < best_val_loss
         if improved:
             best_val_loss = val_loss
-        save_latest = cfg.always_save_checkpoint or final
+        save_latest = cfg.always_save_checkpoint or final or improved  # always something to resume from
         if improved or save_latest:
             state = checkpoint_state()  # collective under DDP: every rank takes part
             if rt.master:
@@ -593,9 +737,18 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
 
     if last_eval_iter != iter_num and not (iter_num == start_iter and cfg.init_from == "resume"):
         last_val_loss = run_eval(final=True)
-    return {"iters": iter_num, "final_val_loss": last_val_loss, "best_val_loss": best_val_loss,
-            "step_times": step_times, "tokens_per_iter": tokens_per_iter,
-            "peak_memory_mb": peak_memory_mb(rt), "out_dir": cfg.out_dir}
+    summary = {"iters": iter_num, "final_val_loss": last_val_loss, "best_val_loss": best_val_loss,
+               "step_times": step_times, "tokens_per_iter": tokens_per_iter,
+               "peak_memory_mb": peak_memory_mb(rt), "out_dir": cfg.out_dir}
+    if data.has_test:
+        record = test_record(raw_model, data, best_path, cfg.batch_size, rt)
+        metrics.write(record)
+        say(f"test (best checkpoint, iteration {record['iter']}): loss {record['test_loss']:.4f}, "
+            f"{record['test_bpb']:.4f} bits/byte over {record['test_tokens']:,} tokens")
+        if cfg.wandb_log and rt.master:
+            wandb.log({"test/loss": record["test_loss"], "test/bpb": record["test_bpb"]})
+        summary.update(test_loss=record["test_loss"], test_bpb=record["test_bpb"])
+    return summary
 
 
 def main(argv=None, config_cls=TrainConfig, model_cls=GPT, model_config_cls=GPTConfig, announce=None,
@@ -604,15 +757,16 @@ def main(argv=None, config_cls=TrainConfig, model_cls=GPT, model_config_cls=GPTC
     (2: bad configuration, 1: other user-fixable problem, 3: the loss diverged)."""
 
     def run(cfg):
-        if announce is not None and int(os.environ.get("RANK", 0)) == 0:
-            announce(cfg)
         try:
-            summary = train(cfg, model_cls, model_config_cls, on_step=on_step)
+            summary = train(cfg, model_cls, model_config_cls, on_step=on_step, announce=announce)
         finally:
             if dist.is_initialized():
                 dist.destroy_process_group()
+        if int(os.environ.get("RANK", 0)) != 0:
+            return  # under torchrun, one process reports
         if summary.get("best_val_loss") is not None and math.isfinite(summary["best_val_loss"]):
-            print(f"done: {summary['iters']} iterations, best val loss {summary['best_val_loss']:.4f}")
+            test = f", test loss {summary['test_loss']:.4f}" if "test_loss" in summary else ""
+            print(f"done: {summary['iters']} iterations, best val loss {summary['best_val_loss']:.4f}{test}")
 
     argv = sys.argv[1:] if argv is None else argv
     return run_command(config_cls, argv, run, f"{os.path.basename(sys.argv[0])} [config.py ...] [--key=value ...]")

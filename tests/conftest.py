@@ -19,18 +19,14 @@ TINY_MODEL = dict(n_layer=2, n_head=2, n_embd=32, block_size=16, batch_size=4, b
 
 
 def write_char_dataset(folder, text):
+    """A char-level dataset as the prepare scripts write it: train/val/test (90/5/5) and meta.json
+    with the fingerprint."""
+    from data.text_sources import write_dataset
     chars = sorted(set(text))
     stoi = {c: i for i, c in enumerate(chars)}
-    ids = np.array([stoi[c] for c in text], dtype=np.uint16)
-    n = int(len(ids) * 0.9)
-    os.makedirs(folder, exist_ok=True)
-    ids[:n].tofile(os.path.join(folder, "train.bin"))
-    ids[n:].tofile(os.path.join(folder, "val.bin"))
-    meta = {"tokenizer": "char", "vocab_size": len(chars), "chars": chars,
-            "token_bytes": [len(c.encode()) for c in chars], "source": "test",
-            "train_tokens": n, "val_tokens": len(ids) - n}
-    with open(os.path.join(folder, "meta.json"), "w", encoding="utf-8") as f:
-        json.dump(meta, f)
+    write_dataset(folder, [stoi[c] for c in text],
+                  {"tokenizer": "char", "vocab_size": len(chars), "chars": chars,
+                   "token_bytes": [len(c.encode()) for c in chars], "source": "test"})
     return folder
 
 

@@ -29,9 +29,10 @@ def read_prepared(out_dir):
     meta = json.loads((out_dir / "meta.json").read_text(encoding="utf-8"))
     train = np.fromfile(out_dir / "train.bin", dtype=np.uint16)
     val = np.fromfile(out_dir / "val.bin", dtype=np.uint16)
-    assert (meta["train_tokens"], meta["val_tokens"]) == (len(train), len(val))
+    test = np.fromfile(out_dir / "test.bin", dtype=np.uint16)
+    assert (meta["train_tokens"], meta["val_tokens"], meta["test_tokens"]) == (len(train), len(val), len(test))
     assert len(meta["token_bytes"]) == meta["vocab_size"]
-    return meta, train, val
+    return meta, train, np.concatenate([val, test])  # val then test: the text after train
 
 
 def decode_chars(meta, ids):
@@ -57,7 +58,8 @@ def test_char_prepare_small_file(tmp_path):
 def test_char_prepare_tiny_shakespeare(tmp_path):
     assert run_script("shakespeare_char", "--input", TINY_SHAKESPEARE, "--out_dir", tmp_path).returncode == 0
     meta, train, val = read_prepared(tmp_path)
-    assert (meta["vocab_size"], len(train), len(val)) == (65, 1_003_854, 111_540)  # nanoGPT's numbers
+    # nanoGPT's numbers: 1_003_854 train characters, 111_540 after them (now val, then test)
+    assert (meta["vocab_size"], len(train), len(val)) == (65, 1_003_854, 111_540)
 
 
 def test_play_to_text_markdown_conversion():
@@ -139,15 +141,16 @@ def test_bpe_prepare_small_file(tmp_path):
     meta, train, val = read_prepared(tmp_path)
     assert meta["tokenizer"] == "gpt2" and meta["vocab_size"] == 50257 and "chars" not in meta
     enc = gpt2_tokenizer.get_gpt2_encoding()
-    n = int(len(SAMPLE) * 0.9)  # the text is split by characters, then each part is tokenized
-    assert enc.decode(train.tolist()) == SAMPLE[:n] and enc.decode(val.tolist()) == SAMPLE[n:]
+    ids = enc.encode_ordinary(SAMPLE)  # the whole text is tokenized, then the token stream is split
+    assert train.tolist() + val.tolist() == ids and len(train) == int(len(ids) * 0.9)
 
 
 @needs_tiny_shakespeare
 def test_bpe_prepare_tiny_shakespeare(tmp_path):
     assert run_script("shakespeare", "--input", TINY_SHAKESPEARE, "--out_dir", tmp_path).returncode == 0
     meta, train, val = read_prepared(tmp_path)
-    assert (len(train), len(val)) == (301_966, 36_059)  # nanoGPT's numbers with tiktoken's gpt2
+    # 338_025 tokens in all (nanoGPT's 301_966 + 36_059 came from tokenizing its two parts apart)
+    assert (len(train), len(val)) == (int(338_025 * 0.9), 338_025 - int(338_025 * 0.9))
 
 
 # ----------------------------------------------------------------------------- datasets pipeline
@@ -158,22 +161,23 @@ def hf_offline_env(tmp_path):
 
 
 def test_openwebtext_pipeline_on_local_file(tmp_path):
-    paragraphs = [f"Document {i}: it is {'very ' * (i % 5)}good.\nSecond line {i}." for i in range(40)]
+    paragraphs = [f"Document {i}: it is {'very ' * (i % 5)}good.\nSecond line {i}." for i in range(2000)]
     source = tmp_path / "docs.txt"
     source.write_text("\n\n".join(paragraphs) + "\n", encoding="utf-8")
     out = tmp_path / "out"
     result = run_script("openwebtext", "--text_file", source, "--out_dir", out, "--num_proc", 1, env=hf_offline_env(tmp_path))
     assert result.returncode == 0, result.stderr
-    meta, train, val = read_prepared(out)
+    meta, _, _ = read_prepared(out)
     assert meta["tokenizer"] == "gpt2" and meta["vocab_size"] == 50257
     enc = gpt2_tokenizer.get_gpt2_encoding()
     docs = {}
-    for name, ids in (("train", train), ("val", val)):
+    for name in ("train", "val", "test"):
+        ids = np.fromfile(out / f"{name}.bin", dtype=np.uint16)
         assert ids[-1] == 50256  # every document ends with <|endoftext|>
         docs[name] = enc.decode(ids.tolist()).split("<|endoftext|>")[:-1]
-    assert len(docs["val"]) == 1  # 40 * 0.0005 rounds to 0, but val always gets a document
+    assert len(docs["val"]) == len(docs["test"]) == 100  # a local file: 5% of the documents each
     # paragraphs lose their "\n\n" separator; the last one keeps the file's final newline
-    assert sorted(d.rstrip("\n") for d in docs["train"] + docs["val"]) == sorted(paragraphs)
+    assert sorted(d.rstrip("\n") for d in docs["train"] + docs["val"] + docs["test"]) == sorted(paragraphs)
 
 
 def test_openwebtext_hub_failure_is_one_clear_line(tmp_path):

@@ -1,7 +1,12 @@
 """
-OpenWebText -> GPT-2 BPE train.bin / val.bin, with Hugging Face `datasets`.
+OpenWebText -> GPT-2 BPE train.bin / val.bin / test.bin, with Hugging Face `datasets`.
 Any hub dataset with a "text" column works (--dataset NAME), and so does a local
 text file (--text_file PATH, one document per paragraph by default), which needs no network.
+
+Documents (not tokens) are shuffled with a fixed seed and split three ways: a share for
+validation, a share for test, the rest for training. Hub datasets are large, so the held-out
+shares are small (0.05% each, as nanoGPT); a local file gets 5% each, and the script refuses a
+held-out split too small to evaluate on.
 """
 import argparse, os, sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # repo root, for our modules
@@ -9,7 +14,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 import numpy as np
 from tqdm import tqdm
 
-from data.text_sources import fail, write_meta
+from data.text_sources import SPLITS, fail, write_meta
 from gpt2_tokenizer import EOT_ID, get_gpt2_encoding, token_byte_lengths
 
 
@@ -37,6 +42,23 @@ def load_documents(args):
     return dataset["train"], f"{args.dataset} (Hugging Face Hub)"
 
 
+HUB_HELDOUT_FRACTION = 0.0005  # of documents, for each of val and test
+FILE_HELDOUT_FRACTION = 0.05
+MIN_HELDOUT_TOKENS = 1026  # one GPT-2 context (1024) plus the shifted target and one spare
+
+
+def split_documents(documents, val_fraction, test_fraction, seed):
+    """Shuffle the documents (seeded) and cut them into train / val / test, each at least one."""
+    num_val = max(1, round(len(documents) * val_fraction))
+    num_test = max(1, round(len(documents) * test_fraction))
+    if len(documents) < num_val + num_test + 1:
+        fail(f"need at least {num_val + num_test + 1} documents to split into train, val and test; "
+             f"got {len(documents)}")
+    first = documents.train_test_split(test_size=num_val + num_test, seed=seed, shuffle=True)
+    heldout = first["test"].train_test_split(test_size=num_test, shuffle=False)
+    return {"train": first["train"], "val": heldout["train"], "test": heldout["test"]}
+
+
 def write_bin(dataset, path):
     """Concatenate the "ids" of all documents into a uint16 file, shard by shard to bound memory."""
     total = int(np.sum(dataset.with_format("numpy")["len"], dtype=np.uint64))
@@ -58,36 +80,44 @@ def main():
     parser.add_argument("--text_file", metavar="PATH", help="use a local UTF-8 text file instead of the hub")
     parser.add_argument("--sample_by", default="paragraph", choices=["line", "paragraph", "document"],
                         help="how --text_file is cut into documents")
-    parser.add_argument("--val_fraction", type=float, default=0.0005, help="share of documents held out for val")
-    parser.add_argument("--seed", type=int, default=2357, help="seed of the train/val shuffle split")
+    parser.add_argument("--val_fraction", type=float, default=None,
+                        help=f"share of documents held out for validation (default {HUB_HELDOUT_FRACTION} "
+                             f"for the hub, {FILE_HELDOUT_FRACTION} for --text_file)")
+    parser.add_argument("--test_fraction", type=float, default=None, help="share held out for test (same defaults)")
+    parser.add_argument("--seed", type=int, default=2357, help="seed of the document shuffle before the split")
     parser.add_argument("--num_proc", type=int, default=max(1, min(8, (os.cpu_count() or 2) // 2)),
                         help="worker processes for loading and tokenizing")
     parser.add_argument("--out_dir", default=os.path.dirname(os.path.abspath(__file__)))
     args = parser.parse_args()
-    if not 0 < args.val_fraction < 1:
-        fail("--val_fraction must be between 0 and 1")
+    default_fraction = FILE_HELDOUT_FRACTION if args.text_file else HUB_HELDOUT_FRACTION
+    fractions = {}
+    for name in ("val", "test"):
+        value = getattr(args, f"{name}_fraction")
+        fractions[name] = default_fraction if value is None else value
+        if not 0 < fractions[name] < 0.5:
+            fail(f"--{name}_fraction must be between 0 and 0.5, got {value}")
 
     documents, source = load_documents(args)
-    if len(documents) < 2:
-        fail(f"{source}: need at least 2 documents to split into train and val")
-    num_val = max(1, round(len(documents) * args.val_fraction))  # at least one val document, even for small files
-    split = documents.train_test_split(test_size=num_val, seed=args.seed, shuffle=True)
-    split["val"] = split.pop("test")
-
+    from datasets import DatasetDict
+    split = DatasetDict(split_documents(documents, fractions["val"], fractions["test"], args.seed))
     tokenized = split.map(tokenize, remove_columns=documents.column_names, desc="tokenizing", num_proc=args.num_proc)
+    for name in ("val", "test"):
+        tokens = int(np.sum(tokenized[name].with_format("numpy")["len"], dtype=np.uint64))
+        if tokens < MIN_HELDOUT_TOKENS:
+            fail(f"{source}: the {name} split would hold {tokens} tokens, too few to evaluate on "
+                 f"(at least {MIN_HELDOUT_TOKENS}); use a larger file or a larger --{name}_fraction")
 
     os.makedirs(args.out_dir, exist_ok=True)
-    counts = {name: write_bin(tokenized[name], os.path.join(args.out_dir, f"{name}.bin")) for name in ("train", "val")}
+    counts = {name: write_bin(tokenized[name], os.path.join(args.out_dir, f"{name}.bin")) for name in SPLITS}
     enc = get_gpt2_encoding()
     write_meta(args.out_dir, {
         "tokenizer": "gpt2",
         "vocab_size": enc.n_vocab,
         "token_bytes": token_byte_lengths(enc),
         "source": source,
-        "train_tokens": counts["train"],
-        "val_tokens": counts["val"],
+        **{f"{name}_tokens": counts[name] for name in SPLITS},
     })
-    print(f"{args.out_dir}: train {counts['train']:,} tokens, val {counts['val']:,} tokens")
+    print(f"{args.out_dir}: " + ", ".join(f"{name} {counts[name]:,} tokens" for name in SPLITS))
 
 
 if __name__ == "__main__":  # map workers may import this file: keep the work under main()

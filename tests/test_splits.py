@@ -1,0 +1,130 @@
+"""The train / validation / test split, the dataset fingerprint and the test record."""
+import dataclasses
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import REPO_ROOT, write_char_dataset
+from data.text_sources import dataset_fingerprint, split_tokens
+from train import load_checkpoint, model_from_checkpoint, train
+
+TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak \u2014 caf\u00e9!\n\n" * 40
+
+
+def read_split(folder, name):
+    return np.fromfile(os.path.join(folder, f"{name}.bin"), dtype=np.uint16)
+
+
+def read_meta(folder):
+    with open(os.path.join(folder, "meta.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def prepare_char(source, out_dir):
+    return subprocess.run([sys.executable, "data/shakespeare_char/prepare.py", "--input", str(source),
+                           "--out_dir", str(out_dir)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_split_tokens_is_90_5_5_contiguous_and_disjoint():
+    ids = list(range(1001))
+    train, val, test = split_tokens(ids)
+    assert (len(train), len(val), len(test)) == (900, 50, 51)
+    assert train + val + test == ids  # in order: nothing lost, nothing shared
+    assert not (set(train) & set(val) or set(val) & set(test) or set(train) & set(test))
+
+
+def test_prepared_split_is_disjoint_and_stable(tmp_path):
+    source = tmp_path / "input.txt"
+    source.write_text(TEXT, encoding="utf-8")
+    for name in ("a", "b"):
+        assert prepare_char(source, tmp_path / name).returncode == 0
+    meta = read_meta(tmp_path / "a")
+    parts = {name: read_split(tmp_path / "a", name) for name in ("train", "val", "test")}
+    decoded = {name: "".join(meta["chars"][i] for i in ids) for name, ids in parts.items()}
+    n = len(TEXT)
+    assert decoded["train"] == TEXT[:int(n * 0.9)]
+    assert decoded["val"] == TEXT[int(n * 0.9):int(n * 0.95)]
+    assert decoded["test"] == TEXT[int(n * 0.95):]
+    assert [meta[f"{name}_tokens"] for name in parts] == [len(p) for p in parts.values()]
+    # stable: a second preparation of the same text gives the same bytes and fingerprint
+    for name in parts:
+        assert (tmp_path / "a" / f"{name}.bin").read_bytes() == (tmp_path / "b" / f"{name}.bin").read_bytes()
+    assert meta["fingerprint"] == read_meta(tmp_path / "b")["fingerprint"]
+    assert meta["fingerprint"] == dataset_fingerprint(str(tmp_path / "a"), meta)
+
+
+def test_fingerprint_changes_with_tokens_and_vocabulary(tmp_path):
+    folder = write_char_dataset(str(tmp_path / "d"), TEXT)
+    meta = read_meta(folder)
+    original = meta["fingerprint"]
+    assert dataset_fingerprint(folder, {**meta, "source": "elsewhere"}) == original  # provenance only
+    assert dataset_fingerprint(folder, {**meta, "chars": meta["chars"][::-1]}) != original
+    test = read_split(folder, "test")
+    test[0] = (test[0] + 1) % meta["vocab_size"]
+    test.tofile(os.path.join(folder, "test.bin"))
+    assert dataset_fingerprint(folder, meta) != original
+
+
+def exact_test_loss(ckpt_path, data_dir, block_size):
+    """An independent evaluation: every non-overlapping window of test.bin, summed token by token."""
+    model = model_from_checkpoint(load_checkpoint(ckpt_path)).eval()
+    ids = torch.from_numpy(read_split(data_dir, "test").astype(np.int64))
+    token_bytes = torch.tensor(read_meta(data_dir)["token_bytes"])
+    nll, nbytes, tokens = 0.0, 0, 0
+    with torch.no_grad():
+        for start in range(0, len(ids) - block_size, block_size):
+            x = ids[start:start + block_size][None]
+            y = ids[start + 1:start + block_size + 1]
+            logits, _ = model(x, y[None])
+            nll += F.cross_entropy(logits[0].double(), y, reduction="sum").item()
+            nbytes += int(token_bytes[y].sum())
+            tokens += len(y)
+    return nll / tokens, nll / math.log(2) / nbytes, tokens
+
+
+def test_test_record_is_the_exact_evaluation_of_the_best_checkpoint(tiny_config):
+    cfg = dataclasses.replace(tiny_config, max_iters=30, eval_interval=10)
+    summary = train(cfg, log=lambda *a: None)
+    with open(os.path.join(cfg.out_dir, "metrics.jsonl"), encoding="utf-8") as f:
+        records = [json.loads(line) for line in f]
+    evals = [r for r in records if r["type"] == "eval"]
+    tests = [r for r in records if r["type"] == "test"]
+    assert len(tests) == 1 and records[-1] is tests[0]
+    best_eval = min(evals, key=lambda r: r["val_loss"])
+    assert tests[0]["iter"] == best_eval["iter"] == load_checkpoint(os.path.join(cfg.out_dir, "best.pt"))["iter_num"]
+    loss, bpb, tokens = exact_test_loss(os.path.join(cfg.out_dir, "best.pt"), cfg.data_dir, cfg.block_size)
+    n_test = read_meta(cfg.data_dir)["test_tokens"]
+    assert tokens == tests[0]["test_tokens"] == (n_test - 1) // cfg.block_size * cfg.block_size
+    assert tests[0]["test_loss"] == pytest.approx(loss, rel=1e-5)
+    assert tests[0]["test_bpb"] == pytest.approx(bpb, rel=1e-5)
+    assert (summary["test_loss"], summary["test_bpb"]) == (tests[0]["test_loss"], tests[0]["test_bpb"])
+
+
+def test_resumed_run_writes_one_test_record(tiny_config):
+    cfg = dataclasses.replace(tiny_config, max_iters=10, eval_interval=5)
+    train(cfg, log=lambda *a: None)
+    train(dataclasses.replace(cfg, max_iters=20, init_from="resume"), log=lambda *a: None)
+    with open(os.path.join(cfg.out_dir, "metrics.jsonl"), encoding="utf-8") as f:
+        records = [json.loads(line) for line in f]
+    assert [r["type"] for r in records].count("test") == 1 and records[-1]["type"] == "test"
+
+
+def test_dataset_without_test_split_still_trains_with_a_note(tiny_config, tmp_path):
+    old = str(tmp_path / "old_data")
+    shutil.copytree(tiny_config.data_dir, old)
+    os.remove(os.path.join(old, "test.bin"))
+    lines = []
+    summary = train(dataclasses.replace(tiny_config, data_dir=old, max_iters=4, eval_interval=2), log=lines.append)
+    notes = [line for line in lines if "test" in line]
+    assert len(notes) == 1 and notes[0].startswith("note: ") and "prepare.py" in notes[0]
+    assert "test_loss" not in summary
+    with open(os.path.join(tiny_config.out_dir, "metrics.jsonl"), encoding="utf-8") as f:
+        assert all(json.loads(line)["type"] != "test" for line in f)
