@@ -95,7 +95,7 @@ def test_tuned_comparison_end_to_end(char_data, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     sweep_dir = tmp_path / "best_advanced_1k-tuned"
     runs = {x["run_id"]: x for x in read_jsonl(str(sweep_dir / "results.jsonl"))}
-    assert len(runs) == 6  # 2 variants x 2 rates x 1 selection seed, then 2 variants x 2 test seeds
+    assert len(runs) == 8  # 2 variants x 2 rates x 1 selection seed, then 2 variants x 2 test seeds
 
     # the chosen rate is the validation argmin on the selection seed, whatever the test losses
     report = json.loads((sweep_dir / "results.json").read_text())
