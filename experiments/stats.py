@@ -111,7 +111,7 @@ def paired_comparison(baseline, variant, confidence=0.95):
         sd = improvement.std(ddof=1)
         half = stats.t.ppf(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)
         result["ci_low"], result["ci_high"] = result["mean_pct"] - half, result["mean_pct"] + half
-        if sd > 0:
+        if sd > 1e-9 * max(1.0, abs(result["mean_pct"])):  # identical improvements: no t-test
             result["p_value"] = float(stats.ttest_1samp(improvement, 0.0).pvalue)
         result["significant"] = bool(result["ci_low"] > 0 or result["ci_high"] < 0)
     return result

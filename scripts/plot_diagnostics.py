@@ -16,10 +16,9 @@ import sys
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from diagnostics import plot_diagnostics  # noqa: E402
-from plot_training_improved import find_runs, group_name  # noqa: E402
+from experiments.plots import find_runs, group_name  # noqa: E402
 
 
 def read_records(run_dir):
@@ -34,7 +33,11 @@ def main(argv=None):
     parser.add_argument("--metrics", default="", help="comma-separated metric names (default: all)")
     args = parser.parse_args(argv)
     groups = {}
-    for run_dir in find_runs(args.paths):
+    try:
+        run_dirs = find_runs(args.paths)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+    for run_dir in run_dirs:
         groups.setdefault(group_name(run_dir), []).append(read_records(run_dir))
     paths = plot_diagnostics(groups, args.out_dir, [m for m in args.metrics.split(",") if m])
     if not paths:

@@ -118,8 +118,9 @@ def build_report(args, name, records, table, chosen, wall):
     ok = [r for r in records if r["status"] == "ok"]
     metric = "test_loss" if ok and all(r.get("test_loss") is not None for r in ok) else None
     if metric is None:
-        raise UserError(f"the runs in {sweep_dir} have no test loss: the dataset has no test split; "
-                        f"re-run its prepare.py to write one")
+        raise UserError(f"runs in {sweep_dir} have no test loss (the dataset has no test split, or they "
+                        f"trained before it had one): re-run the dataset's prepare.py if needed, and give "
+                        f"--name=NEW for a sweep folder of its own")
     analysis = report.analyse(records, args.iters, metric, (BASELINE, BASELINE_MODE),
                               run_dir_of=lambda r: os.path.join(sweep_dir, r["run_id"]), read_metrics=read_metrics)
     if analysis is None:

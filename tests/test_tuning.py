@@ -122,3 +122,32 @@ def test_tuned_comparison_end_to_end(char_data, tmp_path):
     # the same folder with another width is refused before anything runs
     again = subprocess.run(script + TINY[:2] + ["--n_embd=24"] + TINY[3:], capture_output=True, text=True, env=env)
     assert again.returncode == 2 and "other settings" in again.stderr and "n_embd=16, now 24" in again.stderr
+
+
+def test_report_tables_show_the_grid_and_label_non_causal_modes(tmp_path):
+    from experiments import report
+
+    records, curves = [], {}
+    for seed in (1, 2, 3):
+        for variant, mode, loss, step_ms in (("baseline", "none", 2.0, 10.0), ("mlp_centered", "adaptive", 1.98, 11.0),
+                                             ("mlp_centered", "momentum", 2.05, 10.0)):
+            run_id = f"{variant}-{mode}-s{seed}"
+            records.append({"run_id": run_id, "variant": variant, "mode": mode, "seed": seed, "iters": 40,
+                            "status": "ok", "test_loss": loss + 0.01 * seed + 0.003 * seed * (variant != "baseline"),
+                            "best_val_loss": loss,
+                            "step_ms": step_ms, "params": {"learning_rate": "1e-3"}})
+            curves[run_id] = [{"type": "eval", "iter": i, "val_loss": 3 - (3 - loss - 0.01 * seed) * i / 40}
+                               for i in (0, 20, 40)]
+    analysis = report.analyse(records, 40, "test_loss", ("baseline", "none"), run_dir_of=lambda r: r["run_id"],
+                              read_metrics=curves.get)
+    table = "\n".join(report.comparison_table(analysis, "test_loss"))
+    assert "| mlp_centered | adaptive, non-causal |" in table and "| mlp_centered | momentum |" in table
+    assert "| better |" in table and "| worse |" in table and "(x1.100;" in table
+    notes = "\n".join(report.notes(analysis, "test_loss"))
+    assert "over the 2 comparisons" in notes and "n >= 6" in notes and "Non-causal" in notes
+    table = selection_table(records, [1, 2, 3])
+    grid = "\n".join(report.grid_table(table, choose_rates(table)))
+    assert "| mlp_centered | adaptive, non-causal | **1.9800 (n=3)** | 1e-3 |" in grid
+    report.write_report(str(tmp_path), "t", [grid.split("\n")],
+                        {"grid": table, "analysis": analysis}, [])
+    assert json.loads((tmp_path / "results.json").read_text())["grid"]["baseline/none"]["1e-3"]["mean"] == 2.0
