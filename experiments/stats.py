@@ -28,6 +28,8 @@ import math
 import numpy as np
 from scipy import stats
 
+from experiments.plan import BASELINE, BASELINE_MODE
+
 ALPHA = 0.05
 EXACT_PERMUTATION_MAX_N = 16  # 2^16 sign assignments; beyond that a Monte Carlo sample
 MONTE_CARLO_RESAMPLES = 100_000
@@ -222,15 +224,15 @@ def equal_wall_time(baseline, variant, confidence=0.95):
 def compare_records(records, iters, metric="final_val_loss"):
     """From a sweep's results records: every (variant, mode) at `iters` compared with the
     baseline, seed by seed. Returns {(variant, mode): {"losses": {seed: loss}, "mean", "std",
-    "comparison"}}; the baseline is under ("baseline", "none"). Only runs with status ok count."""
+    "comparison"}}; the baseline is under (BASELINE, BASELINE_MODE). Only runs with status ok count."""
     groups = {}
     for r in records:
         if r["iters"] == iters and r["status"] == "ok" and r.get(metric) is not None:
             groups.setdefault((r["variant"], r["mode"]), {})[r["seed"]] = r[metric]
-    baseline = groups.get(("baseline", "none"), {})
+    baseline = groups.get((BASELINE, BASELINE_MODE), {})
     out = {}
     for key, losses in groups.items():
         mean, std = mean_std(list(losses.values()))
         out[key] = {"losses": losses, "mean": mean, "std": std,
-                    "comparison": paired_comparison(baseline, losses) if key[0] != "baseline" else None}
+                    "comparison": paired_comparison(baseline, losses) if key[0] != BASELINE else None}
     return out
