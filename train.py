@@ -740,7 +740,8 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
         val_loss, val_bpb = evaluate(model, data, "val", cfg.eval_windows, cfg.batch_size, rt)
         record = {"type": "eval", "iter": iter_num, "train_loss": train_loss, "val_loss": val_loss,
                   "val_bpb": val_bpb, "lr": get_lr(max(iter_num - 1, 0), cfg)}
-        record.update(raw_model.eval_diagnostics(probe_batch))
+        if rt.master:  # only rank 0 writes the record: the others need not compute it
+            record.update(raw_model.eval_diagnostics(probe_batch))
         say(f"step {iter_num}: train loss {train_loss:.4f}, val loss {val_loss:.4f}, val {val_bpb:.4f} bits/byte")
         metrics.write(record)
         if cfg.wandb_log and rt.master:

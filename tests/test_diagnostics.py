@@ -286,7 +286,7 @@ def test_eval_records_hold_every_diagnostic(tiny_runs, tiny_config):
     assert "center_norm/embeddings" in centered and "cosine/embeddings" in centered
 
 
-def test_plot_command_draws_each_metric(tiny_runs, tmp_path):
+def test_plot_command_draws_each_metric(tiny_runs, tmp_path, capsys):
     sys.path.insert(0, os.path.join(REPO_ROOT, "scripts"))
     import plot_diagnostics
     out = tmp_path / "plots"
@@ -294,9 +294,11 @@ def test_plot_command_draws_each_metric(tiny_runs, tmp_path):
     assert plot_diagnostics.main([*tiny_runs, f"--out_dir={out}", f"--metrics={','.join(drawn)}"]) == 0
     assert sorted(os.listdir(out)) == sorted(f"diag_{m}.png" for m in drawn)
     assert all(os.path.getsize(out / f"diag_{m}.png") > 10_000 for m in drawn)
+    capsys.readouterr()
     with pytest.raises(SystemExit) as error:  # a folder without runs: a one-line error
         plot_diagnostics.main([str(tmp_path / "nothing"), f"--out_dir={out}"])
-    assert str(error.value).startswith("error:") and "\n" not in str(error.value)
+    err = capsys.readouterr().err
+    assert error.value.code == 1 and err.startswith("error:") and err.count("\n") == 1
 
 
 def test_every_logged_metric_has_a_plot(tiny_runs, tmp_path):
