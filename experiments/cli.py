@@ -64,7 +64,7 @@ def add_sweep_arguments(parser):
     local.add_argument("--jobs", type=int, default=1,
                        help="runs at once; each gets cores/jobs CPU threads, or GPUs of its own")
     local.add_argument("--gpus", type=comma_list(str), default=None,
-                       help="GPU ids to share out (default: every visible GPU)")
+                       help="GPU ids to share out (default: every visible GPU; --gpus= for none: runs then share them)")
     local.add_argument("--cpus", type=int, default=None, help="cores to share out (default: all this process may use)")
     slurm = parser.add_argument_group("slurm executor")
     slurm.add_argument("--partition", default=None, help="Slurm partition (default: the cluster's)")
@@ -97,7 +97,8 @@ def report(records, runs, sweep_dir):
     still queued), 1 when some did not, naming them."""
     waiting = [r.run_id for r in runs if r.run_id not in records]
     not_ok = [r for r in records.values() if r["status"] != "ok"]
-    print(f"done: {len(records) - len(not_ok)} ok, {len(not_ok)} not ok, {len(waiting)} queued or running; "
+    still = f", {len(waiting)} queued or running" if waiting else ""
+    print(f"done: {len(records) - len(not_ok)} ok, {len(not_ok)} not ok{still}; "
           f"results in {os.path.join(sweep_dir, 'results.jsonl')}")
     if waiting:
         print(f"{len(waiting)} runs are queued or running on Slurm: run the same command again "

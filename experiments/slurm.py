@@ -103,7 +103,10 @@ class SlurmExecutor:
         """Submit the runs whose jobs are not under way; with wait, collect until all have ended.
         Returns the ids of the runs still queued or running."""
         state_path = os.path.join(sweep.sweep_dir, STATE_FILE)
-        jobs = json.load(open(state_path, encoding="utf-8")) if os.path.exists(state_path) else {}
+        jobs = {}
+        if os.path.exists(state_path):
+            with open(state_path, encoding="utf-8") as f:
+                jobs = json.load(f)
         states = job_states()
         queued = [r for r in runs if under_way(jobs.get(r.run_id), states)]
         to_submit = [r for r in runs if not under_way(jobs.get(r.run_id), states)]
@@ -152,7 +155,7 @@ class SlurmExecutor:
         executor.update_parameters(**params)
         try:
             with executor.batch():
-                jobs = [executor.submit(SlurmRun(sweep, run, self.threads)) for run in runs]
+                jobs = [executor.submit(SlurmRun(sweep.for_run(run), run, self.threads)) for run in runs]
         except Exception as e:  # sbatch's refusal (a bad partition, a limit) reported in one line
             message = str(e).strip().splitlines()
             raise UserError(f"Slurm refused the jobs: {message[-1] if message else type(e).__name__}") from None

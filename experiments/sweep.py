@@ -31,7 +31,8 @@ from train import TrainConfig
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAINER = os.path.join(REPO_ROOT, "train_advanced_centered.py")
 LOCK_FILE = "sweep.lock"
-# Until train.py refuses fresh runs into folders that hold one, it has no overwrite key to pass.
+# train.py refuses a fresh run into a folder that holds a run unless --overwrite=True; a trainer
+# without that key (older train.py) needs no such flag.
 TRAINER_HAS_OVERWRITE = "overwrite" in {f.name for f in dataclasses.fields(TrainConfig)}
 
 
@@ -59,6 +60,10 @@ class Sweep:
 
     def run_dir(self, run):
         return os.path.join(self.sweep_dir, run.run_id)
+
+    def for_run(self, run):
+        """The same sweep with the config of this run only: what a Slurm job carries."""
+        return dataclasses.replace(self, configs=((run.run_id, dict(self.configs)[run.run_id]),))
 
     def config_of(self, run):
         """The run's resolved training config (a dict), its folder included."""

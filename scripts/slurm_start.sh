@@ -14,7 +14,13 @@ DIR="${CENTERING_SLURM_DIR:-/tmp/centering-slurm}"
 CONF=/etc/slurm/slurm.conf
 MARK="# written by centering scripts/slurm_start.sh"
 
-fail() { echo "error: $*" >&2; exit 1; }
+started_any=0
+fail() {
+    echo "error: $*" >&2
+    # leave nothing half-started behind
+    if [ "$started_any" = 1 ]; then bash "$(dirname "$0")/slurm_stop.sh" >&2 || true; fi
+    exit 1
+}
 [ "$(id -u)" = 0 ] || fail "run as root (the daemons run as root here)"
 
 if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v munged >/dev/null; then
@@ -36,6 +42,7 @@ fi
 rm -rf "$DIR/state" "$DIR/spool"
 mkdir -p "$DIR/state" "$DIR/spool"
 : > "$DIR/pids"
+started_any=1  # from here on a failure stops what the pids file lists
 node=$(hostname -s)
 cpus=$(nproc --all)
 mem_mb=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 * 9 / 10 ))

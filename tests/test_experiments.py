@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from conftest import REPO_ROOT
 
 SCRIPTS = os.path.join(REPO_ROOT, "scripts")
@@ -23,6 +25,7 @@ def results(path):
         return [json.loads(line) for line in f if line.strip()]
 
 
+@pytest.mark.slow
 def test_sweep_resumes_after_interrupt_without_redoing_runs(char_data, tmp_path):
     args = ["--name=s", f"--out_root={tmp_path}", "--variants=baseline,embeddings_centered",
             "--modes=momentum", "--seeds=1,2", "--iters=60", f"--data_dir={char_data}", *TINY]
@@ -61,6 +64,7 @@ def test_sweep_resumes_after_interrupt_without_redoing_runs(char_data, tmp_path)
         assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_failed_run_is_recorded_and_the_sweep_goes_on(char_data, tmp_path):
     config_dir = tmp_path / "config"
     config_dir.mkdir()
@@ -87,6 +91,7 @@ def test_failed_run_is_recorded_and_the_sweep_goes_on(char_data, tmp_path):
     assert not (tmp_path / "g").exists()
 
 
+@pytest.mark.slow
 def test_run_best_reproduction_writes_table_and_plots(char_data, tmp_path):
     report = tmp_path / "report"
     r = subprocess.run([sys.executable, os.path.join(SCRIPTS, "run_best_advanced_1k.py"), "--seeds=2", "--iters=20",
@@ -103,6 +108,7 @@ def test_run_best_reproduction_writes_table_and_plots(char_data, tmp_path):
     assert (report / "val_curves.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_smoke_check_passes(char_data):
     r = subprocess.run([sys.executable, os.path.join(SCRIPTS, "test_advanced_centering_simple.py"),
                         f"--data_dir={char_data}"], capture_output=True, text=True, env=ENV, timeout=300)
@@ -129,7 +135,6 @@ def test_detailed_logging(tiny_config):
 # The experiments library: planning, records, the local executor
 
 def test_grid_plan_ids_and_typos(tmp_path):
-    import pytest
     from configurator import ConfigError
     from experiments.plan import BASELINE_MODE, check_plan, parse_grid, plan_runs, variant_names
 
@@ -204,6 +209,7 @@ def _append_many(path, worker):
         append_record(path, {"worker": worker, "i": i, "pad": "x" * 20_000})
 
 
+@pytest.mark.slow
 def test_jobs_2_gives_the_records_of_jobs_1(char_data, tmp_path):
     """Two runs at once, each with half the cores, end exactly as one at a time; the relative
     --out_root is the same folder for checkpoints and records."""
@@ -222,9 +228,10 @@ def test_jobs_2_gives_the_records_of_jobs_1(char_data, tmp_path):
             assert (cwd / "rel" / "j" / run_id / "ckpt.pt").exists()
             assert record["config"]["out_dir"] == str(cwd / "rel" / "j" / run_id)
             assert record["executor"] == "local" and record["provenance"]["torch"]
+            assert record["test_loss"] > 0 and record["test_bpb"] > 0  # from the run's test record
             assert record["provenance"]["device"] == ("cpu (2 threads)" if jobs == 1 else "cpu (1 thread)")
             header = (cwd / "rel" / "j" / run_id / "train.log").read_text().splitlines()[0]
-            assert header.startswith(f"$ OMP_NUM_THREADS={2 // jobs} ")
+            assert header.startswith(f"$ OMP_NUM_THREADS={2 // jobs} ") and header.endswith(" --overwrite=True")
     assert len(by_jobs[1]) == 2 and set(by_jobs[1]) == set(by_jobs[2])
     for run_id, one in by_jobs[1].items():
         two = by_jobs[2][run_id]
@@ -234,20 +241,20 @@ def test_jobs_2_gives_the_records_of_jobs_1(char_data, tmp_path):
 
 STAND_IN_TRAINER = """
 import json, os, sys, time
+import torch
 out = [a.split("=", 1)[1] for a in sys.argv if a.startswith("--out_dir=")][0]
 rank = os.environ.get("RANK", "0")
 start = time.time()
 time.sleep(1.0)
 with open(os.path.join(out, f"env-{rank}.json"), "w") as f:
     json.dump({"gpus": os.environ.get("CUDA_VISIBLE_DEVICES"), "threads": os.environ.get("OMP_NUM_THREADS"),
-               "start": start, "end": time.time()}, f)
+               "torch_threads": torch.get_num_threads(), "start": start, "end": time.time()}, f)
 """
 
 
 def test_each_running_job_gets_its_own_gpus(tmp_path, monkeypatch):
     """What the local executor gives each child, seen by the child: its GPUs and threads. A stand-in
     trainer reports its environment (no GPU here); the GPU count is given with gpus=."""
-    import pytest
     from configurator import ConfigError
     from experiments.local import LocalExecutor
     from experiments.plan import plan_runs
@@ -264,7 +271,7 @@ def test_each_running_job_gets_its_own_gpus(tmp_path, monkeypatch):
     for run in runs:
         envs = [json.loads((tmp_path / "g" / run.run_id / f"env-{rank}.json").read_text()) for rank in (0, 1)]
         assert envs[0]["gpus"] == envs[1]["gpus"] in ("0,1", "2,3")  # both processes of a run: its 2 GPUs
-        assert envs[0]["threads"] == "2"  # 8 cores / (2 jobs x 2 processes)
+        assert envs[0]["threads"] == "2" and envs[0]["torch_threads"] == 2  # 8 cores / (2 jobs x 2 processes)
         seen.append(envs[0])
     for a in seen:  # runs that overlapped in time never shared a GPU
         for b in seen:
@@ -299,6 +306,7 @@ def test_a_second_sweep_on_the_same_folder_is_refused(char_data, tmp_path):
     assert [x["status"] for x in results(tmp_path / "s" / "results.jsonl")] == ["ok"]
 
 
+@pytest.mark.slow
 def test_sweep_throughput_benchmark_runs(char_data, tmp_path):
     r = subprocess.run([sys.executable, os.path.join(SCRIPTS, "benchmark_sweep.py"), "--variants=baseline",
                         "--iters=4", "--rounds=1", f"--out_root={tmp_path}", f"--data_dir={char_data}", *TINY],
@@ -306,3 +314,16 @@ def test_sweep_throughput_benchmark_runs(char_data, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "| --jobs 1 | 2 |" in r.stdout and "| --jobs 2 | 1 |" in r.stdout
     assert "--jobs 2 / --jobs 1: " in r.stdout and "(1 runs of 4 iterations)" in r.stdout
+
+
+def test_eval_noise(tiny_config):
+    from train import train
+    train(tiny_config, log=lambda *a: None)
+    r = subprocess.run([sys.executable, os.path.join(SCRIPTS, "eval_noise.py"), f"--out_dir={tiny_config.out_dir}",
+                        "--windows=20", "--trials=5"], capture_output=True, text=True, env=ENV, timeout=120)
+    assert r.returncode == 0, r.stderr
+    exact = float(r.stdout.split("non-overlapping windows: ")[1].split()[0])
+    assert 0 < exact < 10 and "estimates from 20 random windows (5 trials)" in r.stdout
+    r = subprocess.run([sys.executable, os.path.join(SCRIPTS, "eval_noise.py"), f"--out_dir={tiny_config.out_dir}x"],
+                       capture_output=True, text=True, env=ENV, timeout=120)
+    assert r.returncode == 1 and r.stderr.startswith("error: no checkpoint at ") and r.stderr.count("\n") == 1

@@ -75,11 +75,14 @@ def test_slurm_sweep_records_a_failing_run_and_finishes_the_others(slurm, char_d
     assert "float16 needs CUDA" in (tmp_path / "f" / "half-adaptive-s1-i40" / "train.log").read_text()
 
 
-def test_requeued_slurm_run_ends_bit_identical_to_an_uninterrupted_run(slurm, char_data, tmp_path):
+def test_requeued_and_preempted_slurm_run_ends_bit_identical_to_an_uninterrupted_run(slurm, char_data, tmp_path):
+    """Stopped twice: requeued by an operator (scontrol requeue), then signalled as Slurm does before
+    a time limit or a preemption (USR2: submitit requeues the job itself). Each time it resumes
+    from its checkpoint, and it ends exactly as the same run done locally without a stop."""
     from experiments.plan import plan_runs
     from experiments.sweep import run_sweep
 
-    iters = 300
+    iters = 400
     overrides = [f"--data_dir={char_data}", *MODEL]
     run = plan_runs(["embeddings_centered"], ["momentum"], [1], [iters])[0]
     local = run_sweep("ref", [run], str(tmp_path / "local"), overrides=overrides, cpus=1, log=lambda *a: None)
@@ -91,27 +94,38 @@ def test_requeued_slurm_run_ends_bit_identical_to_an_uninterrupted_run(slurm, ch
     assert r.returncode == 0, r.stderr
     sweep_dir = tmp_path / "slurm" / "q"
     job = json.loads((sweep_dir / "slurm_jobs.json").read_text())[run.run_id]
-    metrics = sweep_dir / run.run_id / "metrics.jsonl"
+    metrics, log = sweep_dir / run.run_id / "metrics.jsonl", sweep_dir / run.run_id / "train.log"
 
     def evaluated_past(n):
         return metrics.exists() and any(x["type"] == "eval" and x["iter"] >= n for x in results(metrics))
+
+    def resumed_at():
+        return [int(part.split("at iteration")[1].split()[0]) for part in log.read_text().split("resuming from")[1:]]
+
+    def start_again():  # instead of waiting out Slurm's delay before a requeued job starts again
+        wait_for(lambda: "PENDING" in subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True,
+                                                     text=True).stdout, what="the job back in the queue")
+        subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True, capture_output=True,
+                       timeout=60)
+
     wait_for(lambda: evaluated_past(40), what="the run's checkpoint at iteration 40")
     subprocess.run(["scontrol", "requeue", job], check=True, capture_output=True, timeout=60)
-
     # requeued, the job waits in the queue: a second sweep command does not submit the run again
     r = subprocess.run(sweep(args), capture_output=True, text=True, env=ENV, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "1 runs are already queued or running on Slurm: not submitted again" in r.stdout
     assert "submitted" not in r.stdout.replace("not submitted", "")
     assert json.loads((sweep_dir / "slurm_jobs.json").read_text())[run.run_id] == job
-    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True, capture_output=True,
-                   timeout=60)  # instead of Slurm's delay before a requeued job starts again
+    start_again()
+
+    wait_for(lambda: len(resumed_at()) == 1 and evaluated_past(resumed_at()[0] + 60), what="progress after resuming")
+    subprocess.run(["scancel", "--signal=USR2", job], check=True, capture_output=True, timeout=60)
+    start_again()
 
     r = subprocess.run(sweep([*args, "--wait"]), capture_output=True, text=True, env=ENV, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
-    log = (sweep_dir / run.run_id / "train.log").read_text()
-    resumed_at = int(log.split("resuming from")[1].split("at iteration")[1].split()[0])
-    assert 20 <= resumed_at < iters  # stopped mid-run (after the checkpoint at 20 at least), resumed from it
+    first, second = resumed_at()
+    assert 20 <= first < second < iters  # stopped mid-run twice, each time resumed from its last checkpoint
     slurm_record = results(sweep_dir / "results.jsonl")[-1]
     assert [x["status"] for x in results(sweep_dir / "results.jsonl")] == ["ok"]  # the killed attempt left none
     local_record = local[run.run_id]
