@@ -508,7 +508,7 @@ def set_rng_state(state):
         torch.cuda.set_rng_state(state["cuda"])
 
 
-def test_record(model, data, best_path, batch_size, rt):
+def final_test_record(model, data, best_path, batch_size, rt):
     """The run's reported result: the best checkpoint (chosen on validation loss) evaluated exactly
     on the whole test split, every non-overlapping window. Loads the best weights into model."""
     if rt.ddp:
@@ -832,7 +832,7 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
                "step_times": step_times, "tokens_per_iter": tokens_per_iter,
                "peak_memory_mb": peak_memory_mb(rt), "out_dir": cfg.out_dir}
     if data.has_test:
-        record = test_record(raw_model, data, best_path, cfg.batch_size, rt)
+        record = final_test_record(raw_model, data, best_path, cfg.batch_size, rt)
         metrics.write(record)
         say(f"test (best checkpoint, iteration {record['iter']}): loss {record['test_loss']:.4f}, "
             f"{record['test_bpb']:.4f} bits/byte over {record['test_tokens']:,} tokens")
