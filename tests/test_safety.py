@@ -286,6 +286,17 @@ def test_benchmark_after_training_leaves_the_run_alone(tiny_config, tmp_path):
     assert iters_of(str(tmp_path / "out" / "benchmark")) == [0, 2, 4]
 
 
+def test_detailed_log_holds_one_runs_records(tiny_config):
+    script = os.path.join(REPO_ROOT, "scripts", "train_with_logging.py")
+    args = cli_args(dataclasses.replace(tiny_config, max_iters=4, eval_interval=2))
+    detailed = lambda: [r["iter"] for r in map(json.loads, open(os.path.join(tiny_config.out_dir, "detailed.jsonl")))]
+    for extra, iters in ((["--max_iters=4"], [0, 1, 2, 3]), (["--max_iters=2", "--overwrite=True"], [0, 1]),
+                         (["--max_iters=3", "--init_from=resume"], [0, 1, 2])):
+        r = subprocess.run([sys.executable, script, *args, *extra], capture_output=True, text=True, env=ENV)
+        assert r.returncode == 0, r.stderr
+        assert detailed() == iters  # a replaced run's records go with it; a resumed run's stay once
+
+
 def test_default_folders_differ():
     from train_advanced_centered import CenteredTrainConfig
     assert train_module.TrainConfig().out_dir != CenteredTrainConfig().out_dir
