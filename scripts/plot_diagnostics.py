@@ -18,6 +18,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 from diagnostics import plot_diagnostics  # noqa: E402
+from configurator import UserError  # noqa: E402
 from experiments.plots import find_runs, group_name  # noqa: E402
 
 
@@ -35,7 +36,7 @@ def main(argv=None):
     groups = {}
     try:
         run_dirs = find_runs(args.paths)
-    except ValueError as e:
+    except UserError as e:
         raise SystemExit(f"error: {e}") from None
     for run_dir in run_dirs:
         groups.setdefault(group_name(run_dir), []).append(read_records(run_dir))
