@@ -27,6 +27,7 @@ import re
 import resource
 import sys
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -143,6 +144,8 @@ def check_ranges(cfg):
     for key in ("weight_decay", "grad_clip"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"{key} must not be negative (0 turns it off), got {getattr(cfg, key)}")
+    if not 0 <= cfg.seed < 2**62:
+        raise ConfigError(f"seed must be in [0, 2**62), got {cfg.seed}")
     if cfg.peak_flops <= 0:
         raise ConfigError(f"peak_flops must be positive, got {cfg.peak_flops}")
     if not cfg.out_dir.strip():
@@ -207,6 +210,8 @@ def setup_runtime(cfg):
             torch.cuda.set_device(device)
         if not dist.is_initialized():
             dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+        if rank != 0:
+            warnings.simplefilter("ignore")  # every process runs the same code: rank 0 warns for all
     check_step_sharing(cfg.gradient_accumulation_steps, cfg.batch_size, world_size, cfg.batch_statistics_reason())
     if cfg.dtype == "auto":
         if device_type == "cuda":
@@ -503,7 +508,7 @@ def set_rng_state(state):
         torch.cuda.set_rng_state(state["cuda"])
 
 
-def test_record(model, data, best_path, batch_size, rt):
+def final_test_record(model, data, best_path, batch_size, rt):
     """The run's reported result: the best checkpoint (chosen on validation loss) evaluated exactly
     on the whole test split, every non-overlapping window. Loads the best weights into model."""
     if rt.ddp:
@@ -704,8 +709,11 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
         model = torch.compile(model)
     if rt.ddp:
         # buffers are kept in sync by the modules that own them (all-reduced), not broadcast from rank 0
-        model = DDP(model, device_ids=[rt.local_rank] if rt.device_type == "cuda" else None,
-                    broadcast_buffers=False)
+        # (torch's deprecation warning for this argument itself says to keep it until it has a successor)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="`broadcast_buffers` is deprecated", category=FutureWarning)
+            model = DDP(model, device_ids=[rt.local_rank] if rt.device_type == "cuda" else None,
+                        broadcast_buffers=False)
 
     metrics = MetricsLog(cfg.out_dir, rt.master and not cfg.eval_only)  # evaluation alone records nothing
     start_iter = iter_num
@@ -825,7 +833,7 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
                "step_times": step_times, "tokens_per_iter": tokens_per_iter,
                "peak_memory_mb": peak_memory_mb(rt), "out_dir": cfg.out_dir}
     if data.has_test:
-        record = test_record(raw_model, data, best_path, cfg.batch_size, rt)
+        record = final_test_record(raw_model, data, best_path, cfg.batch_size, rt)
         metrics.write(record)
         say(f"test (best checkpoint, iteration {record['iter']}): loss {record['test_loss']:.4f}, "
             f"{record['test_bpb']:.4f} bits/byte over {record['test_tokens']:,} tokens")

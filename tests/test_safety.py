@@ -229,7 +229,8 @@ def test_kill_during_first_checkpoint_write_then_restart(tiny_config, tmp_path):
 BAD_INPUTS = ["--learning_rate=-1", "--learning_rate=nan", "--beta1=1.5", "--beta2=1", "--min_lr=-1",
               "--min_lr=0.1", "--weight_decay=-1", "--grad_clip=-1", "--dropout=1", "--warmup_iters=-1",
               "--eval_windows=0", "--centering_momentum=0", "--centering_mode=mean", "--device=gpu",
-              "--out_dir=", "--out_dir=/dev/null/x", "--wandb_log=True", "--peak_flops=0"]
+              "--out_dir=", "--out_dir=/dev/null/x", "--wandb_log=True", "--peak_flops=0", "--seed=-1",
+              f"--seed={2**70}"]
 
 
 @pytest.mark.parametrize("bad", BAD_INPUTS)
@@ -285,6 +286,17 @@ def test_benchmark_after_training_leaves_the_run_alone(tiny_config, tmp_path):
     assert iters_of(str(tmp_path / "out" / "benchmark")) == [0, 2, 4]
 
 
+def test_detailed_log_holds_one_runs_records(tiny_config):
+    script = os.path.join(REPO_ROOT, "scripts", "train_with_logging.py")
+    args = cli_args(dataclasses.replace(tiny_config, max_iters=4, eval_interval=2))
+    detailed = lambda: [r["iter"] for r in map(json.loads, open(os.path.join(tiny_config.out_dir, "detailed.jsonl")))]
+    for extra, iters in ((["--max_iters=4"], [0, 1, 2, 3]), (["--max_iters=2", "--overwrite=True"], [0, 1]),
+                         (["--max_iters=3", "--init_from=resume"], [0, 1, 2])):
+        r = subprocess.run([sys.executable, script, *args, *extra], capture_output=True, text=True, env=ENV)
+        assert r.returncode == 0, r.stderr
+        assert detailed() == iters  # a replaced run's records go with it; a resumed run's stay once
+
+
 def test_default_folders_differ():
     from train_advanced_centered import CenteredTrainConfig
     assert train_module.TrainConfig().out_dir != CenteredTrainConfig().out_dir
@@ -306,6 +318,8 @@ def test_torchrun_runs_the_readme_command_and_reports_once(tiny_config, tmp_path
     two = run(torchrun + ["train_advanced_centered.py", *args(tmp_path / "two")])
     assert one.returncode == 0 and two.returncode == 0, two.stderr[-2000:]
     assert two.stdout.count("done:") == 1 and two.stdout.count("centering: none") == 1
+    warnings = [line for line in two.stderr.splitlines() if "warn" in line.lower()]
+    assert len(warnings) == len(set(warnings)), warnings  # no warning once per process
     m1, m2 = read_metrics(str(tmp_path / "one")), read_metrics(str(tmp_path / "two"))
     assert [r["type"] for r in m1] == [r["type"] for r in m2]
     for a, b in zip(m1, m2):  # each process took half of every micro-batch: the same training
