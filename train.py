@@ -51,6 +51,8 @@ class TrainConfig:
     eval_interval: int = 250
     log_interval: int = 10
     eval_windows: int = 200  # fixed validation windows of block_size tokens, the same at every eval
+    train_eval_windows: int = 100  # fixed train-split windows for the train-loss figure (a diagnostic:
+    # validation decides), fewer than eval_windows because evaluation is a large share of a short run
     eval_only: bool = False
     # ckpt.pt (to resume from) at every eval; False: only at evals that improve (and at the end),
     # and a resumed run replays, exactly, the iterations since
@@ -94,7 +96,7 @@ class TrainConfig:
     peak_flops: float = 312e12  # for MFU: the accelerator's dense bf16 peak (A100: 312e12)
 
     def validate(self):
-        positive = ["eval_interval", "log_interval", "eval_windows", "batch_size",
+        positive = ["eval_interval", "log_interval", "eval_windows", "train_eval_windows", "batch_size",
                     "gradient_accumulation_steps", "block_size", "vocab_multiple", "n_layer",
                     "n_head", "n_embd"]
         for key in positive:
@@ -744,7 +746,7 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
 
     def run_eval(final=False):
         nonlocal best_val_loss
-        train_loss, _ = evaluate(model, data, "train", cfg.eval_windows, cfg.batch_size, rt)
+        train_loss, _ = evaluate(model, data, "train", cfg.train_eval_windows, cfg.batch_size, rt)
         val_loss, val_bpb = evaluate(model, data, "val", cfg.eval_windows, cfg.batch_size, rt)
         record = {"type": "eval", "iter": iter_num, "train_loss": train_loss, "val_loss": val_loss,
                   "val_bpb": val_bpb, "lr": get_lr(max(iter_num - 1, 0), cfg)}
