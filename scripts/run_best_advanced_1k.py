@@ -173,10 +173,10 @@ def main(argv=None):
                         help=f"comma-separated centering modes of the centered variants, of {', '.join(MODES)}")
     parser.add_argument("--tune", type=boolean, default=False,
                         help="True: tune the learning rate per variant on the selection seeds first")
-    parser.add_argument("--rates", type=rate_list, default=DEFAULT_RATES,
-                        help="with --tune: the learning-rate grid, comma-separated")
-    parser.add_argument("--selection_seeds", type=int, default=2,
-                        help=f"with --tune: number of selection seeds ({SELECTION_SEED_BASE + 1}, ...)")
+    parser.add_argument("--rates", type=rate_list, default=None,
+                        help=f"with --tune: the learning-rate grid, comma-separated (default: {','.join(DEFAULT_RATES)})")
+    parser.add_argument("--selection_seeds", type=int, default=None,
+                        help=f"with --tune: number of selection seeds ({SELECTION_SEED_BASE + 1}, ...; default: 2)")
     parser.add_argument("--name", default=None,
                         help="sweep folder name (default: best_advanced_1k[-tuned][-<dataset>])")
     parser.add_argument("--report_dir", default=None, help="where the report goes (default: the sweep folder)")
@@ -184,6 +184,10 @@ def main(argv=None):
     args, overrides = parser.parse_with_overrides(argv)
 
     def body():
+        if not args.tune and (args.rates or args.selection_seeds):
+            raise ConfigError("--rates and --selection_seeds go with --tune=True")
+        args.rates = args.rates or DEFAULT_RATES
+        args.selection_seeds = 2 if args.selection_seeds is None else args.selection_seeds
         if args.seeds < 1 or args.selection_seeds < 1:
             raise ConfigError("--seeds and --selection_seeds must be at least 1")
         if any(o.startswith(f"--{RATE_KEY}=") for o in overrides) and args.tune:
