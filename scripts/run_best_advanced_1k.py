@@ -127,7 +127,7 @@ def build_report(args, name, records, table, chosen, wall):
         raise UserError(f"no baseline run finished ok; see the train.log files in {sweep_dir}")
     names = {v: n for v, n, _ in METHODS}
     prior = {v: claim for v, _, claim in METHODS if v != BASELINE}
-    command = "python scripts/run_best_advanced_1k.py " + " ".join(sys.argv[1:])
+    command = "python scripts/run_best_advanced_1k.py " + " ".join(args.argv)
     seeds = ", ".join(map(str, args.test_seeds))
     what = (f"{args.dataset}, {args.iters} iterations, modes {', '.join(args.modes)}, test seeds {seeds}"
             + (f"; learning rate tuned per variant on selection seeds {', '.join(map(str, args.selection_seeds))}"
@@ -182,6 +182,7 @@ def main(argv=None):
     parser.add_argument("--report_dir", default=None, help="where the report goes (default: the sweep folder)")
     add_sweep_arguments(parser)
     args, overrides = parser.parse_with_overrides(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)
 
     def body():
         if not args.tune and (args.rates or args.selection_seeds):
