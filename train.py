@@ -112,6 +112,11 @@ class TrainConfig:
         check_device(self.device)
         check_ranges(self)
 
+    def batch_statistics_reason(self):
+        """Why the model's forward pass depends on the whole micro-batch (a batch mean), or None.
+        Such a micro-batch cannot be split between processes without changing the computation."""
+        return None
+
 
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
@@ -202,7 +207,7 @@ def setup_runtime(cfg):
             torch.cuda.set_device(device)
         if not dist.is_initialized():
             dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
-    check_step_sharing(cfg.gradient_accumulation_steps, cfg.batch_size, world_size)
+    check_step_sharing(cfg.gradient_accumulation_steps, cfg.batch_size, world_size, cfg.batch_statistics_reason())
     if cfg.dtype == "auto":
         if device_type == "cuda":
             dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
@@ -300,19 +305,26 @@ class BatchSampler:
         self.generator.set_state(state["generator"])
 
 
-def check_step_sharing(micro_steps, batch_size, world_size):
+def check_step_sharing(micro_steps, batch_size, world_size, batch_statistics=None):
     """W processes share a step's micro_steps x batch_size windows by whole micro-steps, or else by
-    an equal slice of every micro-batch: one of the two must divide by W."""
-    if micro_steps % world_size and batch_size % world_size:
-        more_steps = -(-micro_steps // world_size) * world_size
-        fewer_rows = max(world_size, batch_size - batch_size % world_size)
+    an equal slice of every micro-batch: one of the two must divide by W. A model that takes batch
+    statistics (batch_statistics says why) needs whole micro-steps."""
+    if micro_steps % world_size == 0 or (batch_size % world_size == 0 and batch_statistics is None):
+        return
+    more_steps = -(-micro_steps // world_size) * world_size
+    if batch_statistics is not None:
         raise ConfigError(f"{world_size} processes cannot share steps of gradient_accumulation_steps="
-                          f"{micro_steps} x batch_size={batch_size}: add --gradient_accumulation_steps="
-                          f"{more_steps} or --batch_size={fewer_rows} (a multiple of {world_size})")
+                          f"{micro_steps}: add --gradient_accumulation_steps={more_steps} ({batch_statistics}, "
+                          f"so a micro-batch cannot be split between processes)")
+    fewer_rows = max(world_size, batch_size - batch_size % world_size)
+    raise ConfigError(f"{world_size} processes cannot share steps of gradient_accumulation_steps="
+                      f"{micro_steps} x batch_size={batch_size}: add --gradient_accumulation_steps="
+                      f"{more_steps} or --batch_size={fewer_rows} (a multiple of {world_size})")
 
 
 def local_micro_steps(micro_steps, world_size):
-    """How many micro-steps of a step each process runs (see rank_share)."""
+    """How many micro-steps of a step each process runs (see rank_share; check_step_sharing has
+    made sure that the rows of a micro-batch are split only where the model allows it)."""
     return micro_steps // world_size if micro_steps % world_size == 0 else micro_steps
 
 

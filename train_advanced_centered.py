@@ -28,6 +28,11 @@ class CenteredTrainConfig(CenteringOptions, train.TrainConfig):
         if error:
             raise ConfigError(error)
 
+    def batch_statistics_reason(self):
+        if leak_warning(self) is None:
+            return None
+        return f"centering_mode '{self.centering_mode}' centers with the mean of each micro-batch"
+
     @staticmethod
     def unknown_key_hint(key):
         if key.startswith("center"):

@@ -1,7 +1,8 @@
 """
 The command-line style of the experiment scripts: argparse, every option written --key=value
 and given a help string (--help lists them); training keys a script does not define itself go
-through to the trainer as --key=value overrides and are checked by the configurator. A mistake
+through to the trainer as --key=value overrides (and config files such as config/gpu.py as
+overlays after the variant's config), checked by the configurator. A mistake
 is one line `error: ...` on stderr and exit status 2 (configurator.fail), never a usage dump or
 a traceback; other problems the user can fix exit with their UserError's status.
 """
@@ -30,11 +31,12 @@ class CommandLine(argparse.ArgumentParser):
         fail(message, 2)
 
     def parse_with_overrides(self, argv=None):
-        """(options, the --key=value arguments left for the trainer)."""
+        """(options, the arguments left for the trainer: --key=value and config files, in order)."""
         args, rest = self.parse_known_args(argv)
-        bad = [a for a in rest if not (a.startswith("--") and "=" in a)]
+        bad = [a for a in rest if not ((a.startswith("--") and "=" in a) or a.endswith(".py"))]
         if bad:
-            self.error(f"unrecognized arguments: {' '.join(bad)} (training keys go as --key=value)")
+            self.error(f"unrecognized arguments: {' '.join(bad)} (training keys go as --key=value, "
+                       f"config overlays as a .py file)")
         return args, rest
 
 

@@ -64,7 +64,7 @@ class LocalExecutor:
 
     def execute(self, sweep, runs, wait=True, log=print):
         """Do the runs to their end; returns the ids still pending (none: a local sweep waits)."""
-        pending, running, free = list(runs), [], self.slots()
+        pending, running, free, shown = list(runs), [], self.slots(), None
         with tqdm(total=len(pending), unit="run", dynamic_ncols=True) as bar:
             try:
                 while pending or running:
@@ -72,7 +72,9 @@ class LocalExecutor:
                         slot, run = free.pop(0), pending.pop(0)
                         device = describe_device(sweep.config_of(run)["device"], self.threads, slot)
                         running.append((sweep.start(run, child_environment(self.threads, slot), device), slot))
-                    bar.set_description(", ".join(a.run.run_id for a, _ in running))
+                    description = ", ".join(a.run.run_id for a, _ in running)
+                    if description != shown:  # redrawn only when it changes: logs stay short
+                        bar.set_description(shown := description)
                     finished = [(a, s) for a, s in running if a.process.poll() is not None]
                     if not finished:
                         time.sleep(POLL_S)

@@ -93,12 +93,16 @@ def git_state(repo=REPO_ROOT):
         return None, None
 
 
-def provenance(device):
-    """Where and with what a run was made; device is a description such as 'cpu (2 threads)'."""
+def provenance(device, slurm_job_id=None):
+    """Where and with what a run was made; device is a description such as 'cpu (2 threads)'.
+    Runs made by Slurm jobs also name their job."""
     import torch
     commit, dirty = git_state()
-    return {"git_commit": commit, "git_dirty": dirty, "torch": torch.__version__, "device": device,
+    made = {"git_commit": commit, "git_dirty": dirty, "torch": torch.__version__, "device": device,
             "hostname": socket.gethostname(), "python": platform.python_version()}
+    if slurm_job_id is not None:
+        made["slurm_job_id"] = slurm_job_id
+    return made
 
 
 def summarize(run, run_dir, returncode, wall_s, executor, provenance, config):

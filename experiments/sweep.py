@@ -93,26 +93,21 @@ class Sweep:
                                    env={**os.environ, **env_changes}, start_new_session=new_session)
         return Attempt(run, process, log_file, time.time(), device)
 
-    def finish(self, attempt, returncode):
-        """Record a finished attempt in results.jsonl; returns the record."""
+    def finish(self, attempt, returncode, job_id=None):
+        """Record a finished attempt in results.jsonl (job_id: the Slurm job's); returns the record."""
         attempt.log_file.close()
         run = attempt.run
         record = summarize(run, self.run_dir(run), returncode, time.time() - attempt.started, self.executor,
-                           provenance(attempt.device), self.config_of(run))
+                           provenance(attempt.device, job_id), self.config_of(run))
         append_record(os.path.join(self.sweep_dir, RESULTS_FILE), record)
         return record
-
-    def run_to_end(self, run, env_changes, device):
-        """Start a run and wait for it (in a Slurm job: the job is the run's process group)."""
-        attempt = self.start(run, env_changes, device, new_session=False)
-        return self.finish(attempt, attempt.process.wait())
 
 
 def describe_device(config_device, threads, gpus):
     """What a run trains on, for its record: its device and the threads or GPUs it was given."""
     if gpus and config_device != "cpu":
         return f"cuda (CUDA_VISIBLE_DEVICES={','.join(gpus)})"
-    return f"{'cpu' if config_device == 'auto' else config_device} ({threads} threads)"
+    return f"{'cpu' if config_device == 'auto' else config_device} ({threads} thread{'s' if threads != 1 else ''})"
 
 
 def child_environment(threads, gpus):

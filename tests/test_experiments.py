@@ -128,7 +128,7 @@ def test_detailed_logging(tiny_config):
 # ---------------------------------------------------------------------------------------------
 # The experiments library: planning, records, the local executor
 
-def test_grid_plan_ids_and_typos():
+def test_grid_plan_ids_and_typos(tmp_path):
     import pytest
     from configurator import ConfigError
     from experiments.plan import BASELINE_MODE, check_plan, parse_grid, plan_runs, variant_names
@@ -162,6 +162,10 @@ def test_grid_plan_ids_and_typos():
     assert "must be divisible" in rejected(["n_head=3"])  # validated with the variant's config
     with pytest.raises(ConfigError):
         parse_grid(["learning_rate"])
+    overlay = tmp_path / "wide.py"  # a config file among the overrides: an overlay on every variant
+    overlay.write_text("n_embd = 64\nn_head = 8\n")
+    configs = check_plan(runs[:1], ["baseline"], [], [str(overlay), "--n_head=2"])
+    assert (configs[runs[0].run_id]["n_embd"], configs[runs[0].run_id]["n_head"]) == (64, 2)
 
 
 def test_records_read_the_test_split_and_survive_concurrent_appends(tmp_path):
@@ -218,7 +222,7 @@ def test_jobs_2_gives_the_records_of_jobs_1(char_data, tmp_path):
             assert (cwd / "rel" / "j" / run_id / "ckpt.pt").exists()
             assert record["config"]["out_dir"] == str(cwd / "rel" / "j" / run_id)
             assert record["executor"] == "local" and record["provenance"]["torch"]
-            assert record["provenance"]["device"] == f"cpu ({2 // jobs} threads)"
+            assert record["provenance"]["device"] == ("cpu (2 threads)" if jobs == 1 else "cpu (1 thread)")
             header = (cwd / "rel" / "j" / run_id / "train.log").read_text().splitlines()[0]
             assert header.startswith(f"$ OMP_NUM_THREADS={2 // jobs} ")
     assert len(by_jobs[1]) == 2 and set(by_jobs[1]) == set(by_jobs[2])
@@ -293,3 +297,12 @@ def test_a_second_sweep_on_the_same_folder_is_refused(char_data, tmp_path):
     r = subprocess.run(sweep(args), capture_output=True, text=True, env=ENV, timeout=120)
     assert r.returncode == 0, r.stderr
     assert [x["status"] for x in results(tmp_path / "s" / "results.jsonl")] == ["ok"]
+
+
+def test_sweep_throughput_benchmark_runs(char_data, tmp_path):
+    r = subprocess.run([sys.executable, os.path.join(SCRIPTS, "benchmark_sweep.py"), "--variants=baseline",
+                        "--iters=4", "--rounds=1", f"--out_root={tmp_path}", f"--data_dir={char_data}", *TINY],
+                       capture_output=True, text=True, env=ENV, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "| --jobs 1 | 2 |" in r.stdout and "| --jobs 2 | 1 |" in r.stdout
+    assert "--jobs 2 / --jobs 1: " in r.stdout and "(1 runs of 4 iterations)" in r.stdout
