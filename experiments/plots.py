@@ -157,6 +157,9 @@ def rate_grid(table, chosen, out_path, title="Learning-rate selection"):
             ax.scatter([float(chosen[key])], [rates[chosen[key]]["mean"]], s=160, facecolors="none",
                        edgecolors=color, linewidths=2)
     ax.set_xscale("log")
+    grid_rates = sorted({rate for rates in table.values() for rate in rates}, key=float)
+    ax.set_xticks([float(r) for r in grid_rates], grid_rates)
+    ax.minorticks_off()
     ax.set_xlabel("learning rate")
     ax.set_ylabel("validation loss (best checkpoint)")
     ax.set_title(f"{title}\nmean over the selection seeds (dots: each seed); circled: the chosen rate", fontsize=10)

@@ -24,7 +24,8 @@ EQUAL_WALL_TIME_METHOD = (
     "the baseline's at T. It is a validation-split estimate (the test split is evaluated once, at the "
     "end); the variant's learning rate at T / r has not decayed as in a run planned for T / r steps "
     "(this favours the baseline when r > 1); a faster variant is not extrapolated past its last "
-    "evaluation; step times are measured in these runs, so they carry the machine's other load.")
+    "evaluation; step times are measured in these runs, so they carry the machine's other load. It is "
+    "an estimate beside the decision, not part of it (its own Holm family is in results.json).")
 
 
 def fmt(x, spec="+.2f"):

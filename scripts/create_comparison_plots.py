@@ -15,6 +15,7 @@ from configurator import UserError
 from experiments.cli import CommandLine, guarded
 from experiments.plots import improvement_bars, mode_heatmap
 from experiments.records import read_jsonl
+from experiments.report import METRIC_NAMES
 from experiments.stats import compare_records
 
 
@@ -22,8 +23,9 @@ def main(argv=None):
     parser = CommandLine(__doc__)
     parser.add_argument("results", help="a sweep's results.jsonl")
     parser.add_argument("--iters", type=int, default=None, help="iteration count to compare (default: the largest)")
-    parser.add_argument("--metric", default="final_val_loss", choices=["final_val_loss", "best_val_loss", "test_loss"],
-                        help="the loss compared (test_loss: the held-out split, for reporting)")
+    parser.add_argument("--metric", default=None, choices=["test_loss", "final_val_loss", "best_val_loss"],
+                        help="the loss compared (default: test_loss, the held-out split, when every run has one, "
+                             "else final_val_loss)")
     parser.add_argument("--out_dir", default=None, help="where the images go (default: the sweep's folder)")
     args = parser.parse_args(argv)
 
@@ -34,15 +36,20 @@ def main(argv=None):
         if not records:
             raise UserError(f"{args.results} holds no runs")
         iters = args.iters or max(r["iters"] for r in records)
-        groups = compare_records(records, iters, metric=args.metric)
+        ok = [r for r in records if r["status"] == "ok" and r["iters"] == iters]
+        metric = args.metric or ("test_loss" if all(r.get("test_loss") is not None for r in ok) else "final_val_loss")
+        if metric != "test_loss":
+            print(f"note: comparing {metric}, a validation loss; report claims on test_loss")
+        groups = compare_records(records, iters, metric=metric)
         if not any(g["comparison"] for g in groups.values()):
-            raise UserError(f"no variant at {iters} iterations has runs paired with a baseline run ({args.metric})")
+            raise UserError(f"no variant at {iters} iterations has runs paired with a baseline run ({metric})")
         out_dir = args.out_dir or os.path.dirname(os.path.abspath(args.results))
         os.makedirs(out_dir, exist_ok=True)
-        print(improvement_bars(groups, os.path.join(out_dir, f"improvement_i{iters}.png"), metric=args.metric,
+        print(improvement_bars(groups, os.path.join(out_dir, f"improvement_i{iters}.png"),
+                               metric=METRIC_NAMES.get(metric, metric),
                                title=f"Improvement over the baseline at {iters} iterations"))
         print(mode_heatmap(groups, os.path.join(out_dir, f"mode_heatmap_i{iters}.png"),
-                           title=f"Mean improvement over the baseline (%), {args.metric}\nat {iters} iterations, "
+                           title=f"Mean improvement over the baseline (%), {METRIC_NAMES.get(metric, metric)}\nat {iters} iterations, "
                                  f"paired by seed"))
         return 0
 

@@ -127,7 +127,7 @@ def build_report(args, name, records, table, chosen, wall):
         raise UserError(f"no baseline run finished ok; see the train.log files in {sweep_dir}")
     names = {v: n for v, n, _ in METHODS}
     prior = {v: claim for v, _, claim in METHODS if v != BASELINE}
-    command = "python scripts/run_best_advanced_1k.py " + " ".join(sys.argv[1:])
+    command = "python scripts/run_best_advanced_1k.py " + " ".join(args.argv)
     seeds = ", ".join(map(str, args.test_seeds))
     what = (f"{args.dataset}, {args.iters} iterations, modes {', '.join(args.modes)}, test seeds {seeds}"
             + (f"; learning rate tuned per variant on selection seeds {', '.join(map(str, args.selection_seeds))}"
@@ -173,17 +173,22 @@ def main(argv=None):
                         help=f"comma-separated centering modes of the centered variants, of {', '.join(MODES)}")
     parser.add_argument("--tune", type=boolean, default=False,
                         help="True: tune the learning rate per variant on the selection seeds first")
-    parser.add_argument("--rates", type=rate_list, default=DEFAULT_RATES,
-                        help="with --tune: the learning-rate grid, comma-separated")
-    parser.add_argument("--selection_seeds", type=int, default=2,
-                        help=f"with --tune: number of selection seeds ({SELECTION_SEED_BASE + 1}, ...)")
+    parser.add_argument("--rates", type=rate_list, default=None,
+                        help=f"with --tune: the learning-rate grid, comma-separated (default: {','.join(DEFAULT_RATES)})")
+    parser.add_argument("--selection_seeds", type=int, default=None,
+                        help=f"with --tune: number of selection seeds ({SELECTION_SEED_BASE + 1}, ...; default: 2)")
     parser.add_argument("--name", default=None,
                         help="sweep folder name (default: best_advanced_1k[-tuned][-<dataset>])")
     parser.add_argument("--report_dir", default=None, help="where the report goes (default: the sweep folder)")
     add_sweep_arguments(parser)
     args, overrides = parser.parse_with_overrides(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)
 
     def body():
+        if not args.tune and (args.rates or args.selection_seeds):
+            raise ConfigError("--rates and --selection_seeds go with --tune=True")
+        args.rates = args.rates or DEFAULT_RATES
+        args.selection_seeds = 2 if args.selection_seeds is None else args.selection_seeds
         if args.seeds < 1 or args.selection_seeds < 1:
             raise ConfigError("--seeds and --selection_seeds must be at least 1")
         if any(o.startswith(f"--{RATE_KEY}=") for o in overrides) and args.tune:
