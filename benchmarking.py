@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,6 +68,7 @@ def write_paired_data(text, nanogpt_data_dir, our_data_dir):
 class RunResult:
     step_ms: list  # per-iteration times after the warm-up, ms
     val_loss: float
+    val_bpb: float = float("nan")
 
     @property
     def median_ms(self):
@@ -90,10 +92,25 @@ def parse_our_metrics(path, skip):
     with open(path, encoding="utf-8") as f:
         records = [json.loads(line) for line in f if line.strip()]
     steps = [r["step_ms"] for r in records if r.get("type") == "train" and r["iter"] > skip]
-    evals = [r["val_loss"] for r in records if r.get("type") == "eval"]
+    evals = [r for r in records if r.get("type") == "eval"]
     if not steps or not evals:
         raise UserError(f"{path} holds no training or evaluation records")
-    return RunResult(steps, evals[-1])
+    return RunResult(steps, evals[-1]["val_loss"], evals[-1]["val_bpb"])
+
+
+def run_our_trainer(args, out_dir, threads, log_path, skip, script="train.py"):
+    """script (train.py or train_advanced_centered.py) with args (config files, --key=value) into a
+    fresh out_dir -> RunResult."""
+    shutil.rmtree(out_dir, ignore_errors=True)
+    cmd = [sys.executable, os.path.join(REPO_ROOT, script), *args, f"--out_dir={out_dir}"]
+    run_logged(cmd, REPO_ROOT, thread_env(threads), log_path)
+    return parse_our_metrics(os.path.join(out_dir, "metrics.jsonl"), skip)
+
+
+def thread_env(threads):
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    env.pop("RANK", None)  # never let a torchrun environment leak into the children
+    return env
 
 
 def run_logged(cmd, cwd, env, log_path):
@@ -128,29 +145,21 @@ class PairedBenchmark:
             write_paired_data(f.read(), os.path.join(self.nanogpt_copy, "data", "shakespeare_char"),
                               self.our_data)
 
-    def _env(self, threads):
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-        env.pop("RANK", None)  # never let a torchrun environment leak into the children
-        return env
-
     def run_nanogpt(self, threads, tag):
         settings = cpu_run_settings(self.iters)
         args = [f"--{k}={v}" for k, v in settings.items()] + ["--eval_iters=20"]  # README: 20 batches
         out = os.path.join(self.work_dir, f"nanogpt_out_{tag}")
         cmd = [sys.executable, "train.py", "config/train_shakespeare_char.py", f"--out_dir={out}", *args]
-        text = run_logged(cmd, self.nanogpt_copy, self._env(threads), os.path.join(self.work_dir, f"nanogpt_{tag}.log"))
+        text = run_logged(cmd, self.nanogpt_copy, thread_env(threads), os.path.join(self.work_dir, f"nanogpt_{tag}.log"))
         return parse_nanogpt_log(text, self.skip)
 
     def run_ours(self, threads, tag):
         settings = cpu_run_settings(self.iters)
-        args = [f"--{k}={v}" for k, v in settings.items()]
-        out = os.path.join(self.work_dir, f"ours_out_{tag}")
-        shutil.rmtree(out, ignore_errors=True)
-        cmd = [sys.executable, os.path.join(REPO_ROOT, "train.py"),
-               os.path.join(REPO_ROOT, "config", "train_shakespeare_char_cpu.py"), *args,
-               f"--data_dir={self.our_data}", f"--out_dir={out}", "--eval_windows=240", *self.our_args]
-        run_logged(cmd, REPO_ROOT, self._env(threads), os.path.join(self.work_dir, f"ours_{tag}.log"))
-        return parse_our_metrics(os.path.join(out, "metrics.jsonl"), self.skip)
+        args = [os.path.join(REPO_ROOT, "config", "train_shakespeare_char_cpu.py"),
+                *[f"--{k}={v}" for k, v in settings.items()], f"--data_dir={self.our_data}",
+                "--eval_windows=240", *self.our_args]
+        return run_our_trainer(args, os.path.join(self.work_dir, f"ours_out_{tag}"), threads,
+                               os.path.join(self.work_dir, f"ours_{tag}.log"), self.skip)
 
     def run_pair(self, threads, index):
         """nanoGPT first on even pairs, ours first on odd ones: neither always goes first."""
@@ -192,3 +201,72 @@ def format_summary(threads, s, block_size=64, batch_size=12):
 
 def default_work_dir():
     return tempfile.mkdtemp(prefix="bench_nanogpt_")
+
+
+def vocabulary_pairs(full_dir, compact_dir, work_dir, iters, pairs, threads, skip, extra_args=()):
+    """The experiment protocol's baseline (config/baseline.py) on the same GPT-2 BPE text with GPT-2's
+    whole vocabulary and with the compact one, alternated: [(full RunResult, compact RunResult)].
+    The two datasets hold the same tokens at the same positions, so both runs see the same training
+    windows and are evaluated on the same validation windows (bits per byte comparable)."""
+    for folder in (full_dir, compact_dir):
+        if not os.path.isfile(os.path.join(folder, "meta.json")):
+            raise UserError(f"no prepared dataset in {folder}: run data/shakespeare/prepare.py first")
+    with open(os.path.join(compact_dir, "meta.json"), encoding="utf-8") as f:
+        if "gpt2_ids" not in json.load(f):
+            raise UserError(f"{compact_dir} has no compact vocabulary (prepare it with --compact_vocab)")
+    os.makedirs(work_dir, exist_ok=True)
+    base = [os.path.join(REPO_ROOT, "config", "baseline.py"), f"--max_iters={iters}",
+            f"--lr_decay_iters={iters}", f"--eval_interval={iters}", "--log_interval=1", "--device=cpu",
+            *extra_args]
+    folders = {"full": full_dir, "compact": compact_dir}
+
+    def run_one(name, index):
+        tag = f"{name}_t{threads}_p{index}"
+        return run_our_trainer(base + [f"--data_dir={folders[name]}"], os.path.join(work_dir, tag), threads,
+                               os.path.join(work_dir, f"{tag}.log"), skip, "train_advanced_centered.py")
+
+    return [(got["full"], got["compact"]) for got in run_alternating(pairs, ["full", "compact"], run_one)]
+
+
+def run_alternating(pairs, names, run_one):
+    """run_one(name, index) for every name, pairs times, the order reversed on every other pair so
+    that neither always goes first: [{name: result} per pair]."""
+    return [{name: run_one(name, index) for name in (names if index % 2 == 0 else names[::-1])}
+            for index in range(pairs)]
+
+
+def export_revision(rev, dest):
+    """The repository's files at git revision rev, written to dest (a plain copy to run from)."""
+    os.makedirs(dest, exist_ok=True)
+    archive = subprocess.run(["git", "archive", "--format=tar", rev], cwd=REPO_ROOT, capture_output=True)
+    if archive.returncode != 0:
+        raise UserError(f"git archive {rev} failed: {archive.stderr.decode(errors='replace').strip()}")
+    subprocess.run(["tar", "-x", "-C", dest], input=archive.stdout, check=True)
+    return dest
+
+
+def timed_protocol_run(root, data_dir, out_dir, iters, threads, log_path):
+    """One protocol run (baseline, config/baseline.py) of the code in root -> (wall seconds of the
+    whole process, final val loss)."""
+    shutil.rmtree(out_dir, ignore_errors=True)
+    cmd = [sys.executable, os.path.join(root, "train_advanced_centered.py"), os.path.join(root, "config", "baseline.py"),
+           f"--data_dir={data_dir}", f"--out_dir={out_dir}", f"--max_iters={iters}", f"--lr_decay_iters={iters}", "--device=cpu"]
+    start = time.perf_counter()
+    run_logged(cmd, root, thread_env(threads), log_path)
+    wall = time.perf_counter() - start
+    with open(os.path.join(out_dir, "metrics.jsonl"), encoding="utf-8") as f:
+        evals = [r for r in map(json.loads, filter(str.strip, f)) if r.get("type") == "eval"]
+    return wall, evals[-1]["val_loss"]
+
+
+def protocol_pairs(before_rev, data_dir, work_dir, iters, pairs, threads):
+    """Protocol runs of revision before_rev and of this working tree, alternated:
+    [(before (wall_s, val_loss), after (wall_s, val_loss))]."""
+    roots = {"before": export_revision(before_rev, os.path.join(work_dir, "before")), "after": REPO_ROOT}
+
+    def run_one(name, index):
+        tag = f"{name}_p{index}"
+        return timed_protocol_run(roots[name], data_dir, os.path.join(work_dir, tag), iters, threads,
+                                  os.path.join(work_dir, f"{tag}.log"))
+
+    return [(got["before"], got["after"]) for got in run_alternating(pairs, ["before", "after"], run_one)]

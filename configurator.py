@@ -128,7 +128,7 @@ def load_config(cls, argv):
                     raise _unknown_key(key, cls)
                 values[key] = check_value(key, value, fields[key], arg)
     config = cls(**values)
-    config._given_keys = frozenset(values)  # not a field: dataclasses.asdict and replace drop it
+    object.__setattr__(config, "_given_keys", frozenset(values))  # not a field: asdict and replace drop it
     validate = getattr(config, "validate", None)
     if validate is not None:
         validate()

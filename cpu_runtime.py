@@ -5,9 +5,10 @@ PyTorch's CPU tensors come from glibc malloc. By default glibc serves large bloc
 a threshold that adapts only up to 32 MiB) with fresh mmap()s and gives freed memory at the top of
 the heap back to the kernel, so a training step that allocates and frees the same activations
 every iteration page-faults them in (and the kernel zeroes them) again each time: thousands of
-faults per step for nanoGPT's CPU model, 20-30% of its step time (BENCHMARKS.md). Keeping freed
-memory in the process makes every later step reuse it; the cost is that the resident size stays
-at its peak instead of shrinking between steps.
+faults per step for nanoGPT's CPU model, and 150,000 per step (most of the step time) for a GPT-2
+vocabulary's 150 MB of logits (BENCHMARKS.md). Keeping freed memory in the process makes every
+later step reuse it; the cost is that the resident size stays at its peak instead of shrinking
+between steps.
 """
 
 import ctypes
@@ -16,8 +17,8 @@ import sys
 
 _M_TRIM_THRESHOLD = -1  # glibc mallopt parameters (malloc.h)
 _M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD = 64 << 20  # blocks from this size on still get their own mapping
-TRIM_THRESHOLD = 1 << 30  # give memory back to the kernel only beyond 1 GiB of free heap top
+MMAP_THRESHOLD = 1 << 30  # blocks from 1 GiB on still get their own mapping
+TRIM_THRESHOLD = (1 << 31) - 1  # give memory back to the kernel only beyond 2 GiB of free heap top
 
 _applied = None
 

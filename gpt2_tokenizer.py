@@ -13,6 +13,7 @@ import tempfile
 import urllib.request
 from importlib import metadata
 
+import numpy as np
 import tiktoken
 
 # sha256 of the original GPT-2 files (equal to the hashes in tiktoken_ext/openai_public.py)
@@ -137,6 +138,39 @@ def token_byte_lengths(enc):
     documents and stand for no text: they count 0 bytes."""
     special_ids = {enc.encode_single_token(t) for t in enc.special_tokens_set}
     return [0 if i in special_ids else len(enc.decode_single_token_bytes(i)) for i in range(enc.n_vocab)]
+
+
+def compact_vocabulary(ids, token_bytes):
+    """Renumber GPT-2 token ids to the tokens that occur in ids (pass the whole stream, every split:
+    a token only the test split holds still needs a row). Returns the new ids (numbered in GPT-2's
+    order) and the meta.json fields of the compact vocabulary: vocab_size, gpt2_ids (new id ->
+    GPT-2 id) and token_bytes (of the kept tokens, for bits per byte)."""
+    gpt2_ids, compact_ids = np.unique(np.asarray(ids, dtype=np.int64), return_inverse=True)
+    return compact_ids, {"vocab_size": len(gpt2_ids), "gpt2_ids": gpt2_ids.tolist(),
+                         "token_bytes": [token_bytes[i] for i in gpt2_ids]}
+
+
+def gpt2_codec(meta):
+    """encode(text) -> ids and decode(ids) -> text for a GPT-2 BPE dataset's meta.json, with GPT-2's
+    own ids or a compact vocabulary ("gpt2_ids"). Ids past the vocabulary (padding rows) decode to
+    nothing; a prompt with a token that a compact vocabulary lacks is a ConfigError."""
+    from configurator import ConfigError
+    enc = get_gpt2_encoding()
+    gpt2_ids = meta.get("gpt2_ids")
+    if gpt2_ids is None:
+        return (lambda text: enc.encode(text, allowed_special={EOT_TOKEN}),
+                lambda ids: enc.decode([i for i in ids if i < enc.n_vocab]))
+    compact_id = {g: i for i, g in enumerate(gpt2_ids)}
+
+    def encode(text):
+        ids = enc.encode(text, allowed_special={EOT_TOKEN})
+        unknown = [enc.decode([i]) for i in ids if i not in compact_id]
+        if unknown:
+            raise ConfigError(f"the prompt has tokens outside the vocabulary (this dataset's compact GPT-2 "
+                              f"vocabulary lacks them): {unknown[:5]!r}")
+        return [compact_id[i] for i in ids]
+
+    return encode, lambda ids: enc.decode([gpt2_ids[i] for i in ids if i < len(gpt2_ids)])
 
 
 if __name__ == "__main__":

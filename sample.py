@@ -54,10 +54,8 @@ def make_codec(meta):
             return [stoi[c] for c in text]
 
         return encode, lambda ids: "".join(chars[i] for i in ids if i < len(chars))
-    from gpt2_tokenizer import get_gpt2_encoding
-    enc = get_gpt2_encoding()
-    return (lambda text: enc.encode(text, allowed_special={"<|endoftext|>"}),
-            lambda ids: enc.decode([i for i in ids if i < enc.n_vocab]))
+    from gpt2_tokenizer import gpt2_codec
+    return gpt2_codec(meta)  # GPT-2's ids, or a compact vocabulary's
 
 
 def check_dataset(ckpt, path):

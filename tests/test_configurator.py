@@ -4,8 +4,8 @@ import sys
 import pytest
 
 from configurator import ConfigError, load_config
-from conftest import REPO_ROOT
-from train import TrainConfig
+from conftest import REPO_ROOT, run_main
+from train import TrainConfig, main as train_main
 
 
 def test_overrides_are_typed():
@@ -53,11 +53,11 @@ def test_config_files_include_and_are_checked(tmp_path):
         load_config(TrainConfig, [str(tmp_path / "wrongtype.py")])
 
 
-def test_command_line_exits_2_with_one_line():
+def test_command_line_exits_2_with_one_line(capsys, monkeypatch):
     r = subprocess.run([sys.executable, "train.py", "config/train_shakespeare_char_cpu.py",
                         "--lerning_rate=1"], cwd=REPO_ROOT, capture_output=True, text=True)
     assert r.returncode == 2
     assert r.stderr.strip() == "error: unknown config key 'lerning_rate' (did you mean 'learning_rate'?)"
-    r = subprocess.run([sys.executable, "train.py", "config/missing.py"], cwd=REPO_ROOT,
-                       capture_output=True, text=True)
-    assert r.returncode == 2 and r.stderr.strip() == "error: config file not found: config/missing.py"
+    monkeypatch.chdir(REPO_ROOT)
+    status, _, err = run_main(train_main, ["config/missing.py"], capsys)  # the same path, in this process
+    assert status == 2 and err.strip() == "error: config file not found: config/missing.py"

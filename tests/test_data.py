@@ -145,6 +145,38 @@ def test_bpe_prepare_small_file(tmp_path):
     assert train.tolist() + val.tolist() == ids and len(train) == int(len(ids) * 0.9)
 
 
+def test_bpe_compact_vocabulary_maps_back_to_gpt2(tmp_path):
+    from configurator import ConfigError
+    source = tmp_path / "input.txt"
+    source.write_text(SAMPLE, encoding="utf-8")
+    r = run_script("shakespeare", "--input", source, "--compact_vocab", "--out_dir", tmp_path / "compact")
+    assert r.returncode == 0, r.stderr
+    meta, train, rest = read_prepared(tmp_path / "compact")
+    enc = gpt2_tokenizer.get_gpt2_encoding()
+    ids = enc.encode_ordinary(SAMPLE)
+    gpt2_ids = meta["gpt2_ids"]
+    assert gpt2_ids == sorted(set(ids)) and meta["vocab_size"] == len(gpt2_ids) < 100
+    stream = train.tolist() + rest.tolist()
+    assert [gpt2_ids[i] for i in stream] == ids  # the same tokens, renumbered
+    full = gpt2_tokenizer.token_byte_lengths(enc)
+    assert meta["token_bytes"] == [full[g] for g in gpt2_ids]  # bits per byte unchanged
+    encode, decode = gpt2_tokenizer.gpt2_codec(meta)
+    assert decode(encode("Speak, speak")) == "Speak, speak" and decode(stream) == SAMPLE
+    assert decode([meta["vocab_size"]]) == ""  # a padding row decodes to nothing
+    with pytest.raises(ConfigError, match="outside the vocabulary"):
+        encode("Zebra")
+
+
+def test_compact_vocabulary_has_its_own_default_folder(monkeypatch):
+    from data.text_sources import parse_shakespeare_args
+    script = str(REPO / "data" / "shakespeare" / "prepare.py")
+    flags = [("compact_vocab", "help")]
+    monkeypatch.setattr(sys, "argv", ["prepare.py", "--input=tiny.txt", "--compact_vocab"])
+    assert parse_shakespeare_args(script, "", flags).out_dir == str(REPO / "data" / "shakespeare_tiny_compact_vocab")
+    monkeypatch.setattr(sys, "argv", ["prepare.py"])
+    assert parse_shakespeare_args(script, "", flags).out_dir == str(REPO / "data" / "shakespeare")
+
+
 @needs_tiny_shakespeare
 def test_bpe_prepare_tiny_shakespeare(tmp_path):
     assert run_script("shakespeare", "--input", TINY_SHAKESPEARE, "--out_dir", tmp_path).returncode == 0

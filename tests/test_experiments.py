@@ -101,9 +101,9 @@ def test_run_best_reproduction_writes_table_and_plots(char_data, tmp_path):
     table = (report / "results.md").read_text()
     for method in ("Baseline", "Embeddings centered", "QK + Value", "Full attention", "Value only"):
         assert f"| {method} |" in table
-    assert "(n=2)" in table and "Baseline seed-to-seed noise" in table and "+2.26%" in table
+    assert "(n=2)" in table and "Noise floor" in table and "+2.26%" in table and "p (Holm)" in table
     data = json.loads((report / "results.json").read_text())
-    assert len(data["runs"]) == 10 and len(data["rows"]) == 5
+    assert len(data["runs"]) == 10 and len(data["comparisons"]) == 5 and data["metric"] == "test_loss"
     assert (report / "improvement.png").stat().st_size > 10_000
     assert (report / "val_curves.png").stat().st_size > 10_000
 

@@ -2,13 +2,13 @@
 
 import dataclasses
 import os
-import subprocess
 import sys
 
 import pytest
 import torch
 
-from conftest import REPO_ROOT, warm_up
+import sample as sample_module
+from conftest import REPO_ROOT, run_main, warm_up
 from model import GPT, GPTConfig, KVCache
 from model_advanced_centering import PLACEMENTS, AdvancedGPT, AdvancedGPTConfig, fold_centering
 from sample import SampleConfig, sample
@@ -160,11 +160,6 @@ def test_fold_refuses_simple_mode():
         fold_centering(centered_model("simple", center_embeddings=True))
 
 
-def run_script(*args, env=None):
-    return subprocess.run([sys.executable, *args], cwd=REPO_ROOT, capture_output=True, text=True,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, timeout=120)
-
-
 def write_checkpoint(model, folder):
     """A checkpoint as train.py writes it, minus the training state."""
     ckpt = {"model": model.state_dict(), "model_args": dataclasses.asdict(model.config),
@@ -173,14 +168,14 @@ def write_checkpoint(model, folder):
     return folder
 
 
-def test_fold_script_and_sampling_from_the_folded_checkpoint(tiny_config, tmp_path):
+def test_fold_script_and_sampling_from_the_folded_checkpoint(tiny_config, tmp_path, capsys):
     flags = dict(center_embeddings=True, center_qk=True, center_v=True, center_mlp=True,
                  center_residual=True, center_attn_out=True, centering_mode="momentum", bias=False)
     cfg = CenteredTrainConfig(**{**dataclasses.asdict(tiny_config), **flags, "max_iters": 6, "eval_interval": 6})
     train(cfg, AdvancedGPT, AdvancedGPTConfig, log=lambda *a: None)
     folded_dir = str(tmp_path / "folded")
-    r = run_script("scripts/fold_centering.py", f"--in_dir={cfg.out_dir}", f"--out_dir={folded_dir}")
-    assert r.returncode == 0, r.stderr
+    status, _, err = run_main(fold_script.main, [f"--in_dir={cfg.out_dir}", f"--out_dir={folded_dir}"], capsys)
+    assert status == 0, err
     centered_ckpt = load_checkpoint(os.path.join(cfg.out_dir, "ckpt.pt"))
     ckpt = load_checkpoint(os.path.join(folded_dir, "ckpt.pt"))
     assert ckpt["model_class"] == "GPT" and ckpt["model_args"]["bias"] is True
@@ -191,9 +186,9 @@ def test_fold_script_and_sampling_from_the_folded_checkpoint(tiny_config, tmp_pa
     with torch.no_grad():
         assert torch.allclose(centered(idx, all_logits=True)[0], folded(idx, all_logits=True)[0], atol=1e-5)
 
-    r = run_script("sample.py", f"--out_dir={folded_dir}", "--num_samples=1", "--max_new_tokens=30",
-                   "--device=cpu", "--start=ROMEO:")
-    assert r.returncode == 0 and r.stdout.startswith("ROMEO:"), r.stderr
+    status, out, err = run_main(sample_module.main, [f"--out_dir={folded_dir}", "--num_samples=1",
+                                                     "--max_new_tokens=30", "--device=cpu", "--start=ROMEO:"], capsys)
+    assert status == 0 and out.startswith("ROMEO:"), err
     # greedy sampling inside the window (a one-token prompt + 15 <= block_size 16): the same text
     # with and without the cache
     greedy = SampleConfig(out_dir=folded_dir, num_samples=1, max_new_tokens=15, top_k=1, device="cpu")
@@ -213,10 +208,22 @@ def test_fold_script_errors_are_one_line(case, message, tmp_path, capsys):
     assert exit_info.value.code in (1, 2) and err.count("\n") == 1 and message in err, err
 
 
-def test_export_without_transformers_says_how_to_install(tmp_path):
-    (tmp_path / "transformers.py").write_text("raise ImportError('hidden for this test')\n")
-    r = run_script("scripts/export_hf.py", "--in_dir=a", "--out_dir=b", env={"PYTHONPATH": str(tmp_path)})
-    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "pip install transformers" in r.stderr, r.stderr
+def test_export_without_transformers_says_how_to_install(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "transformers", None)  # any import of it now fails
+    status, _, err = run_main(export_hf.main, ["--in_dir=a", "--out_dir=b"], capsys)
+    assert status == 1 and err.count("\n") == 1 and "pip install transformers" in err, err
+
+
+def test_hf_export_refuses_a_compact_vocabulary(tmp_path, capsys):
+    pytest.importorskip("transformers", reason="transformers is optional (pip install transformers)")
+    torch.manual_seed(0)
+    folder = write_checkpoint(GPT(GPTConfig(**BASE)), str(tmp_path / "ckpt"))
+    ckpt = load_checkpoint(os.path.join(folder, "ckpt.pt"))
+    ckpt["dataset_meta"] = {"tokenizer": "gpt2", "vocab_size": 40, "gpt2_ids": list(range(100, 140))}
+    save_checkpoint(ckpt, os.path.join(folder, "ckpt.pt"))
+    status, _, err = run_main(export_hf.main, [f"--in_dir={folder}", f"--out_dir={tmp_path / 'hf'}"], capsys)
+    assert status == 1 and err.count("\n") == 1 and "compact vocabulary (40 of GPT-2's tokens)" in err, err
+    assert not os.path.exists(tmp_path / "hf")
 
 
 @pytest.mark.parametrize("kind", ["baseline", "centered"])

@@ -8,8 +8,9 @@ import pytest
 import torch
 import torch.nn as nn
 
+import sample as sample_module
 import train as train_module
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, run_main
 from model import GPT
 from train import (TokenData, TrainingError, evaluate, load_checkpoint,
                    load_model_state, save_checkpoint, setup_runtime, train)
@@ -51,6 +52,20 @@ def test_resume_is_bit_exact(tiny_config, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     losses = lambda d: [r["loss"] for r in read_metrics(d) if r["type"] == "train"]
     assert losses(straight.out_dir) == losses(first.out_dir)
+
+
+def test_train_split_estimate_has_its_own_window_count(tiny_config, tmp_path):
+    """train_eval_windows sets how many train windows the train-loss figure averages; the
+    validation figure, which picks the best checkpoint, does not depend on it."""
+    evals = {}
+    for n in (4, 16, 16):
+        out = str(tmp_path / f"w{n}-{len(evals)}")
+        train(dataclasses.replace(tiny_config, max_iters=2, eval_interval=2, train_eval_windows=n, out_dir=out),
+              log=lambda *a: None)
+        evals[out] = (n, [r for r in read_metrics(out) if r["type"] == "eval"][-1])
+    (n4, a), (_, b), (_, c) = evals.values()
+    assert a["val_loss"] == b["val_loss"] == c["val_loss"] and a["train_loss"] != b["train_loss"]
+    assert b["train_loss"] == c["train_loss"]  # identical runs, identical figures
 
 
 def test_eval_windows_do_not_depend_on_batch_size(char_data):
@@ -133,30 +148,28 @@ def test_bad_checkpoints_give_clear_errors(tiny_config, tmp_path):
         load_model_state(other, ckpt["model"], good)
 
 
-def test_resume_without_checkpoint_exits_1(tiny_config):
-    r = subprocess.run([sys.executable, "train.py", f"--data_dir={tiny_config.data_dir}",
-                        f"--out_dir={tiny_config.out_dir}", "--init_from=resume", "--device=cpu"],
-                       cwd=REPO_ROOT, capture_output=True, text=True)
-    assert r.returncode == 1
-    assert r.stderr.strip() == f"error: no checkpoint at {tiny_config.out_dir}/ckpt.pt"
+def test_resume_without_checkpoint_exits_1(tiny_config, capsys):
+    status, _, err = run_main(train_module.main, [f"--data_dir={tiny_config.data_dir}", f"--out_dir={tiny_config.out_dir}",
+                                                  "--init_from=resume", "--device=cpu"], capsys)
+    assert status == 1
+    assert err.strip() == f"error: no checkpoint at {tiny_config.out_dir}/ckpt.pt"
 
 
 def cli_args(cfg):
     return [f"--{k}={v}" for k, v in dataclasses.asdict(cfg).items()]
 
 
+@pytest.mark.slow  # three interpreters start (torchrun and its two workers)
 def test_two_gloo_processes_match_one(tiny_config, tmp_path):
     base = dataclasses.replace(tiny_config, gradient_accumulation_steps=2, max_iters=10,
                                eval_interval=5, log_interval=1)
     one = dataclasses.replace(base, out_dir=str(tmp_path / "one"))
     two = dataclasses.replace(base, out_dir=str(tmp_path / "two"))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for cfg, launcher in [(one, [sys.executable, "train.py"]),
-                          (two, [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                                 "--nproc_per_node=2", "train.py"])]:
-        r = subprocess.run(launcher + cli_args(cfg), cwd=REPO_ROOT, capture_output=True,
-                           text=True, env=env, timeout=300)
-        assert r.returncode == 0, r.stderr[-2000:]
+    train(one, log=lambda *a: None)  # the single process: this one, one thread (conftest)
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        "train.py"] + cli_args(two), cwd=REPO_ROOT, capture_output=True, text=True,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
     assert "2 process(es)" in r.stdout
     m1, m2 = read_metrics(one.out_dir), read_metrics(two.out_dir)
     assert [r["iter"] for r in m1] == [r["iter"] for r in m2]
@@ -168,21 +181,17 @@ def test_two_gloo_processes_match_one(tiny_config, tmp_path):
     assert all(torch.allclose(w1[k], w2[k], atol=1e-5) for k in w1)
 
 
-def test_compiled_training_runs(tiny_config):
-    cfg = dataclasses.replace(tiny_config, compile=True, max_iters=4, eval_interval=2)
-    summary = train(cfg, log=lambda *a: None)
-    eager = train(dataclasses.replace(cfg, compile=False, out_dir=cfg.out_dir + "-eager"), log=lambda *a: None)
-    assert summary["final_val_loss"] == pytest.approx(eager["final_val_loss"], rel=1e-4)
+# torch.compile in the training loop: tests/test_centering.py::test_compiled_training_loop_matches_eager
+# (the loop with every centering site in place; the plain GPT is the same forward with identity sites)
 
 
-def test_sample_from_saved_checkpoint(tiny_config):
+def test_sample_from_saved_checkpoint(tiny_config, capsys):
     train(dataclasses.replace(tiny_config, max_iters=5), log=lambda *a: None)
-    r = subprocess.run([sys.executable, "sample.py", f"--out_dir={tiny_config.out_dir}",
-                        "--start=ROMEO:", "--num_samples=2", "--max_new_tokens=30", "--device=cpu"],
-                       cwd=REPO_ROOT, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    samples = r.stdout.split("---------------\n")
+    status, out, err = run_main(sample_module.main, [f"--out_dir={tiny_config.out_dir}", "--start=ROMEO:",
+                                                     "--num_samples=2", "--max_new_tokens=30", "--device=cpu"], capsys)
+    assert status == 0, err
+    samples = out.split("---------------\n")
     assert len(samples) == 3 and all(s.startswith("ROMEO:") and len(s) >= 36 for s in samples[:2])
-    r = subprocess.run([sys.executable, "sample.py", f"--out_dir={tiny_config.out_dir}",
-                        "--start=\u263a", "--device=cpu"], cwd=REPO_ROOT, capture_output=True, text=True)
-    assert r.returncode == 2 and "outside the vocabulary" in r.stderr
+    status, _, err = run_main(sample_module.main, [f"--out_dir={tiny_config.out_dir}", "--start=\u263a",
+                                                   "--device=cpu"], capsys)
+    assert status == 2 and "outside the vocabulary" in err

@@ -93,6 +93,8 @@ def main():
     if args.out_dir is None:
         own = args.text_file or (args.dataset if args.dataset != parser.get_default("dataset") else None)
         args.out_dir = default_out_dir(__file__, own)
+    if args.num_proc < 1:
+        fail(f"--num_proc must be at least 1, got {args.num_proc}")
     default_fraction = FILE_HELDOUT_FRACTION if args.text_file else HUB_HELDOUT_FRACTION
     fractions = {}
     for name in ("val", "test"):

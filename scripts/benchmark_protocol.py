@@ -1,0 +1,54 @@
+"""
+Experiment throughput: protocol runs (config/baseline.py, 1000 iterations, one process, one thread)
+per CPU-hour of an earlier revision against this working tree, alternated (see
+benchmarking.protocol_pairs). Whole-process wall time: start-up, training, every evaluation, the
+checkpoints and the final test evaluation.
+
+    python data/shakespeare_char/prepare.py --input=../shared/data/tinyshakespeare/input.txt --out_dir=data/ts_char
+    python scripts/benchmark_protocol.py --before=REV --data_dir=data/ts_char [--pairs=2] [--iters=1000]
+"""
+
+import os
+import statistics
+import sys
+from dataclasses import dataclass
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
+
+from benchmark import machine_description  # noqa: E402
+from benchmarking import default_work_dir, protocol_pairs  # noqa: E402
+from configurator import ConfigError, run_command  # noqa: E402
+
+
+@dataclass
+class ProtocolBenchConfig:
+    before: str = ""  # git revision to compare against (e.g. a commit of main)
+    data_dir: str = ""  # a prepared character-level dataset
+    iters: int = 1000
+    pairs: int = 2
+    threads: int = 1
+    work_dir: str = ""  # default: a new temporary folder (kept, with the logs)
+
+    def validate(self):
+        if not self.before or not self.data_dir:
+            raise ConfigError("give --before=REV and --data_dir=FOLDER")
+        if self.iters < 1 or self.pairs < 1 or self.threads < 1:
+            raise ConfigError("iters, pairs and threads must be positive")
+
+
+def run(cfg):
+    work_dir = cfg.work_dir or default_work_dir()
+    print(f"machine: {machine_description()}, OMP threads {cfg.threads}\nwork dir (logs): {work_dir}")
+    pairs = protocol_pairs(cfg.before, os.path.abspath(cfg.data_dir), work_dir, cfg.iters, cfg.pairs, cfg.threads)
+    for i, ((b_wall, b_loss), (a_wall, a_loss)) in enumerate(pairs):
+        print(f"  pair {i + 1}: before {b_wall:.1f} s (val loss {b_loss:.6f}), after {a_wall:.1f} s "
+              f"(val loss {a_loss:.6f}), speed-up {b_wall / a_wall:.2f}x", flush=True)
+    before = statistics.median(b for (b, _), _ in pairs)
+    after = statistics.median(a for _, (a, _) in pairs)
+    cpu_hour = 3600 / cfg.threads
+    print(f"runs per CPU-hour: before {cpu_hour / before:.1f}, after {cpu_hour / after:.1f} "
+          f"({before / after:.2f}x; medians of {cfg.pairs} pairs)")
+
+
+if __name__ == "__main__":
+    sys.exit(run_command(ProtocolBenchConfig, sys.argv[1:], run, "benchmark_protocol.py --before=REV --data_dir=D [--key=value ...]"))
