@@ -18,12 +18,14 @@ import json
 import os
 import pickle
 import re
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,6 +71,8 @@ class RunResult:
     step_ms: list  # per-iteration times after the warm-up, ms
     val_loss: float
     val_bpb: float = float("nan")
+    cpu_s: float = float("nan")  # CPU time of the whole process (user + system), all threads
+    page_faults: int = 0  # minor page faults of the whole process
 
     @property
     def median_ms(self):
@@ -103,8 +107,9 @@ def run_our_trainer(args, out_dir, threads, log_path, skip, script="train.py"):
     fresh out_dir -> RunResult."""
     shutil.rmtree(out_dir, ignore_errors=True)
     cmd = [sys.executable, os.path.join(REPO_ROOT, script), *args, f"--out_dir={out_dir}"]
-    run_logged(cmd, REPO_ROOT, thread_env(threads), log_path)
-    return parse_our_metrics(os.path.join(out_dir, "metrics.jsonl"), skip)
+    usage = {}
+    run_logged(cmd, REPO_ROOT, thread_env(threads), log_path, usage)
+    return dataclasses.replace(parse_our_metrics(os.path.join(out_dir, "metrics.jsonl"), skip), **usage)
 
 
 def thread_env(threads):
@@ -113,9 +118,17 @@ def thread_env(threads):
     return env
 
 
-def run_logged(cmd, cwd, env, log_path):
+def run_logged(cmd, cwd, env, log_path, usage=None):
+    """Run cmd with its output in log_path; returns the output. usage, a dict if given, gets the
+    child's CPU seconds and minor page faults (a shared machine's load stretches wall time, far
+    less the CPU time a process itself uses)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(log_path, "w", encoding="utf-8") as log:
         done = subprocess.run(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if usage is not None:
+        usage["cpu_s"] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        usage["page_faults"] = after.ru_minflt - before.ru_minflt
     with open(log_path, encoding="utf-8") as f:
         text = f.read()
     if done.returncode != 0:
@@ -150,14 +163,16 @@ class PairedBenchmark:
         args = [f"--{k}={v}" for k, v in settings.items()] + ["--eval_iters=20"]  # README: 20 batches
         out = os.path.join(self.work_dir, f"nanogpt_out_{tag}")
         cmd = [sys.executable, "train.py", "config/train_shakespeare_char.py", f"--out_dir={out}", *args]
-        text = run_logged(cmd, self.nanogpt_copy, thread_env(threads), os.path.join(self.work_dir, f"nanogpt_{tag}.log"))
-        return parse_nanogpt_log(text, self.skip)
+        usage = {}
+        text = run_logged(cmd, self.nanogpt_copy, thread_env(threads), os.path.join(self.work_dir, f"nanogpt_{tag}.log"),
+                          usage)
+        return dataclasses.replace(parse_nanogpt_log(text, self.skip), **usage)
 
     def run_ours(self, threads, tag):
         settings = cpu_run_settings(self.iters)
         args = [os.path.join(REPO_ROOT, "config", "train_shakespeare_char_cpu.py"),
                 *[f"--{k}={v}" for k, v in settings.items()], f"--data_dir={self.our_data}",
-                "--eval_windows=240", *self.our_args]
+                "--eval_windows=240", "--train_eval_windows=240", *self.our_args]  # nanoGPT's 20 x 12, both splits
         return run_our_trainer(args, os.path.join(self.work_dir, f"ours_out_{tag}"), threads,
                                os.path.join(self.work_dir, f"ours_{tag}.log"), self.skip)
 
@@ -176,6 +191,7 @@ class PairedBenchmark:
 def summarise(pairs):
     """pairs: [(nano RunResult, ours RunResult)] -> dict of medians, ratios and losses."""
     ratios = [n.median_ms / o.median_ms for n, o in pairs]
+    cpu_ratios = [n.cpu_s / o.cpu_s for n, o in pairs]
     return {
         "nanogpt_ms": statistics.median(n.median_ms for n, _ in pairs),
         "ours_ms": statistics.median(o.median_ms for _, o in pairs),
@@ -183,6 +199,9 @@ def summarise(pairs):
         "ratio_median": statistics.median(ratios),
         "ratio_min": min(ratios), "ratio_max": max(ratios),
         "ratio_sd": statistics.stdev(ratios) if len(ratios) > 1 else 0.0,
+        "cpu_ratios": cpu_ratios,
+        "nanogpt_faults": statistics.median(n.page_faults for n, _ in pairs),
+        "ours_faults": statistics.median(o.page_faults for _, o in pairs),
         "nanogpt_val": [n.val_loss for n, _ in pairs],
         "ours_val": [o.val_loss for _, o in pairs],
     }
@@ -191,10 +210,13 @@ def summarise(pairs):
 def format_summary(threads, s, block_size=64, batch_size=12):
     tokens = block_size * batch_size
     ratios = " ".join(f"{r:.3f}" for r in s["ratios"])
+    cpu = " ".join(f"{r:.3f}" for r in s["cpu_ratios"])
     return (f"threads {threads}: nanoGPT {s['nanogpt_ms']:.2f} ms/iter ({tokens / s['nanogpt_ms'] * 1000:,.0f} tok/s), "
             f"ours {s['ours_ms']:.2f} ms/iter ({tokens / s['ours_ms'] * 1000:,.0f} tok/s)\n"
             f"  speed ratio ours/nanoGPT (tokens/s, per pair): median {s['ratio_median']:.3f}, "
             f"range {s['ratio_min']:.3f}-{s['ratio_max']:.3f}, sd {s['ratio_sd']:.3f}  [{ratios}]\n"
+            f"  whole-run CPU time ratio nanoGPT/ours (per pair): median {statistics.median(s['cpu_ratios']):.3f}  [{cpu}]\n"
+            f"  page faults per run (median): nanoGPT {s['nanogpt_faults']:,.0f}, ours {s['ours_faults']:,.0f}\n"
             f"  final val loss: nanoGPT {' '.join(f'{v:.4f}' for v in s['nanogpt_val'])} (240 random windows); "
             f"ours {' '.join(f'{v:.4f}' for v in s['ours_val'])} (240 fixed windows)")
 
@@ -247,21 +269,21 @@ def export_revision(rev, dest):
 
 def timed_protocol_run(root, data_dir, out_dir, iters, threads, log_path):
     """One protocol run (baseline, config/baseline.py) of the code in root -> (wall seconds of the
-    whole process, final val loss)."""
+    whole process, its CPU seconds, final val loss)."""
     shutil.rmtree(out_dir, ignore_errors=True)
     cmd = [sys.executable, os.path.join(root, "train_advanced_centered.py"), os.path.join(root, "config", "baseline.py"),
            f"--data_dir={data_dir}", f"--out_dir={out_dir}", f"--max_iters={iters}", f"--lr_decay_iters={iters}", "--device=cpu"]
-    start = time.perf_counter()
-    run_logged(cmd, root, thread_env(threads), log_path)
+    start, usage = time.perf_counter(), {}
+    run_logged(cmd, root, thread_env(threads), log_path, usage)
     wall = time.perf_counter() - start
     with open(os.path.join(out_dir, "metrics.jsonl"), encoding="utf-8") as f:
         evals = [r for r in map(json.loads, filter(str.strip, f)) if r.get("type") == "eval"]
-    return wall, evals[-1]["val_loss"]
+    return wall, usage["cpu_s"], evals[-1]["val_loss"]
 
 
 def protocol_pairs(before_rev, data_dir, work_dir, iters, pairs, threads):
     """Protocol runs of revision before_rev and of this working tree, alternated:
-    [(before (wall_s, val_loss), after (wall_s, val_loss))]."""
+    [(before (wall_s, cpu_s, val_loss), after (wall_s, cpu_s, val_loss))]."""
     roots = {"before": export_revision(before_rev, os.path.join(work_dir, "before")), "after": REPO_ROOT}
 
     def run_one(name, index):

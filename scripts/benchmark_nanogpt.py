@@ -54,7 +54,8 @@ def run(cfg):
             pairs.append(bench.run_pair(threads, index))
             nano, ours = pairs[-1]
             print(f"  threads {threads} pair {index + 1}: nanoGPT {nano.median_ms:.2f} ms, ours {ours.median_ms:.2f} ms, "
-                  f"ratio {nano.median_ms / ours.median_ms:.3f}", flush=True)
+                  f"ratio {nano.median_ms / ours.median_ms:.3f}; CPU s per run: nanoGPT {nano.cpu_s:.1f}, "
+                  f"ours {ours.cpu_s:.1f}", flush=True)
         print(format_summary(threads, summarise(pairs)), flush=True)
 
 
