@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from configurator import ConfigError, UserError
 from experiments.plan import BASELINE_MODE, CONFIG_DIR, check_plan
 from experiments.records import FINAL_STATUSES, RESULTS_FILE, append_record, provenance, read_results, summarize
-from train import TrainConfig
+from train import SESSION_KEYS, TrainConfig
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAINER = os.path.join(REPO_ROOT, "train_advanced_centered.py")
@@ -89,7 +89,7 @@ class Sweep:
         run_dir = self.run_dir(run)
         os.makedirs(run_dir, exist_ok=True)
         with open(os.path.join(run_dir, "run.json"), "w", encoding="utf-8") as f:
-            json.dump(run.describe(), f, indent=1)
+            json.dump({**run.describe(), "config": self.config_of(run)}, f, indent=1)
         cmd = self.command(run)
         log_file = open(os.path.join(run_dir, "train.log"), "a", encoding="utf-8")
         shown_env = " ".join(f"{k}={v}" for k, v in sorted(env_changes.items()))
@@ -153,6 +153,29 @@ class SweepLock:
         os.close(self.fd)  # releases the lock
 
 
+def settings_conflict(sweep, runs, done):
+    """A one-line description of the first run the folder already holds (finished, or started:
+    its run.json) with other training settings than planned now, or None. Such a run's id is the
+    same, but reusing or resuming it would mislabel it; the session keys (device, compile, ...)
+    may differ."""
+    for run in runs:
+        old = done.get(run.run_id, {}).get("config")
+        if old is None:
+            started = os.path.join(sweep.run_dir(run), "run.json")
+            if os.path.isfile(started):
+                with open(started, encoding="utf-8") as f:
+                    old = json.load(f).get("config")
+        if not old:
+            continue
+        new = sweep.config_of(run)
+        differ = sorted(k for k in set(old) | set(new) if k not in SESSION_KEYS and old.get(k) != new.get(k))
+        if differ:
+            return (f"{sweep.sweep_dir} holds {run.run_id} trained with other settings ("
+                    + ", ".join(f"{k}={old.get(k)!r}, now {new.get(k)!r}" for k in differ[:4])
+                    + (", ..." if len(differ) > 4 else "") + "): give --name=NEW for a sweep folder of its own")
+    return None
+
+
 def make_executor(executor, jobs=1, nproc=1, gpus=None, cpus=None, slurm=None):
     if executor == "local":
         from experiments.local import LocalExecutor
@@ -183,6 +206,9 @@ def run_sweep(name, runs, out_root, *, executor="local", jobs=1, nproc=1, overri
     os.makedirs(sweep_dir, exist_ok=True)
     with SweepLock(sweep_dir):
         done = read_results(sweep_dir)
+        conflict = settings_conflict(sweep, runs, done)
+        if conflict:
+            raise ConfigError(conflict)
         todo = [r for r in runs if done.get(r.run_id, {}).get("status") not in FINAL_STATUSES]
         log(f"sweep {name}: {len(runs)} runs, {len(runs) - len(todo)} already done, {len(todo)} to do "
             f"({runner.describe()})")

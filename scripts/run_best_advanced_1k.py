@@ -30,7 +30,7 @@ from configurator import TRUE_WORDS, ConfigError, UserError
 from experiments import report
 from experiments.cli import CommandLine, add_sweep_arguments, comma_list, guarded, print_plan, sweep_options
 from experiments.plan import BASELINE, BASELINE_MODE, MODES, Run, check_plan, plan_runs
-from experiments.records import read_metrics, read_results
+from experiments.records import read_metrics
 from experiments.sweep import run_sweep
 from experiments.tuning import RATE_KEY, at_chosen_rates, check_disjoint, choose_rates, selection_table
 
@@ -67,24 +67,15 @@ def sweep_name(args):
             + ("" if args.dataset == "shakespeare_char" else f"-{args.dataset}"))
 
 
-def plan_and_check(args, overrides, variants, sweep_dir):
-    """The runs of the command (for --tune, phase 1's grid), checked before anything runs; a run
-    the folder already finished counts only if it trained with the settings planned now (another
-    width, say, needs a sweep folder of its own)."""
+def plan_and_check(args, overrides, variants):
+    """The runs of the command (for --tune, phase 1's grid), checked before anything runs (a run
+    the folder already holds with other settings is refused by run_sweep)."""
     if args.tune:
         check_disjoint(args.selection_seeds, args.test_seeds)
         runs = plan_runs(variants, args.modes, args.selection_seeds, [args.iters], {RATE_KEY: args.rates})
     else:
         runs = plan_runs(variants, args.modes, args.test_seeds, [args.iters])
-    configs = check_plan(runs, variants, args.modes, overrides, args.config_dir)
-    done = read_results(sweep_dir)
-    for run_id, config in configs.items():
-        old = done.get(run_id, {}).get("config") or {}
-        differ = sorted(k for k in old if k != "out_dir" and old[k] != config.get(k))
-        if differ:
-            raise ConfigError(f"{sweep_dir} holds {run_id} trained with other settings ("
-                              + ", ".join(f"{k}={old[k]!r}, now {config.get(k)!r}" for k in differ)
-                              + "): give --name=NEW for a sweep folder of its own")
+    check_plan(runs, variants, args.modes, overrides, args.config_dir)
     return runs
 
 
@@ -199,7 +190,7 @@ def main(argv=None):
         all_overrides = [f"--dataset={args.dataset}", *overrides]
         name = sweep_name(args)
         sweep_dir = os.path.join(os.path.abspath(args.out_root), name)
-        runs = plan_and_check(args, all_overrides, variants, sweep_dir)
+        runs = plan_and_check(args, all_overrides, variants)
         if args.dry_run:
             print_plan(runs, sweep_dir)
             if args.tune:

@@ -83,6 +83,18 @@ def test_failed_run_is_recorded_and_the_sweep_goes_on(char_data, tmp_path):
     assert by_id["baseline-none-s1-i20"]["status"] == by_id["value_centered-adaptive-s1-i20"]["status"] == "ok"
     assert "float16 needs CUDA" in (tmp_path / "f" / "half-adaptive-s1-i20" / "train.log").read_text()
 
+    # the same sweep with other settings: its finished runs (records) and started ones (run.json)
+    # are not reused or resumed under the same ids, and nothing is touched
+    before = (tmp_path / "f" / "results.jsonl").read_text()
+    wider = [a.replace("--n_embd=16", "--n_embd=32") for a in args]
+    for _ in range(2):
+        r = subprocess.run(sweep(wider), capture_output=True, text=True, env=ENV, timeout=300)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+        assert "baseline-none-s1-i20 trained with other settings (n_embd=16, now 32)" in r.stderr
+        if (tmp_path / "f" / "results.jsonl").exists():
+            assert (tmp_path / "f" / "results.jsonl").read_text() == before
+            os.rename(tmp_path / "f" / "results.jsonl", tmp_path / "results.jsonl.kept")  # now only run.json says
+
     # a config the configurator rejects fails the whole sweep in one line, before any run starts
     (config_dir / "broken.py").write_text('include("experiment_base.py")\ncenter_v = True\nbias = "yes"\n')
     r = subprocess.run(sweep([*args[:2], "--name=g", "--variants=baseline,broken", *args[3:]]),
