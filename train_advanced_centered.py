@@ -44,7 +44,8 @@ class CenteredTrainConfig(CenteringOptions, train.TrainConfig):
 
 
 def announce(cfg):
-    print(describe_centering(cfg))
+    # the banner points to what was measured: no variant is known to help (RESULTS.md)
+    print(f"{describe_centering(cfg)} (what each variant measured: RESULTS.md)")
     warning = leak_warning(cfg)
     if warning:
         print(warning, file=sys.stderr)
