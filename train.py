@@ -554,9 +554,10 @@ def stale_temporary_files(out_dir):
     return stale
 
 
-def prepare_out_dir(cfg, master, say):
-    """Refuse a fresh run into a folder that holds a run, unless cfg.overwrite, which deletes that
-    run's files first (and nothing else); remove stale temporary files. Only master deletes."""
+def check_out_dir(cfg):
+    """Refuse a fresh run into a folder that holds a run, unless cfg.overwrite; make sure the folder
+    exists and is writable. Returns the run files the fresh run replaces: clear_out_dir deletes
+    them once every other check has passed, so a run that cannot start deletes nothing."""
     held = [name for name in RUN_FILES if os.path.exists(os.path.join(cfg.out_dir, name))]
     if cfg.init_from == "scratch" and held and not cfg.overwrite:
         raise ConfigError(f"{cfg.out_dir} already holds a run ({', '.join(held)}): continue it with "
@@ -567,14 +568,21 @@ def prepare_out_dir(cfg, master, say):
         raise ConfigError(f"--out_dir={cfg.out_dir}: cannot create the folder ({e.strerror or e})") from None
     if not os.access(cfg.out_dir, os.W_OK | os.X_OK):
         raise ConfigError(f"--out_dir={cfg.out_dir}: the folder is not writable")
-    if not master:
-        return
-    doomed = stale_temporary_files(cfg.out_dir)
-    if cfg.init_from == "scratch" and held:
-        doomed += [os.path.join(cfg.out_dir, name) for name in held]
-        say(f"overwrite: deleting the previous run's {', '.join(held)} in {cfg.out_dir}")
-    for path in doomed:
-        os.remove(path)
+    return held if cfg.init_from == "scratch" else []
+
+
+def clear_out_dir(out_dir, replaced, rt, say):
+    """Delete the replaced run's files (and nothing else) and stale temporary files: rank 0 does,
+    just before the run writes its first record; under DDP the other ranks wait until it has."""
+    if rt.master:
+        doomed = stale_temporary_files(out_dir)
+        if replaced:
+            doomed += [os.path.join(out_dir, name) for name in replaced]
+            say(f"overwrite: deleting the previous run's {', '.join(replaced)} in {out_dir}")
+        for path in doomed:
+            os.remove(path)
+    if rt.ddp:
+        dist.barrier()
 
 
 def load_resumable_checkpoint(path, model_cls):
@@ -642,14 +650,13 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
     with the configuration that actually trains (on resume: the checkpoint's, with overrides)."""
     ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
     best_path = os.path.join(cfg.out_dir, "best.pt")
-    master = int(os.environ.get("RANK", 0)) == 0
     ckpt, changes = None, {}
     if cfg.overwrite and cfg.init_from == "resume":
         raise ConfigError("--overwrite=True would delete the run that --init_from=resume continues: give one of them")
     if cfg.init_from == "resume":
         ckpt = load_resumable_checkpoint(ckpt_path, model_cls)
         cfg, changes = resume_config(cfg, ckpt, model_config_cls, ckpt_path)
-    prepare_out_dir(cfg, master, log if master else (lambda *a, **k: None))
+    replaced = check_out_dir(cfg)  # refuses early; deletes nothing
     rt = setup_runtime(cfg)
     say = log if rt.master else (lambda *a, **k: None)
     torch.manual_seed(cfg.seed + rt.rank)  # dropout differs per rank; data sampling does not use it
@@ -717,6 +724,8 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
             model = DDP(model, device_ids=[rt.local_rank] if rt.device_type == "cuda" else None,
                         broadcast_buffers=False)
 
+    # every check that can fail has passed (runtime, data, model): only now is the old run deleted
+    clear_out_dir(cfg.out_dir, replaced, rt, say)
     metrics = MetricsLog(cfg.out_dir, rt.master and not cfg.eval_only)  # evaluation alone records nothing
     start_iter = iter_num
     if cfg.init_from == "resume":

@@ -83,6 +83,22 @@ def test_fresh_run_into_a_folder_holding_a_run_is_refused(tiny_config, capsys):
             assert f.read() == "mine"
 
 
+@pytest.mark.parametrize("bad,message", [
+    (["--dtype=float16"], "dtype float16 needs CUDA"),  # runtime setup
+    (["--data_dir=no/such/data"], "no prepared dataset in no/such/data"),  # dataset loading
+])
+def test_overwrite_that_cannot_start_deletes_nothing(tiny_config, bad, message, capsys):
+    first = dataclasses.replace(tiny_config, max_iters=2, eval_interval=2)
+    assert run_main(train_module.main, cli_args(first), capsys)[0] == 0
+    before = {name: open(os.path.join(first.out_dir, name), "rb").read() for name in train_module.RUN_FILES}
+    stale = os.path.join(first.out_dir, f"ckpt.pt.tmp.{dead_pid()}")
+    open(stale, "w").close()
+    code, out, err = run_main(train_module.main, cli_args(first) + ["--overwrite=True", *bad], capsys)
+    assert code != 0 and err.startswith(f"error: {message}") and "overwrite: deleting" not in out
+    assert {name: open(os.path.join(first.out_dir, name), "rb").read() for name in train_module.RUN_FILES} == before
+    assert os.path.exists(stale)  # nothing at all deleted
+
+
 def test_overwrite_with_resume_is_refused(tiny_config, capsys):
     code, _, err = run_main(train_module.main, cli_args(tiny_config) + ["--init_from=resume", "--overwrite=True"], capsys)
     assert code == 2 and err.startswith("error: --overwrite=True would delete the run")
