@@ -265,11 +265,25 @@ def publish_dataset(out_dir, meta, force=False):
         fail(f"{out_dir} already holds a prepared dataset with other content (or an older split): "
              f"choose another --out_dir, or replace it with --force (runs trained on it can then "
              f"no longer be resumed)")
+    # meta.json is the commit point (training refuses a folder without one): the old one goes
+    # first, the new one comes last and whole, so a crash in between never pairs new tokens with
+    # the old fingerprint
+    meta_path = os.path.join(out_dir, "meta.json")
+    if os.path.exists(meta_path):
+        os.remove(meta_path)
     for split, path in staged.items():
         os.replace(path, os.path.join(out_dir, f"{split}.bin"))
     meta = {**meta, "fingerprint": fingerprint}
-    with open(os.path.join(out_dir, "meta.json"), "w", encoding="utf-8") as f:
-        json.dump(meta, f, ensure_ascii=False)
+    tmp = f"{meta_path}.tmp.{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(meta, f, ensure_ascii=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, meta_path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
     return meta
 
 
