@@ -47,52 +47,51 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 @dataclass
 class TrainConfig:
     # I/O
-    out_dir: str = "out/train"  # every script that trains has a default folder of its own
-    eval_interval: int = 250
-    log_interval: int = 10
+    out_dir: str = "out/train"  # the run's folder: checkpoints and metrics.jsonl (each trainer has its own default)
+    eval_interval: int = 250  # evaluate (and checkpoint) every this many iterations
+    log_interval: int = 10  # print and record the training loss every this many iterations
     eval_windows: int = 200  # fixed validation windows of block_size tokens, the same at every eval
-    train_eval_windows: int = 100  # fixed train-split windows for the train-loss figure (a diagnostic:
-    # validation decides), fewer than eval_windows because evaluation is a large share of a short run
-    eval_only: bool = False
-    # ckpt.pt (to resume from) at every eval; False: only at evals that improve (and at the end),
-    # and a resumed run replays, exactly, the iterations since
-    always_save_checkpoint: bool = True
+    # validation decides; fewer train windows than eval_windows: evaluation is a large share of a short run
+    train_eval_windows: int = 100  # fixed train-split windows for the train-loss figure (a diagnostic)
+    eval_only: bool = False  # evaluate once and exit, writing nothing
+    # (with False, a resumed run replays the iterations since its last checkpoint, exactly)
+    always_save_checkpoint: bool = True  # ckpt.pt at every eval; False: only at improving evals and the end
     init_from: str = "scratch"  # 'scratch' or 'resume' (from out_dir/ckpt.pt)
     overwrite: bool = False  # let a fresh run replace the run already in out_dir (its checkpoints and metrics)
-    seed: int = 1337
+    seed: int = 1337  # seeds the batches, the initialization and dropout
     # logging
-    wandb_log: bool = False
-    wandb_project: str = "centering"
-    wandb_run_name: str = "run"
+    wandb_log: bool = False  # also log to Weights & Biases (needs the wandb package)
+    wandb_project: str = "centering"  # wandb project name
+    wandb_run_name: str = "run"  # wandb run name
     # data
-    dataset: str = "shakespeare_char"
+    dataset: str = "shakespeare_char"  # folder name under data/ (prepared by its prepare.py)
     data_dir: str = ""  # default: data/<dataset> in the repository
     batch_size: int = 12  # sequences per micro-step per process
     gradient_accumulation_steps: int = 1  # micro-steps per optimizer step, over all processes
-    block_size: int = 256
+    block_size: int = 256  # context length in tokens
     vocab_multiple: int = 1  # pad the vocabulary up to a multiple of this (64 helps GPUs)
     # model
-    n_layer: int = 6
-    n_head: int = 6
-    n_embd: int = 384
-    dropout: float = 0.0
-    bias: bool = False
+    n_layer: int = 6  # transformer blocks
+    n_head: int = 6  # attention heads per block
+    n_embd: int = 384  # width of the residual stream (a multiple of n_head)
+    dropout: float = 0.0  # dropout probability, in [0, 1)
+    bias: bool = False  # biases in the linear layers and LayerNorms
     # AdamW
-    learning_rate: float = 1e-3
-    max_iters: int = 5000
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.99
+    learning_rate: float = 1e-3  # peak learning rate (after warmup)
+    max_iters: int = 5000  # optimizer steps in all
+    weight_decay: float = 0.1  # AdamW weight decay of the 2-D weights (0 turns it off)
+    beta1: float = 0.9  # AdamW beta1, in [0, 1)
+    beta2: float = 0.99  # AdamW beta2, in [0, 1)
     grad_clip: float = 1.0  # 0 disables clipping
     # learning rate schedule: linear warmup, cosine decay to min_lr, then constant
-    decay_lr: bool = True
-    warmup_iters: int = 100
+    decay_lr: bool = True  # False: learning_rate throughout, no warmup or decay
+    warmup_iters: int = 100  # iterations of linear warmup
     lr_decay_iters: int = 0  # 0 means max_iters
-    min_lr: float = 1e-4
+    min_lr: float = 1e-4  # learning rate at the end of the cosine decay
     # system
     device: str = "auto"  # auto picks cuda, then mps, then cpu
     dtype: str = "auto"  # auto: bfloat16 on CUDA where supported, else float16 (CUDA), float32 (CPU)
-    compile: bool = False
+    compile: bool = False  # torch.compile the model
     peak_flops: float = 312e12  # for MFU: the accelerator's dense bf16 peak (A100: 312e12)
 
     def validate(self):

@@ -23,7 +23,7 @@ from model_advanced_centering import (PLACEMENTS, AdvancedGPT, AdvancedGPTConfig
 
 @dataclass
 class CenteredTrainConfig(CenteringOptions, train.TrainConfig):
-    out_dir: str = "out/train_centered"  # not train.py's default folder: the two never share a run
+    out_dir: str = "out/train_centered"  # the run's folder (not train.py's default: the two never share a run)
 
     def validate(self):
         super().validate()
@@ -51,8 +51,8 @@ def announce(cfg):
         print(warning, file=sys.stderr)
 
 
-def main(argv=None, on_step=None):
-    return train.main(argv, CenteredTrainConfig, AdvancedGPT, AdvancedGPTConfig, announce, on_step)
+def main(argv=None, on_step=None, config_cls=CenteredTrainConfig):
+    return train.main(argv, config_cls, AdvancedGPT, AdvancedGPTConfig, announce, on_step)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ Options are the training keys, written --key=value (see --help).
 import json
 import os
 import sys
+from dataclasses import dataclass
 
 import _repo_root  # noqa: F401  (the repository's modules become importable)
 import torch
@@ -84,10 +85,15 @@ def log_step(cfg, iter_num, model, loss, lr):
 DEFAULT_OUT_DIR = os.path.join("out", "train_with_logging")
 
 
+@dataclass
+class LoggingTrainConfig(train_advanced_centered.CenteredTrainConfig):
+    out_dir: str = DEFAULT_OUT_DIR  # the run's folder, with detailed.jsonl (a config's out_dir is not used)
+
+
 def main(argv):
     if not any(arg.startswith("--out_dir=") for arg in argv):
-        argv = [*argv, f"--out_dir={DEFAULT_OUT_DIR}"]
-    return train_advanced_centered.main(argv, on_step=log_step)
+        argv = [*argv, f"--out_dir={DEFAULT_OUT_DIR}"]  # over a config file's out_dir too
+    return train_advanced_centered.main(argv, on_step=log_step, config_cls=LoggingTrainConfig)
 
 
 if __name__ == "__main__":
