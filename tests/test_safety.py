@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -90,12 +91,13 @@ def test_fresh_run_into_a_folder_holding_a_run_is_refused(tiny_config, capsys):
 def test_overwrite_that_cannot_start_deletes_nothing(tiny_config, bad, message, capsys):
     first = dataclasses.replace(tiny_config, max_iters=2, eval_interval=2)
     assert run_main(train_module.main, cli_args(first), capsys)[0] == 0
-    before = {name: open(os.path.join(first.out_dir, name), "rb").read() for name in train_module.RUN_FILES}
+    run_files = lambda: {name: Path(first.out_dir, name).read_bytes() for name in train_module.RUN_FILES}
+    before = run_files()
     stale = os.path.join(first.out_dir, f"ckpt.pt.tmp.{dead_pid()}")
     open(stale, "w").close()
     code, out, err = run_main(train_module.main, cli_args(first) + ["--overwrite=True", *bad], capsys)
     assert code != 0 and err.startswith(f"error: {message}") and "overwrite: deleting" not in out
-    assert {name: open(os.path.join(first.out_dir, name), "rb").read() for name in train_module.RUN_FILES} == before
+    assert run_files() == before
     assert os.path.exists(stale)  # nothing at all deleted
 
 
@@ -409,3 +411,12 @@ def test_openwebtext_small_file_is_refused_in_one_line(tmp_path):
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "val split would hold" in last and "--val_fraction" in last
     assert not (tmp_path / "out" / "train.bin").exists()
+
+
+@pytest.mark.parametrize("script,bad", [("data/shakespeare_char/prepare.py", "--bogus"),
+                                        ("data/shakespeare/prepare.py", "--input"),
+                                        ("data/openwebtext/prepare.py", "--seed=x")])
+def test_prepare_bad_flag_is_one_line_and_exit_2(script, bad):
+    r = subprocess.run([sys.executable, script, bad], cwd=REPO_ROOT, capture_output=True, text=True, env=ENV)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ") and "usage:" not in r.stderr

@@ -8,13 +8,13 @@ validation, a share for test, the rest for training. Hub datasets are large, so 
 shares are small (0.05% each, as nanoGPT); a local file gets 5% each, and the script refuses a
 held-out split too small to evaluate on.
 """
-import argparse, os, sys
+import os, sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # repo root, for our modules
 
 import numpy as np
 from tqdm import tqdm
 
-from data.text_sources import (SPLITS, add_output_args, default_out_dir, fail, publish_dataset,
+from data.text_sources import (SPLITS, ArgumentParser, add_output_args, default_out_dir, fail, publish_dataset,
                                report_written, staged_path)
 from gpt2_tokenizer import EOT_ID, get_gpt2_encoding, token_byte_lengths
 
@@ -76,7 +76,7 @@ def write_bin(dataset, path):
 
 
 def main():
-    parser = argparse.ArgumentParser(description="Prepare OpenWebText (or a local text file) with GPT-2 BPE tokens.")
+    parser = ArgumentParser(description="Prepare OpenWebText (or a local text file) with GPT-2 BPE tokens.")
     parser.add_argument("--dataset", default="openwebtext", help="Hugging Face Hub dataset with a 'text' column")
     parser.add_argument("--text_file", metavar="PATH", help="use a local UTF-8 text file instead of the hub")
     parser.add_argument("--sample_by", default="paragraph", choices=["line", "paragraph", "document"],
