@@ -12,8 +12,9 @@ import os
 import sys
 
 from configurator import UserError, fail
-from experiments.plan import CONFIG_DIR, REPO_ROOT
+from experiments.plan import CONFIG_DIR
 from experiments.records import read_results
+from train import REPO_ROOT
 
 DEFAULT_OUT_ROOT = os.path.join(REPO_ROOT, "out", "experiments")
 

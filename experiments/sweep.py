@@ -26,9 +26,8 @@ from dataclasses import dataclass
 from configurator import ConfigError, UserError
 from experiments.plan import BASELINE_MODE, CONFIG_DIR, check_plan
 from experiments.records import FINAL_STATUSES, RESULTS_FILE, append_record, provenance, read_results, summarize
-from train import SESSION_KEYS, TrainConfig
+from train import REPO_ROOT, SESSION_KEYS, TrainConfig
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAINER = os.path.join(REPO_ROOT, "train_advanced_centered.py")
 LOCK_FILE = "sweep.lock"
 # train.py refuses a fresh run into a folder that holds a run unless --overwrite=True; a trainer
