@@ -9,7 +9,8 @@ Each run is a subprocess of train_advanced_centered.py (or of torchrun with npro
 in the directory the sweep was started from. A run with a checkpoint resumes from it; any other
 run starts fresh. Runs with a final record (ok or diverged) are not run again; failed ones are.
 Executors: "local" (experiments.local: N runs at once on this machine) and "slurm"
-(experiments.slurm: one Slurm job per run, through submitit).
+(experiments.slurm: one Slurm job per run, through submitit). A sweep with the local executor
+refuses to start while runs it would do are still queued or running as Slurm jobs of the folder.
 """
 
 import dataclasses
@@ -175,6 +176,18 @@ def settings_conflict(sweep, runs, done):
     return None
 
 
+def refuse_runs_on_slurm(sweep_dir, todo, done):
+    """Raise UserError when a run to do here was submitted to Slurm (--executor=slurm without
+    --wait) and its job may still be queued or running: it would be trained twice at once."""
+    from experiments.slurm import STATE_FILE, slurm_runs_under_way
+    queued = slurm_runs_under_way(sweep_dir, todo, done)
+    if queued:
+        raise UserError(f"{len(queued)} runs of {sweep_dir} are queued or running as Slurm jobs "
+                        f"({', '.join(queued[:3])}{', ...' if len(queued) > 3 else ''}; see {STATE_FILE}): "
+                        f"collect them with --executor=slurm (add --wait to wait for them), or cancel them "
+                        f"(scancel) before running them here")
+
+
 def make_executor(executor, jobs=1, nproc=1, gpus=None, cpus=None, slurm=None):
     if executor == "local":
         from experiments.local import LocalExecutor
@@ -209,6 +222,8 @@ def run_sweep(name, runs, out_root, *, executor="local", jobs=1, nproc=1, overri
         if conflict:
             raise ConfigError(conflict)
         todo = [r for r in runs if done.get(r.run_id, {}).get("status") not in FINAL_STATUSES]
+        if runner.name != "slurm":  # the Slurm executor itself never submits a run twice
+            refuse_runs_on_slurm(sweep_dir, todo, done)
         log(f"sweep {name}: {len(runs)} runs, {len(runs) - len(todo)} already done, {len(todo)} to do "
             f"({runner.describe()})")
         pending = runner.execute(sweep, todo, wait=wait, log=log)

@@ -26,9 +26,10 @@ import sys
 import time
 
 import _repo_root  # noqa: F401  (the repository's modules become importable)
-from configurator import TRUE_WORDS, ConfigError, UserError
+from configurator import ConfigError, UserError
 from experiments import report
-from experiments.cli import CommandLine, add_sweep_arguments, comma_list, guarded, print_plan, sweep_options
+from experiments.cli import (CommandLine, add_sweep_arguments, boolean, comma_list, guarded, print_plan,
+                             sweep_options)
 from experiments.plan import BASELINE, BASELINE_MODE, MODES, Run, check_plan, plan_runs
 from experiments.records import read_metrics
 from experiments.sweep import run_sweep
@@ -44,12 +45,6 @@ METHODS = [
 ]
 SELECTION_SEED_BASE = 1000  # selection seeds are 1001, 1002, ...: never a test seed 1..N
 DEFAULT_RATES = ["1e-3", "2e-3", "4e-3", "8e-3", "1.6e-2"]
-
-
-def boolean(text):
-    if text.strip().lower() not in TRUE_WORDS:
-        raise ValueError(text)
-    return TRUE_WORDS[text.strip().lower()]
 
 
 def rate_list(text):
@@ -162,8 +157,8 @@ def main(argv=None):
                         help="comma-separated config names (default: the prior report's five; the baseline is added)")
     parser.add_argument("--modes", type=comma_list(str), default=["adaptive"],
                         help=f"comma-separated centering modes of the centered variants, of {', '.join(MODES)}")
-    parser.add_argument("--tune", type=boolean, default=False,
-                        help="True: tune the learning rate per variant on the selection seeds first")
+    parser.add_argument("--tune", type=boolean, default=False, metavar="True|False",
+                        help="True (or --tune alone): tune the learning rate per variant on the selection seeds first")
     parser.add_argument("--rates", type=rate_list, default=None,
                         help=f"with --tune: the learning-rate grid, comma-separated (default: {','.join(DEFAULT_RATES)})")
     parser.add_argument("--selection_seeds", type=int, default=None,
