@@ -15,6 +15,7 @@ import sys
 from configurator import TRUE_WORDS, UserError, fail
 from experiments.plan import CONFIG_DIR
 from experiments.records import read_results
+from experiments.sweep import Sweep, other_settings
 from train import REPO_ROOT
 
 DEFAULT_OUT_ROOT = os.path.join(REPO_ROOT, "out", "experiments")
@@ -117,11 +118,22 @@ def sweep_options(args):
             "wait": args.wait or args.executor == "local"}
 
 
-def print_plan(runs, sweep_dir):
+def print_plan(runs, sweep_dir, configs):
+    """The dry run: each run and its status in the folder ("to do", "ok", ...), or "other settings"
+    for a run the folder holds trained otherwise (the sweep would refuse it). configs: the
+    resolved training configs of the runs (experiments.plan.check_plan)."""
     results = read_results(sweep_dir)
+    sweep = Sweep(sweep_dir, "dry run", configs=tuple(configs.items()))
+    conflicts = 0
     for run in runs:
-        print(f"{run.run_id:55s} {results.get(run.run_id, {}).get('status', 'to do')}")
+        differ = other_settings(sweep, run, results)
+        conflicts += differ is not None
+        status = f"other settings ({differ})" if differ else results.get(run.run_id, {}).get("status", "to do")
+        print(f"{run.run_id:55s} {status}")
     print(f"{len(runs)} runs in {sweep_dir}")
+    if conflicts:
+        print(f"{conflicts} of them the folder holds trained with other settings: the sweep would refuse "
+              f"to start; give --name=NEW for a sweep folder of its own")
 
 
 def report(records, runs, sweep_dir):

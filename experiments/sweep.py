@@ -153,26 +153,35 @@ class SweepLock:
         os.close(self.fd)  # releases the lock
 
 
+def other_settings(sweep, run, done):
+    """How the run the folder already holds under this run's id (finished: its record in done;
+    started: its run.json) was trained with other settings than planned now, in a few words
+    ("n_embd=16, now 32"), or None. Reusing or resuming such a run would mislabel it; the
+    session keys (device, compile, ...) may differ."""
+    old = done.get(run.run_id, {}).get("config")
+    if old is None:
+        started = os.path.join(sweep.run_dir(run), "run.json")
+        if os.path.isfile(started):
+            with open(started, encoding="utf-8") as f:
+                old = json.load(f).get("config")
+    if not old:
+        return None
+    new = sweep.config_of(run)
+    differ = sorted(k for k in set(old) | set(new) if k not in SESSION_KEYS and old.get(k) != new.get(k))
+    if not differ:
+        return None
+    return (", ".join(f"{k}={old.get(k)!r}, now {new.get(k)!r}" for k in differ[:4])
+            + (", ..." if len(differ) > 4 else ""))
+
+
 def settings_conflict(sweep, runs, done):
-    """A one-line description of the first run the folder already holds (finished, or started:
-    its run.json) with other training settings than planned now, or None. Such a run's id is the
-    same, but reusing or resuming it would mislabel it; the session keys (device, compile, ...)
-    may differ."""
+    """A one-line description of the first run the folder already holds with other training
+    settings than planned now (other_settings), or None."""
     for run in runs:
-        old = done.get(run.run_id, {}).get("config")
-        if old is None:
-            started = os.path.join(sweep.run_dir(run), "run.json")
-            if os.path.isfile(started):
-                with open(started, encoding="utf-8") as f:
-                    old = json.load(f).get("config")
-        if not old:
-            continue
-        new = sweep.config_of(run)
-        differ = sorted(k for k in set(old) | set(new) if k not in SESSION_KEYS and old.get(k) != new.get(k))
+        differ = other_settings(sweep, run, done)
         if differ:
-            return (f"{sweep.sweep_dir} holds {run.run_id} trained with other settings ("
-                    + ", ".join(f"{k}={old.get(k)!r}, now {new.get(k)!r}" for k in differ[:4])
-                    + (", ..." if len(differ) > 4 else "") + "): give --name=NEW for a sweep folder of its own")
+            return (f"{sweep.sweep_dir} holds {run.run_id} trained with other settings ({differ}): "
+                    f"give --name=NEW for a sweep folder of its own")
     return None
 
 

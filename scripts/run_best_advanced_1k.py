@@ -64,14 +64,14 @@ def sweep_name(args):
 
 def plan_and_check(args, overrides, variants):
     """The runs of the command (for --tune, phase 1's grid), checked before anything runs (a run
-    the folder already holds with other settings is refused by run_sweep)."""
+    the folder already holds with other settings is refused by run_sweep), and their resolved
+    training configs."""
     if args.tune:
         check_disjoint(args.selection_seeds, args.test_seeds)
         runs = plan_runs(variants, args.modes, args.selection_seeds, [args.iters], {RATE_KEY: args.rates})
     else:
         runs = plan_runs(variants, args.modes, args.test_seeds, [args.iters])
-    check_plan(runs, variants, args.modes, overrides, args.config_dir)
-    return runs
+    return runs, check_plan(runs, variants, args.modes, overrides, args.config_dir)
 
 
 def tuned_phases(args, name, overrides, runs, log):
@@ -185,9 +185,9 @@ def main(argv=None):
         all_overrides = [f"--dataset={args.dataset}", *overrides]
         name = sweep_name(args)
         sweep_dir = os.path.join(os.path.abspath(args.out_root), name)
-        runs = plan_and_check(args, all_overrides, variants)
+        runs, configs = plan_and_check(args, all_overrides, variants)
         if args.dry_run:
-            print_plan(runs, sweep_dir)
+            print_plan(runs, sweep_dir, configs)
             if args.tune:
                 print(f"then {len(args.test_seeds)} test seeds per variant and mode at its chosen rate")
             return 0
