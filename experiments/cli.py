@@ -147,12 +147,18 @@ def report(records, runs, sweep_dir):
     if waiting:
         print(f"{len(waiting)} runs are queued or running on Slurm: run the same command again "
               f"(or with --wait) to collect their results")
-    if not_ok:
-        names = ", ".join(f"{r['run_id']} ({r['status']}, exit {r['returncode']})" for r in not_ok)
-        print(f"error: {len(not_ok)} of {len(runs)} runs did not finish ok: {names}; "
-              f"see their train.log in {sweep_dir}", file=sys.stderr)
-        return 1
-    return 0
+    return name_not_ok(not_ok, len(runs), sweep_dir)
+
+
+def name_not_ok(not_ok, total, sweep_dir):
+    """The exit status of a sweep command whose runs have the records given as not_ok (of total
+    runs): 0 when there are none, else 1, after one line on stderr naming them."""
+    if not not_ok:
+        return 0
+    names = ", ".join(f"{r['run_id']} ({r['status']}, exit {r['returncode']})" for r in not_ok)
+    print(f"error: {len(not_ok)} of {total} runs did not finish ok: {names}; "
+          f"see their train.log in {sweep_dir}", file=sys.stderr)
+    return 1
 
 
 def guarded(body):
