@@ -1,9 +1,9 @@
 """
 The command-line style of the experiment scripts: argparse, every option written --key=value
-and given a help string (--help lists them); a yes/no option is written --key=True or --key=False
-(the configurator's boolean words), and --key alone means True; training keys a script does not define itself go
-through to the trainer as --key=value overrides (and config files such as config/gpu.py as
-overlays after the variant's config), checked by the configurator. A mistake
+and given a help string (--help lists them), a yes/no option as --key=True or --key=False (the
+configurator's boolean words) or --key alone for True; training keys a script does not define
+itself go through to the trainer as --key=value overrides (and config files such as
+config/gpu.py as overlays after the variant's config), checked by the configurator. A mistake
 is one line `error: ...` on stderr and exit status 2 (configurator.fail), never a usage dump or
 a traceback; other problems the user can fix exit with their UserError's status.
 """

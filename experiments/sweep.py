@@ -212,7 +212,8 @@ def run_sweep(name, runs, out_root, *, executor="local", jobs=1, nproc=1, overri
     """Do every run of the list that has no final record yet in <out_root>/<name>; returns the
     records of the given runs that have one, by run id (all of them, unless a Slurm sweep was
     started with wait=False and some are still queued or running). The plan is checked first:
-    a ConfigError, before anything runs. Raises UserError when another sweep holds the folder.
+    a ConfigError, before anything runs. Raises UserError when another sweep holds the folder, and
+    (any executor but Slurm's) when runs to do are still queued or running as its Slurm jobs.
     gpus, cpus: what the local executor shares out (default: what this machine has)."""
     if nproc < 1 or jobs < 1:
         raise ConfigError("--jobs and --nproc must be at least 1")
