@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 from configurator import ConfigError, load_config
 from model_advanced_centering import CENTERING_MODES
+from train import REPO_ROOT
 from train_advanced_centered import CenteredTrainConfig
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(REPO_ROOT, "config")
 BASELINE = "baseline"
 BASELINE_MODE = "none"  # the baseline centers nothing: its runs have this mode, not a centering mode

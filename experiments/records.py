@@ -21,9 +21,8 @@ import statistics
 import subprocess
 
 from configurator import UserError
-from train import TrainingDiverged
+from train import REPO_ROOT, TrainingDiverged
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS_FILE = "results.jsonl"
 FINAL_STATUSES = ("ok", "diverged")  # a run with one of these is not run again; "failed" is
 

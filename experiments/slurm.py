@@ -11,7 +11,9 @@ checkpoint when there is one) and appends the run's record to results.jsonl itse
   asks Slurm (squeue) for the state of those jobs: a run whose job is still queued or running is
   never submitted again; one whose job ended is collected from results.jsonl; a job that ended
   without a record (cancelled, killed) counts as failed, and the next sweep command tries it
-  again. With wait, the command stays until every job has ended.
+  again. With wait, the command stays until every job has ended. A sweep with another executor
+  on the same folder refuses to start while a run it would do is still queued or running here
+  (slurm_runs_under_way), so no run is ever trained twice at once.
 - submitit's files (job scripts, logs of the job's python process) are in <sweep>/slurm/.
 """
 
@@ -24,7 +26,8 @@ import time
 
 from configurator import ConfigError, UserError
 from experiments.records import RESULTS_FILE, append_record, provenance, read_results, summarize
-from experiments.sweep import REPO_ROOT, child_environment, describe_device
+from experiments.sweep import child_environment, describe_device
+from train import REPO_ROOT
 
 try:
     import submitit
@@ -78,6 +81,35 @@ def under_way(job_id, states):
     return job_id in states and states[job_id].split()[0] not in ENDED_STATES
 
 
+def submitted_jobs(sweep_dir):
+    """{run id: Slurm job id} of every run the sweep folder's Slurm executor submitted."""
+    path = os.path.join(sweep_dir, STATE_FILE)
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def slurm_runs_under_way(sweep_dir, runs, done):
+    """The ids of those of the runs whose Slurm job (slurm_jobs.json) may still be queued or
+    running: what a sweep with another executor must not train a second time. done: the sweep's
+    records; a job whose run has a record of that job has ended, and Slurm is not asked about it.
+    Raises UserError when Slurm would have to be asked and cannot be."""
+    jobs = submitted_jobs(sweep_dir)
+    unknown = {r.run_id: jobs[r.run_id] for r in runs if r.run_id in jobs
+               and done.get(r.run_id, {}).get("provenance", {}).get("slurm_job_id") != jobs[r.run_id]}
+    if not unknown:
+        return []
+    try:
+        states = job_states()
+    except UserError as e:
+        raise UserError(f"{os.path.join(sweep_dir, STATE_FILE)} lists Slurm jobs of runs with no record yet "
+                        f"({', '.join(sorted(unknown)[:3])}{', ...' if len(unknown) > 3 else ''}) and Slurm cannot "
+                        f"be asked whether they are still queued or running ({e}); collect them with "
+                        f"--executor=slurm where Slurm is reachable") from None
+    return [run_id for run_id, job_id in unknown.items() if under_way(job_id, states)]
+
+
 class SlurmExecutor:
     name = "slurm"
 
@@ -104,10 +136,7 @@ class SlurmExecutor:
         """Submit the runs whose jobs are not under way; with wait, collect until all have ended.
         Returns the ids of the runs still queued or running."""
         state_path = os.path.join(sweep.sweep_dir, STATE_FILE)
-        jobs = {}
-        if os.path.exists(state_path):
-            with open(state_path, encoding="utf-8") as f:
-                jobs = json.load(f)
+        jobs = submitted_jobs(sweep.sweep_dir)
         states = job_states()
         queued = [r for r in runs if under_way(jobs.get(r.run_id), states)]
         to_submit = [r for r in runs if not under_way(jobs.get(r.run_id), states)]

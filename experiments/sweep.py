@@ -9,7 +9,8 @@ Each run is a subprocess of train_advanced_centered.py (or of torchrun with npro
 in the directory the sweep was started from. A run with a checkpoint resumes from it; any other
 run starts fresh. Runs with a final record (ok or diverged) are not run again; failed ones are.
 Executors: "local" (experiments.local: N runs at once on this machine) and "slurm"
-(experiments.slurm: one Slurm job per run, through submitit).
+(experiments.slurm: one Slurm job per run, through submitit). A sweep with the local executor
+refuses to start while runs it would do are still queued or running as Slurm jobs of the folder.
 """
 
 import dataclasses
@@ -26,9 +27,8 @@ from dataclasses import dataclass
 from configurator import ConfigError, UserError
 from experiments.plan import BASELINE_MODE, CONFIG_DIR, check_plan
 from experiments.records import FINAL_STATUSES, RESULTS_FILE, append_record, provenance, read_results, summarize
-from train import SESSION_KEYS, TrainConfig
+from train import REPO_ROOT, SESSION_KEYS, TrainConfig
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAINER = os.path.join(REPO_ROOT, "train_advanced_centered.py")
 LOCK_FILE = "sweep.lock"
 # train.py refuses a fresh run into a folder that holds a run unless --overwrite=True; a trainer
@@ -153,27 +153,48 @@ class SweepLock:
         os.close(self.fd)  # releases the lock
 
 
+def other_settings(sweep, run, done):
+    """How the run the folder already holds under this run's id (finished: its record in done;
+    started: its run.json) was trained with other settings than planned now, in a few words
+    ("n_embd=16, now 32"), or None. Reusing or resuming such a run would mislabel it; the
+    session keys (device, compile, ...) may differ."""
+    old = done.get(run.run_id, {}).get("config")
+    if old is None:
+        started = os.path.join(sweep.run_dir(run), "run.json")
+        if os.path.isfile(started):
+            with open(started, encoding="utf-8") as f:
+                old = json.load(f).get("config")
+    if not old:
+        return None
+    new = sweep.config_of(run)
+    differ = sorted(k for k in set(old) | set(new) if k not in SESSION_KEYS and old.get(k) != new.get(k))
+    if not differ:
+        return None
+    return (", ".join(f"{k}={old.get(k)!r}, now {new.get(k)!r}" for k in differ[:4])
+            + (", ..." if len(differ) > 4 else ""))
+
+
 def settings_conflict(sweep, runs, done):
-    """A one-line description of the first run the folder already holds (finished, or started:
-    its run.json) with other training settings than planned now, or None. Such a run's id is the
-    same, but reusing or resuming it would mislabel it; the session keys (device, compile, ...)
-    may differ."""
+    """A one-line description of the first run the folder already holds with other training
+    settings than planned now (other_settings), or None."""
     for run in runs:
-        old = done.get(run.run_id, {}).get("config")
-        if old is None:
-            started = os.path.join(sweep.run_dir(run), "run.json")
-            if os.path.isfile(started):
-                with open(started, encoding="utf-8") as f:
-                    old = json.load(f).get("config")
-        if not old:
-            continue
-        new = sweep.config_of(run)
-        differ = sorted(k for k in set(old) | set(new) if k not in SESSION_KEYS and old.get(k) != new.get(k))
+        differ = other_settings(sweep, run, done)
         if differ:
-            return (f"{sweep.sweep_dir} holds {run.run_id} trained with other settings ("
-                    + ", ".join(f"{k}={old.get(k)!r}, now {new.get(k)!r}" for k in differ[:4])
-                    + (", ..." if len(differ) > 4 else "") + "): give --name=NEW for a sweep folder of its own")
+            return (f"{sweep.sweep_dir} holds {run.run_id} trained with other settings ({differ}): "
+                    f"give --name=NEW for a sweep folder of its own")
     return None
+
+
+def refuse_runs_on_slurm(sweep_dir, todo, done):
+    """Raise UserError when a run to do here was submitted to Slurm (--executor=slurm without
+    --wait) and its job may still be queued or running: it would be trained twice at once."""
+    from experiments.slurm import STATE_FILE, slurm_runs_under_way
+    queued = slurm_runs_under_way(sweep_dir, todo, done)
+    if queued:
+        raise UserError(f"{len(queued)} runs of {sweep_dir} are queued or running as Slurm jobs "
+                        f"({', '.join(queued[:3])}{', ...' if len(queued) > 3 else ''}; see {STATE_FILE}): "
+                        f"collect them with --executor=slurm (add --wait to wait for them), or cancel them "
+                        f"(scancel) before running them here")
 
 
 def make_executor(executor, jobs=1, nproc=1, gpus=None, cpus=None, slurm=None):
@@ -191,7 +212,8 @@ def run_sweep(name, runs, out_root, *, executor="local", jobs=1, nproc=1, overri
     """Do every run of the list that has no final record yet in <out_root>/<name>; returns the
     records of the given runs that have one, by run id (all of them, unless a Slurm sweep was
     started with wait=False and some are still queued or running). The plan is checked first:
-    a ConfigError, before anything runs. Raises UserError when another sweep holds the folder.
+    a ConfigError, before anything runs. Raises UserError when another sweep holds the folder, and
+    (any executor but Slurm's) when runs to do are still queued or running as its Slurm jobs.
     gpus, cpus: what the local executor shares out (default: what this machine has)."""
     if nproc < 1 or jobs < 1:
         raise ConfigError("--jobs and --nproc must be at least 1")
@@ -210,6 +232,8 @@ def run_sweep(name, runs, out_root, *, executor="local", jobs=1, nproc=1, overri
         if conflict:
             raise ConfigError(conflict)
         todo = [r for r in runs if done.get(r.run_id, {}).get("status") not in FINAL_STATUSES]
+        if runner.name != "slurm":  # the Slurm executor itself never submits a run twice
+            refuse_runs_on_slurm(sweep_dir, todo, done)
         log(f"sweep {name}: {len(runs)} runs, {len(runs) - len(todo)} already done, {len(todo)} to do "
             f"({runner.describe()})")
         pending = runner.execute(sweep, todo, wait=wait, log=log)

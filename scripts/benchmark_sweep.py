@@ -29,8 +29,8 @@ TABLE_VARIANTS = ["baseline", "embeddings_centered", "qk_value_centered", "full_
 
 def measure(args, overrides):
     os.environ.pop("OMP_NUM_THREADS", None)  # the sweep would cap every run's threads at it
-    runs = plan_runs(args.variants, [args.mode], [1], [args.iters])
-    check_plan(runs, args.variants, [args.mode], overrides)
+    runs = plan_runs(args.variants, args.modes, [1], [args.iters])
+    check_plan(runs, args.variants, args.modes, overrides)
     ways = {1: [], 2: []}  # jobs -> wall seconds of each round
     order = [jobs for r in range(args.rounds) for jobs in ((1, 2) if r % 2 == 0 else (2, 1))]
     for i, jobs in enumerate(order):
@@ -61,7 +61,8 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=2, help="rounds of each way (they take turns)")
     parser.add_argument("--cores", type=int, default=2, help="cores shared out: --jobs 1 gets all, --jobs 2 half each")
     parser.add_argument("--variants", type=comma_list(str), default=TABLE_VARIANTS, help="comma-separated variants")
-    parser.add_argument("--mode", default="adaptive", help="centering mode of the centered variants")
+    parser.add_argument("--modes", type=comma_list(str), default=["adaptive"],
+                        help="comma-separated centering modes of the centered variants")
     parser.add_argument("--out_root", default=os.path.join("out", "benchmark_sweep"),
                         help="where the runs go (each round in a fresh folder)")
     args, overrides = parser.parse_with_overrides(argv)

@@ -26,9 +26,10 @@ import sys
 import time
 
 import _repo_root  # noqa: F401  (the repository's modules become importable)
-from configurator import TRUE_WORDS, ConfigError, UserError
+from configurator import ConfigError, UserError
 from experiments import report
-from experiments.cli import CommandLine, add_sweep_arguments, comma_list, guarded, print_plan, sweep_options
+from experiments.cli import (CommandLine, add_sweep_arguments, boolean, comma_list, guarded, name_not_ok,
+                             print_plan, sweep_options)
 from experiments.plan import BASELINE, BASELINE_MODE, MODES, Run, check_plan, plan_runs
 from experiments.records import read_metrics
 from experiments.sweep import run_sweep
@@ -44,12 +45,6 @@ METHODS = [
 ]
 SELECTION_SEED_BASE = 1000  # selection seeds are 1001, 1002, ...: never a test seed 1..N
 DEFAULT_RATES = ["1e-3", "2e-3", "4e-3", "8e-3", "1.6e-2"]
-
-
-def boolean(text):
-    if text.strip().lower() not in TRUE_WORDS:
-        raise ValueError(text)
-    return TRUE_WORDS[text.strip().lower()]
 
 
 def rate_list(text):
@@ -69,29 +64,34 @@ def sweep_name(args):
 
 def plan_and_check(args, overrides, variants):
     """The runs of the command (for --tune, phase 1's grid), checked before anything runs (a run
-    the folder already holds with other settings is refused by run_sweep)."""
+    the folder already holds with other settings is refused by run_sweep), and their resolved
+    training configs."""
     if args.tune:
         check_disjoint(args.selection_seeds, args.test_seeds)
         runs = plan_runs(variants, args.modes, args.selection_seeds, [args.iters], {RATE_KEY: args.rates})
     else:
         runs = plan_runs(variants, args.modes, args.test_seeds, [args.iters])
-    check_plan(runs, variants, args.modes, overrides, args.config_dir)
-    return runs
+    return runs, check_plan(runs, variants, args.modes, overrides, args.config_dir)
 
 
 def tuned_phases(args, name, overrides, runs, log):
     """Phase 1 (the grid on the selection seeds), the choice, phase 2 (the test seeds at the
-    chosen rates). Returns (records of phase 2, the selection table, the chosen rates), or None
-    while runs are still queued (Slurm without --wait)."""
+    chosen rates). Returns (records of phase 2, the selection table, the chosen rates, the
+    records of phase 1 not ok, the (variant, mode) pairs left without a rate), or None while
+    runs are still queued (Slurm without --wait)."""
     phase1 = run_sweep(name, runs, args.out_root, overrides=overrides, **sweep_options(args))
     if len(phase1) < len(runs):
         log(f"phase 1: {len(runs) - len(phase1)} runs still queued or running; run the same command again")
         return None
     table = selection_table(phase1.values(), args.selection_seeds)
     chosen = choose_rates(table)
-    if (BASELINE, BASELINE_MODE) not in chosen:
+    unrated = sorted({(r.variant, r.mode) for r in runs} - set(chosen))
+    if (BASELINE, BASELINE_MODE) in unrated:
         raise UserError("no learning rate of the grid finished ok on every selection seed for the baseline; "
                         f"see the train.log files in {os.path.join(os.path.abspath(args.out_root), name)}")
+    if unrated:
+        print(f"warning: no learning rate of the grid finished ok on every selection seed for "
+              f"{', '.join(f'{v}/{m}' for v, m in unrated)}: left out of the test comparison", file=sys.stderr)
     log("chosen rates (lowest mean validation loss on the selection seeds): "
         + ", ".join(f"{v}/{m} {r}" for (v, m), r in sorted(chosen.items())))
     phase2_runs = [Run(v, m, seed, args.iters, ((RATE_KEY, rate),))
@@ -100,11 +100,13 @@ def tuned_phases(args, name, overrides, runs, log):
     if len(phase2) < len(phase2_runs):
         log(f"phase 2: {len(phase2_runs) - len(phase2)} runs still queued or running; run the same command again")
         return None
-    return at_chosen_rates(phase2.values(), chosen, args.test_seeds), table, chosen
+    selection_not_ok = [r for r in phase1.values() if r["status"] != "ok"]
+    return at_chosen_rates(phase2.values(), chosen, args.test_seeds), table, chosen, selection_not_ok, unrated
 
 
-def build_report(args, name, records, table, chosen, wall):
-    """Write results.md, results.json and the plots; returns the markdown text."""
+def build_report(args, name, records, table, chosen, wall, selection_not_ok=(), unrated=()):
+    """Write results.md, results.json and the plots; returns the markdown text. selection_not_ok,
+    unrated: with --tune, the selection runs not ok and the (variant, mode) pairs with no rate."""
     sweep_dir = os.path.join(os.path.abspath(args.out_root), name)
     ok = [r for r in records if r["status"] == "ok"]
     metric = "test_loss" if ok and all(r.get("test_loss") is not None for r in ok) else None
@@ -136,6 +138,12 @@ def build_report(args, name, records, table, chosen, wall):
     not_ok = [r for r in records if r["status"] != "ok"]
     if not_ok:
         sections.append(["Runs not ok (left out): " + ", ".join(f"{r['run_id']} ({r['status']})" for r in not_ok)])
+    if selection_not_ok:
+        sections.append(["Selection runs not ok (their rate not eligible): "
+                         + ", ".join(f"{r['run_id']} ({r['status']})" for r in selection_not_ok)])
+    if unrated:
+        sections.append(["No eligible learning rate (left out of the test comparison): "
+                         + ", ".join(f"{names.get(v, v)} / {m}" for v, m in unrated)])
     report_dir = args.report_dir or sweep_dir
     os.makedirs(report_dir, exist_ok=True)
     title = f"{args.dataset}, {args.iters} iterations" + (", tuned rates" if args.tune else "")
@@ -148,6 +156,8 @@ def build_report(args, name, records, table, chosen, wall):
             "grid": table, "chosen_rates": chosen, "family": analysis["family"],
             "comparisons": analysis["groups"], "equal_wall_time": analysis["wall_time"],
             "noise_floor": analysis["noise_floor"], "runs": records, "wall_s_this_call": round(wall, 1),
+            "selection_not_ok": [r["run_id"] for r in selection_not_ok],
+            "no_rate": [f"{v}/{m}" for v, m in unrated],
             "machine": report.machine()}
     text = report.write_report(report_dir, "Centering vs baseline: " + title, sections, data, figures)
     return text, report_dir, figures
@@ -162,8 +172,8 @@ def main(argv=None):
                         help="comma-separated config names (default: the prior report's five; the baseline is added)")
     parser.add_argument("--modes", type=comma_list(str), default=["adaptive"],
                         help=f"comma-separated centering modes of the centered variants, of {', '.join(MODES)}")
-    parser.add_argument("--tune", type=boolean, default=False,
-                        help="True: tune the learning rate per variant on the selection seeds first")
+    parser.add_argument("--tune", type=boolean, default=False, metavar="True|False",
+                        help="True (or --tune alone): tune the learning rate per variant on the selection seeds first")
     parser.add_argument("--rates", type=rate_list, default=None,
                         help=f"with --tune: the learning-rate grid, comma-separated (default: {','.join(DEFAULT_RATES)})")
     parser.add_argument("--selection_seeds", type=int, default=None,
@@ -190,29 +200,32 @@ def main(argv=None):
         all_overrides = [f"--dataset={args.dataset}", *overrides]
         name = sweep_name(args)
         sweep_dir = os.path.join(os.path.abspath(args.out_root), name)
-        runs = plan_and_check(args, all_overrides, variants)
+        runs, configs = plan_and_check(args, all_overrides, variants)
         if args.dry_run:
-            print_plan(runs, sweep_dir)
+            print_plan(runs, sweep_dir, configs)
             if args.tune:
                 print(f"then {len(args.test_seeds)} test seeds per variant and mode at its chosen rate")
             return 0
         t0 = time.time()
         table = chosen = None
+        selection_not_ok, unrated = [], []
         if args.tune:
             phases = tuned_phases(args, name, all_overrides, runs, print)
             if phases is None:
                 return 0
-            records, table, chosen = phases
+            records, table, chosen, selection_not_ok, unrated = phases
         else:
             done = run_sweep(name, runs, args.out_root, overrides=all_overrides, **sweep_options(args))
             if len(done) < len(runs):
                 print(f"{len(runs) - len(done)} runs still queued or running; run the same command again")
                 return 0
             records = list(done.values())
-        text, report_dir, figures = build_report(args, name, records, table, chosen, time.time() - t0)
+        text, report_dir, figures = build_report(args, name, records, table, chosen, time.time() - t0,
+                                                 selection_not_ok, unrated)
         print(text)
         print(f"written to {report_dir}: results.md, results.json, {', '.join(figures)}")
-        return 1 if any(r["status"] != "ok" for r in records) else 0
+        not_ok = selection_not_ok + [r for r in records if r["status"] != "ok"]
+        return name_not_ok(not_ok, len(records) + (len(runs) if args.tune else 0), sweep_dir)
 
     return guarded(body)
 

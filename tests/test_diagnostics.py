@@ -4,7 +4,6 @@ own attention, invariance under the KV cache and folding, the eval records, the 
 import json
 import math
 import os
-import sys
 
 import pytest
 import torch
@@ -12,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import diagnostics
-from conftest import REPO_ROOT, warm_up
+from conftest import warm_up
 from diagnostics import (SiteRecorder, first_position_attention, isoscore, isoscore_from_variances,
                          mean_pairwise_cosine, principal_variances, site_diagnostics, top_variance_share)
 from model import GPT, KVCache, GPTConfig
@@ -287,7 +286,6 @@ def test_eval_records_hold_every_diagnostic(tiny_runs, tiny_config):
 
 
 def test_plot_command_draws_each_metric(tiny_runs, tmp_path, capsys):
-    sys.path.insert(0, os.path.join(REPO_ROOT, "scripts"))
     import plot_diagnostics
     out = tmp_path / "plots"
     drawn = ["cosine", "first_mass"]  # a metric with before/after curves, the attention one
@@ -309,7 +307,6 @@ def test_every_logged_metric_has_a_plot(tiny_runs, tmp_path):
 
 def test_cost_benchmark_reports_the_share_of_the_run(char_data, capsys):
     from conftest import TINY_MODEL
-    sys.path.insert(0, os.path.join(REPO_ROOT, "scripts"))
     import benchmark_diagnostics
     args = [f"--{k}={v}" for k, v in TINY_MODEL.items()]
     assert benchmark_diagnostics.main([*args, f"--data_dir={char_data}", "--center_v=True", "--max_iters=4",

@@ -29,7 +29,7 @@ def results(path):
 def test_sweep_resumes_after_interrupt_without_redoing_runs(char_data, tmp_path):
     args = ["--name=s", f"--out_root={tmp_path}", "--variants=baseline,embeddings_centered",
             "--modes=momentum", "--seeds=1,2", "--iters=60", f"--data_dir={char_data}", *TINY]
-    dry = subprocess.run(sweep(args + ["--dry-run"]), capture_output=True, text=True, env=ENV)
+    dry = subprocess.run(sweep(args + ["--dry_run"]), capture_output=True, text=True, env=ENV)
     assert dry.returncode == 0 and "4 runs in" in dry.stdout and dry.stdout.count("to do") == 4
 
     proc = subprocess.Popen(sweep(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
@@ -339,3 +339,112 @@ def test_eval_noise(tiny_config):
     r = subprocess.run([sys.executable, os.path.join(SCRIPTS, "eval_noise.py"), f"--out_dir={tiny_config.out_dir}x"],
                        capture_output=True, text=True, env=ENV, timeout=120)
     assert r.returncode == 1 and r.stderr.startswith("error: no checkpoint at ") and r.stderr.count("\n") == 1
+
+
+def test_a_local_sweep_never_runs_what_is_still_queued_on_slurm(tmp_path, monkeypatch):
+    """After --executor=slurm without --wait, a local sweep on the folder refuses the runs whose
+    jobs may still be queued or running (the state query is faked: no cluster here), refuses too
+    when Slurm cannot be asked, and runs them once their jobs are known to have ended."""
+    import experiments.slurm as slurm
+    from configurator import UserError
+    from experiments.plan import plan_runs
+    from experiments.records import read_results
+    from experiments.sweep import run_sweep
+
+    trainer = tmp_path / "trainer.py"
+    trainer.write_text("")  # a stand-in that exits 0 at once
+    runs = plan_runs(["baseline"], [], [1, 2], [10])
+    sweep_dir = tmp_path / "q"
+    sweep_dir.mkdir()
+    (sweep_dir / slurm.STATE_FILE).write_text(json.dumps({runs[0].run_id: "41_0", runs[1].run_id: "41_1"}))
+    go = lambda: run_sweep("q", runs, str(tmp_path), trainer=str(trainer), gpus=[], log=lambda *a: None)
+
+    monkeypatch.setattr(slurm, "job_states", lambda: {"41_0": "COMPLETED", "41_1": "PENDING"})
+    with pytest.raises(UserError, match=r"1 runs of .* are queued or running as Slurm jobs \(baseline-none-s2-i10;"):
+        go()
+
+    def unreachable():
+        raise UserError("cannot ask Slurm for the jobs' states: no squeue")
+    monkeypatch.setattr(slurm, "job_states", unreachable)
+    with pytest.raises(UserError, match="Slurm cannot be asked whether they are still queued or running "
+                                        r"\(cannot ask Slurm for the jobs' states: no squeue\)") as refused:
+        go()
+    assert "\n" not in str(refused.value)
+    assert not (sweep_dir / "results.jsonl").exists() and not (sweep_dir / runs[0].run_id).exists()
+
+    monkeypatch.setattr(slurm, "job_states", lambda: {"41_0": "COMPLETED", "41_1": "CANCELLED"})
+    assert {r["status"] for r in go().values()} == {"ok"}  # both jobs ended: the runs are done here
+    assert set(read_results(str(sweep_dir))) == {r.run_id for r in runs}
+
+    # a job whose record is in results.jsonl is known to have ended: Slurm is not asked about it
+    monkeypatch.setattr(slurm, "job_states", unreachable)
+    assert slurm.slurm_runs_under_way(str(sweep_dir), runs, {
+        runs[0].run_id: {"provenance": {"slurm_job_id": "41_0"}},
+        runs[1].run_id: {"provenance": {"slurm_job_id": "41_1"}}}) == []
+
+
+def test_yes_no_options_and_counts_are_checked_when_parsed(tmp_path, capsys):
+    """--dry_run and --wait alone or =True/False (the configurator's words); --jobs/--nproc below 1
+    are refused while parsing, so a dry run catches them too."""
+    import advanced_centering_experiments as sweep_script
+    import run_best_advanced_1k
+    from experiments.cli import CommandLine, add_sweep_arguments, sweep_options
+
+    base = ["--name=x", f"--out_root={tmp_path}", "--variants=baseline", "--seeds=1", "--iters=10"]
+    for dry in (["--dry_run"], ["--dry_run=True"], ["--dry_run=1", "--dropout=0.1"], ["--dry_run", "--dropout=0.1"]):
+        assert sweep_script.main(base + dry) == 0
+        assert capsys.readouterr().out.endswith(f"1 runs in {tmp_path / 'x'}\n")
+    assert not (tmp_path / "x").exists()  # nothing ran
+    assert run_best_advanced_1k.main([f"--out_root={tmp_path}", "--variants=baseline", "--tune", "--rates=1e-3",
+                                      "--selection_seeds=1", "--seeds=2", "--iters=10", "--dry_run"]) == 0
+    assert "1 runs in" in (out := capsys.readouterr().out) and "then 2 test seeds" in out  # --tune alone: True
+    for bad, message in (("--jobs=0", "argument --jobs: must be at least 1, got 0"),
+                         ("--jobs=-2", "argument --jobs: must be at least 1, got -2"),
+                         ("--nproc=0", "argument --nproc: must be at least 1, got 0"),
+                         ("--dry_run=maybe", "argument --dry_run: expected a boolean"),
+                         ("--wait=yes", "argument --wait: expected a boolean")):
+        with pytest.raises(SystemExit) as exit:
+            sweep_script.main(base + ["--dry_run", bad])
+        err = capsys.readouterr().err
+        assert exit.value.code == 2 and err.startswith(f"error: {message}") and err.count("\n") == 1, err
+
+    parser = CommandLine("x")
+    add_sweep_arguments(parser)
+    for argv, dry, wait in (([], False, False), (["--wait"], False, True), (["--wait=False", "--dry_run=false"], False, False),
+                            (["--wait=true", "--dry_run", "config/gpu.py"], True, True)):
+        args, rest = parser.parse_with_overrides(["--executor=slurm", *argv])
+        assert (args.dry_run, sweep_options(args)["wait"]) == (dry, wait)
+        assert rest == [a for a in argv if a.endswith(".py")]  # an overlay after a bare flag stays an overlay
+
+
+def test_dry_run_shows_runs_held_with_other_settings(tmp_path, capsys):
+    """A run the folder holds (finished: its record; started: its run.json) trained otherwise is
+    listed as "other settings", not as its old status, by both experiment scripts' dry runs."""
+    import advanced_centering_experiments as sweep_script
+    import run_best_advanced_1k
+    from experiments.plan import check_plan, plan_runs
+    from experiments.records import RESULTS_FILE, append_record
+
+    runs = plan_runs(["baseline"], [], [1, 2, 3], [10])
+    configs = check_plan(runs, ["baseline"], [], ["--n_embd=32"])
+    folder = tmp_path / "x"
+    for run in runs:
+        configs[run.run_id]["out_dir"] = str(folder / run.run_id)
+    (folder / runs[0].run_id).mkdir(parents=True)
+    (folder / runs[0].run_id / "run.json").write_text(json.dumps({"config": {**configs[runs[0].run_id], "n_embd": 16}}))
+    append_record(str(folder / RESULTS_FILE), {"run_id": runs[1].run_id, "status": "ok",
+                                               "config": {**configs[runs[1].run_id], "device": "cuda"}})
+    append_record(str(folder / RESULTS_FILE), {"run_id": runs[2].run_id, "status": "ok",
+                                               "config": {**configs[runs[2].run_id], "n_embd": 16}})
+    assert sweep_script.main(["--name=x", f"--out_root={tmp_path}", "--variants=baseline", "--seeds=1,2,3",
+                              "--iters=10", "--n_embd=32", "--dry_run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split(None, 1) == [runs[0].run_id, "other settings (n_embd=16, now 32)"]
+    assert lines[1].split() == [runs[1].run_id, "ok"]  # another device is the same run
+    assert lines[2].split(None, 1) == [runs[2].run_id, "other settings (n_embd=16, now 32)"]
+    assert lines[-1].startswith("2 of them the folder holds trained with other settings")
+
+    assert run_best_advanced_1k.main([f"--out_root={tmp_path}", "--name=x", "--variants=baseline", "--seeds=3",
+                                      "--iters=10", "--n_embd=32", "--dry_run", f"--dataset={configs[runs[0].run_id]['dataset']}"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("other settings (n_embd=16, now 32)") == 2 and f"{runs[1].run_id}" in out

@@ -124,6 +124,38 @@ def test_tuned_comparison_end_to_end(char_data, tmp_path):
     assert again.returncode == 2 and "other settings" in again.stderr and "n_embd=16, now 24" in again.stderr
 
 
+@pytest.mark.slow
+def test_a_selection_run_not_ok_fails_the_command_and_a_variant_without_rate_is_named(char_data, tmp_path):
+    """A variant whose selection runs all fail gets no rate: it is named on stderr and in the
+    report, the others are compared, and the command exits 1 naming the failed selection run."""
+    import shutil
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    for name in ("experiment_base.py", "baseline.py", "value_centered.py"):
+        shutil.copy(os.path.join(REPO_ROOT, "config", name), config_dir)
+    # a valid config that fails when the run starts: float16 needs CUDA
+    (config_dir / "half.py").write_text('include("experiment_base.py")\ncenter_v = True\ndtype = "float16"\n')
+    r = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "scripts", "run_best_advanced_1k.py"), "--tune",
+                        "--rates=1e-2", "--selection_seeds=1", "--seeds=2", "--variants=value_centered,half",
+                        "--modes=momentum", "--iters=20", f"--config_dir={config_dir}", f"--out_root={tmp_path}",
+                        f"--data_dir={char_data}", *TINY],
+                       capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=900)
+    failed = "half-momentum-s1001-i20-learning_rate=1e-2"
+    assert r.returncode == 1, r.stderr[-2000:]
+    err = r.stderr.strip().splitlines()
+    assert ("warning: no learning rate of the grid finished ok on every selection seed for half/momentum: "
+            "left out of the test comparison") in err
+    assert err[-1].startswith(f"error: 1 of 7 runs did not finish ok: {failed} (failed, exit 2)")
+    sweep_dir = tmp_path / "best_advanced_1k-tuned"
+    report = json.loads((sweep_dir / "results.json").read_text())  # written before the command failed
+    assert report["no_rate"] == ["half/momentum"] and report["selection_not_ok"] == [failed]
+    assert set(report["chosen_rates"]) == {"baseline/none", "value_centered/momentum"}
+    assert len(report["runs"]) == 4 and all(x["status"] == "ok" for x in report["runs"])
+    table = (sweep_dir / "results.md").read_text()
+    assert "No eligible learning rate (left out of the test comparison): half / momentum" in table
+    assert f"Selection runs not ok (their rate not eligible): {failed} (failed)" in table
+
+
 def test_report_tables_show_the_grid_and_label_non_causal_modes(tmp_path):
     from experiments import report
 
