@@ -13,10 +13,16 @@ command line of every script: --help, parsing, and any UserError turned into one
 and its exit status (ConfigError: 2), never a traceback.
 """
 
+import ast
 import dataclasses
 import difflib
+import functools
+import inspect
+import io
 import os
 import sys
+import textwrap
+import tokenize
 import types
 
 TRUE_WORDS = {"true": True, "1": True, "false": False, "0": False}
@@ -128,18 +134,47 @@ def load_config(cls, argv):
                     raise _unknown_key(key, cls)
                 values[key] = check_value(key, value, fields[key], arg)
     config = cls(**values)
-    config._given_keys = frozenset(values)  # not a field: dataclasses.asdict and replace drop it
+    object.__setattr__(config, "_given_keys", frozenset(values))  # not a field: asdict and replace drop it
     validate = getattr(config, "validate", None)
     if validate is not None:
         validate()
     return config
 
 
+@functools.lru_cache(maxsize=None)
+def _own_field_comments(cls):
+    """{field: its trailing comment} for the fields a dataclass itself declares, read from its
+    source: `lr: float = 1e-3  # peak learning rate` -> {"lr": "peak learning rate"}."""
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):  # defined where no source is kept (an interactive session)
+        return {}
+    comments = {token.start[0]: token.string.lstrip("#").strip()
+                for token in tokenize.generate_tokens(io.StringIO(source).readline)
+                if token.type == tokenize.COMMENT}
+    body = ast.parse(source).body[0].body
+    return {node.target.id: comments[node.end_lineno] for node in body
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.end_lineno in comments}
+
+
+def field_comments(cls):
+    """{field: help text} over the dataclass and its bases: a field's trailing comment where it is
+    declared (a subclass that declares it again with a comment of its own wins)."""
+    comments = {}
+    for klass in reversed(cls.__mro__):
+        if dataclasses.is_dataclass(klass):
+            comments.update(_own_field_comments(klass))
+    return comments
+
+
 def describe(cls):
-    """One line per key: name, type and default, for --help."""
-    defaults = cls()
-    return "\n".join(f"  --{f.name}={getattr(defaults, f.name)!r}  ({f.type.__name__})"
-                     for f in dataclasses.fields(cls))
+    """One line per key: name, default and type, then its help (the field's trailing comment)."""
+    defaults, comments = cls(), field_comments(cls)
+    lines = []
+    for f in dataclasses.fields(cls):
+        line = f"  --{f.name}={getattr(defaults, f.name)!r}  ({f.type.__name__})"
+        lines.append(f"{line}  {comments[f.name]}" if f.name in comments else line)
+    return "\n".join(lines)
 
 
 def run_command(config_cls, argv, body, usage):

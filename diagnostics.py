@@ -6,7 +6,8 @@ evaluation as flat keys of the eval records in metrics.jsonl:
 
     diag/<site>/<layer>/<metric>_before   what enters the site (embeddings: layer 0)
     diag/<site>/<layer>/<metric>_after    what leaves it (equal to _before where the site is nn.Identity)
-    diag/attention/<layer>/first_mass     attention mass on position 0
+    diag/attention/<layer>/first_mass     attention mass on position 0 (first_mass_max_head: the
+                                          head that puts the most there)
 
 Metrics of a representation, taken over the N = B * T token vectors x_i in R^n of the probe batch:
     isoscore          IsoScore (Rudman et al. 2022): 1 when the variance is spread evenly over all n
@@ -23,7 +24,9 @@ Metrics of a representation, taken over the N = B * T token vectors x_i in R^n o
 first_mass (attention sinks, Xiao et al. 2023): the softmax weight a query puts on position 0,
 averaged over heads, sequences and query positions 1..T-1 (position 0 can only see itself),
 computed from the q and k the model actually uses (after their sites), with the causal mask and
-scaling of its scaled_dot_product_attention.
+scaling of its scaled_dot_product_attention. Uniform attention would give the mean over t of
+1 / (t + 1) (0.059 for T = 64); sinks sit in a few heads, hence also first_mass_max_head, the
+largest per-head mean.
 
 IsoScore follows the paper's algorithm step by step; it agrees with the authors' `isoscore` package
 (2.0.1) to 6 digits, which is not used: a single 2023 release that copies its input with
@@ -39,7 +42,8 @@ matrix when N < n), done once for a centered site whose output is its input shif
 (then before and after have the same covariance); the pairwise cosine is exact in O(N n).
 
 The probe is an evaluation-mode forward pass with forward hooks on the site modules (SiteRecorder);
-the model's forward is not changed. plot_diagnostics draws every metric over training per variant.
+the model's forward is not changed. In evaluation mode adaptive centering subtracts its running
+mean, so "after" is what evaluation sees; simple mode subtracts the mean of the probed sequences. plot_diagnostics draws every metric over training per variant.
 """
 
 import functools
@@ -62,7 +66,8 @@ METRIC_TITLES = {
     "max_abs": "largest |activation|",
     "median_abs": "median |activation|",
     "max_median_ratio": "largest / median |activation| (massive activations)",
-    "first_mass": "attention weight on the first position (attention sink)",
+    "first_mass": "attention weight on the first position (attention sink), mean over heads",
+    "first_mass_max_head": "attention weight on the first position, the head with the most",
 }
 
 
@@ -157,8 +162,9 @@ def is_shifted_copy(before, after, rtol=1e-5):
 
 
 def first_position_attention(q, k, n_head):
-    """Mean causal softmax attention weight on position 0, from the (B, T, C) queries and keys as
-    the sites leave them (heads side by side), over heads, sequences and query positions >= 1."""
+    """Per head (n_head,): the mean causal softmax attention weight on position 0, from the
+    (B, T, C) queries and keys as the sites leave them (heads side by side), over sequences and
+    query positions >= 1."""
     B, T, C = q.shape
     if T < 2:
         raise ValueError("attention on the first position needs sequences of at least 2 tokens")
@@ -168,7 +174,7 @@ def first_position_attention(q, k, n_head):
     future = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(diagonal=1)
     scores = scores.masked_fill(future, float("-inf"))
     log_weight_first = scores[..., 0] - torch.logsumexp(scores, dim=-1)  # (B, n_head, T)
-    return log_weight_first[..., 1:].exp().mean()
+    return log_weight_first[..., 1:].exp().mean(dim=(0, 2))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -244,7 +250,9 @@ def site_diagnostics(recorder, n_head):
     for layer in sorted(layer for site, layer in representations if site == "q"):
         q, k = representations[("q", layer)][1], representations[("k", layer)][1]
         if q.size(1) > 1:  # a single position attends only to itself
-            values[diag_key("attention", layer, "first_mass")] = first_position_attention(q, k, n_head)
+            per_head = first_position_attention(q, k, n_head)
+            values[diag_key("attention", layer, "first_mass")] = per_head.mean()
+            values[diag_key("attention", layer, "first_mass_max_head")] = per_head.max()
     # one transfer for all of them (on a GPU, .item() per value would wait once per value)
     return dict(zip(values, torch.stack([v.double() for v in values.values()]).tolist())) if values else {}
 
@@ -270,15 +278,6 @@ def diagnostic_curves(records):
     return curves
 
 
-def _mean_std_over_runs(curves):
-    """Iterations every run has, with the mean and std over runs."""
-    import numpy as np
-
-    common = sorted(set.intersection(*(set(c) for c in curves)))
-    values = np.array([[c[i] for i in common] for c in curves], dtype=float)
-    return np.array(common), values.mean(0), values.std(0)
-
-
 def _base_metric(metric):
     """The metric's name without its _before/_after side."""
     return metric.rsplit("_", 1)[0] if metric.endswith(("_before", "_after")) else metric
@@ -297,9 +296,9 @@ def plot_diagnostics(groups, out_dir, metrics=None):
     Solid: the representation leaving the site (after centering); dashed, where it differs: before.
     groups: {variant label: [the records of one run, ...]}. metrics: names to draw (default all).
     Returns the paths written."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    # imported here, not at the top: experiments.plots imports model_advanced_centering, which
+    # imports this module; it also sets matplotlib's file-only backend before pyplot loads
+    from experiments.plots import mean_band
     import matplotlib.pyplot as plt
     import numpy as np
 
@@ -322,7 +321,7 @@ def plot_diagnostics(groups, out_dir, metrics=None):
         for (row, site), layer in ((rs, layer) for rs in enumerate(sites) for layer in range(n_layers)):
             ax = axes[row][layer]
             if (site, layer) not in cells:
-                ax.set_visible(False)
+                ax.remove()  # (hidden, its tick labels would still count as text outside the figure)
                 continue
             for k, (label, curves) in enumerate(runs.items()):
                 drawn = None
@@ -331,7 +330,7 @@ def plot_diagnostics(groups, out_dir, metrics=None):
                     series = [c[key] for c in curves if key in c]
                     if not series:
                         continue
-                    x, mean, std = _mean_std_over_runs(series)
+                    x, mean, std = mean_band(series)
                     if side == "before" and drawn is not None and np.allclose(mean, drawn, rtol=1e-4):
                         continue  # not centered here (or a mean-shift invariant metric): before is after
                     drawn = mean
@@ -354,6 +353,8 @@ def plot_diagnostics(groups, out_dir, metrics=None):
                    ncol=max(1, min(len(labels), int(width / per_column))))
         style = "solid: after the site (centered), dashed: before centering where different; " if has_sides else ""
         title = [f"{METRIC_TITLES.get(name, name)} over training", f"{style}mean over seeds, band ±1 std"]
+        # wrapped to the width here (about 12 characters per inch at size 10): experiments.plots'
+        # save_figure would find the shared axes' off-view tick labels "outside" and redraw 4 times
         fig.suptitle("\n".join(textwrap.fill(line, int(width * 12)) for line in title), fontsize=10)
         path = os.path.join(out_dir, f"diag_{name}.png")
         fig.savefig(path, dpi=110)

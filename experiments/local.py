@@ -64,7 +64,7 @@ class LocalExecutor:
 
     def execute(self, sweep, runs, wait=True, log=print):
         """Do the runs to their end; returns the ids still pending (none: a local sweep waits)."""
-        pending, running, free = list(runs), [], self.slots()
+        pending, running, free, shown = list(runs), [], self.slots(), None
         with tqdm(total=len(pending), unit="run", dynamic_ncols=True) as bar:
             try:
                 while pending or running:
@@ -72,7 +72,9 @@ class LocalExecutor:
                         slot, run = free.pop(0), pending.pop(0)
                         device = describe_device(sweep.config_of(run)["device"], self.threads, slot)
                         running.append((sweep.start(run, child_environment(self.threads, slot), device), slot))
-                    bar.set_description(", ".join(a.run.run_id for a, _ in running))
+                    description = ", ".join(a.run.run_id for a, _ in running)
+                    if description != shown:  # redrawn only when it changes: logs stay short
+                        bar.set_description(shown := description)
                     finished = [(a, s) for a, s in running if a.process.poll() is not None]
                     if not finished:
                         time.sleep(POLL_S)
@@ -84,14 +86,14 @@ class LocalExecutor:
                             bar.write(f"{record['run_id']}: {record['status']} (exit {record['returncode']}); "
                                       f"see {os.path.join(sweep.run_dir(attempt.run), 'train.log')}")
                         bar.update(1)
-            except KeyboardInterrupt:
+            except BaseException:  # Ctrl-C, or an error of the sweep itself: no run is left behind
                 stop([a for a, _ in running])
                 raise
         return set()
 
 
 def stop(attempts):
-    """Ctrl-C: interrupt every running training (each in its own process group), then wait."""
+    """Interrupt every running training (each in its own process group, as Ctrl-C would), then wait."""
     for attempt in attempts:
         signal_group(attempt.process, signal.SIGINT)
     for attempt in attempts:

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 from configurator import ConfigError, load_config
 from model_advanced_centering import CENTERING_MODES
+from train import REPO_ROOT
 from train_advanced_centered import CenteredTrainConfig
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(REPO_ROOT, "config")
 BASELINE = "baseline"
 BASELINE_MODE = "none"  # the baseline centers nothing: its runs have this mode, not a centering mode
@@ -116,7 +116,8 @@ def check_plan(runs, variants, modes, overrides=(), config_dir=CONFIG_DIR):
     """Raise ConfigError, in one line, for anything in the plan that would make its runs fail
     to start: an unknown variant or mode, a key or value the configurator rejects (in the
     overrides, the grid, or their combination with a variant), a key the sweep sets itself,
-    or two runs with the same id. Returns the resolved training config of every run (by run id)."""
+    or two runs with the same id. overrides: --key=value arguments and config overlay files
+    (applied after the variant's config, in order). Returns the resolved training config of every run (by run id)."""
     for variant in variants:
         if not os.path.isfile(variant_config(variant, config_dir)):
             known = ", ".join(variant_names(config_dir)) if os.path.isdir(config_dir) else "none"
@@ -126,6 +127,8 @@ def check_plan(runs, variants, modes, overrides=(), config_dir=CONFIG_DIR):
             raise ConfigError(f"unknown mode '{mode}'; valid modes: {', '.join(MODES)}")
     override_keys = set()
     for arg in overrides:
+        if not arg.startswith("--") and arg.endswith(".py"):
+            continue  # a config overlay, read by the configurator below
         key, eq, _ = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
         if not eq:
             raise ConfigError(f"training keys go as --key=value, got '{arg}'")

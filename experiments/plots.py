@@ -17,6 +17,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
+from configurator import UserError  # noqa: E402
+from experiments.plan import BASELINE_MODE  # noqa: E402
+from experiments.records import read_metrics  # noqa: E402
 from experiments.stats import correct_comparisons  # noqa: E402
 from model_advanced_centering import BATCH_STATISTICS_MODES  # noqa: E402
 
@@ -29,7 +32,7 @@ def mode_label(mode):
 
 
 def label(variant, mode):
-    return variant.replace("_centered", "") + ("" if mode == "none" else f" ({mode_label(mode)})")
+    return variant.replace("_centered", "") + ("" if mode == BASELINE_MODE else f" ({mode_label(mode)})")
 
 
 def fit_texts(fig, margin=4, passes=4):
@@ -154,6 +157,9 @@ def rate_grid(table, chosen, out_path, title="Learning-rate selection"):
             ax.scatter([float(chosen[key])], [rates[chosen[key]]["mean"]], s=160, facecolors="none",
                        edgecolors=color, linewidths=2)
     ax.set_xscale("log")
+    grid_rates = sorted({rate for rates in table.values() for rate in rates}, key=float)
+    ax.set_xticks([float(r) for r in grid_rates], grid_rates)
+    ax.minorticks_off()
     ax.set_xlabel("learning rate")
     ax.set_ylabel("validation loss (best checkpoint)")
     ax.set_title(f"{title}\nmean over the selection seeds (dots: each seed); circled: the chosen rate", fontsize=10)
@@ -172,9 +178,9 @@ def find_runs(paths):
             runs.extend(sorted(os.path.join(path, d) for d in os.listdir(path)
                                if os.path.isfile(os.path.join(path, d, "metrics.jsonl"))))
         else:
-            raise ValueError(f"no such folder: {path}")
+            raise UserError(f"no such folder: {path}")
     if not runs:
-        raise ValueError(f"no metrics.jsonl found under {', '.join(paths)}")
+        raise UserError(f"no metrics.jsonl found under {', '.join(paths)}")
     return runs
 
 
@@ -192,8 +198,7 @@ def load_curves(run_dir, smoothing):
     """{"train": [(iter, smoothed loss)], "val": [(iter, val loss)]}. The training curve is the
     exponential moving average of the logged step losses; a run that logged fewer than two
     steps (a log interval longer than the run) gets the training-split loss of its evaluations."""
-    with open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8") as f:
-        records = [json.loads(line) for line in f if line.strip()]
+    records = read_metrics(run_dir)
     train = [(r["iter"], r["loss"]) for r in records if r["type"] == "train"]
     evals = [r for r in records if r["type"] == "eval"]
     if len(train) < 2:

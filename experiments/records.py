@@ -21,9 +21,8 @@ import statistics
 import subprocess
 
 from configurator import UserError
-from train import TrainingDiverged
+from train import REPO_ROOT, TrainingDiverged
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS_FILE = "results.jsonl"
 FINAL_STATUSES = ("ok", "diverged")  # a run with one of these is not run again; "failed" is
 
@@ -93,12 +92,16 @@ def git_state(repo=REPO_ROOT):
         return None, None
 
 
-def provenance(device):
-    """Where and with what a run was made; device is a description such as 'cpu (2 threads)'."""
+def provenance(device, slurm_job_id=None):
+    """Where and with what a run was made; device is a description such as 'cpu (2 threads)'.
+    Runs made by Slurm jobs also name their job."""
     import torch
     commit, dirty = git_state()
-    return {"git_commit": commit, "git_dirty": dirty, "torch": torch.__version__, "device": device,
+    made = {"git_commit": commit, "git_dirty": dirty, "torch": torch.__version__, "device": device,
             "hostname": socket.gethostname(), "python": platform.python_version()}
+    if slurm_job_id is not None:
+        made["slurm_job_id"] = slurm_job_id
+    return made
 
 
 def summarize(run, run_dir, returncode, wall_s, executor, provenance, config):

@@ -12,6 +12,7 @@ import os
 import platform
 
 from experiments import plots
+from experiments.plan import BASELINE_MODE
 from experiments.stats import ALPHA, compare_records, correct_comparisons, equal_wall_time, noise_floor
 
 METRIC_NAMES = {"test_loss": "test loss", "final_val_loss": "val loss (last evaluation)",
@@ -23,7 +24,8 @@ EQUAL_WALL_TIME_METHOD = (
     "the baseline's at T. It is a validation-split estimate (the test split is evaluated once, at the "
     "end); the variant's learning rate at T / r has not decayed as in a run planned for T / r steps "
     "(this favours the baseline when r > 1); a faster variant is not extrapolated past its last "
-    "evaluation; step times are measured in these runs, so they carry the machine's other load.")
+    "evaluation; step times are measured in these runs, so they carry the machine's other load. It is "
+    "an estimate beside the decision, not part of it (its own Holm family is in results.json).")
 
 
 def fmt(x, spec="+.2f"):
@@ -74,7 +76,7 @@ def comparison_table(analysis, metric, names=None, rates=None, prior=None):
     for rank, (key, g) in enumerate(sorted(groups.items(), key=lambda kg: kg[1]["mean"]), 1):
         variant, mode = key
         c = g["comparison"]
-        cells = [str(rank), (names or {}).get(variant, variant), "-" if mode == "none" else plots.mode_label(mode)]
+        cells = [str(rank), (names or {}).get(variant, variant), "-" if mode == BASELINE_MODE else plots.mode_label(mode)]
         cells += [rates.get(key, "")] if rates else []
         cells.append(f"{g['mean']:.4f} ± {fmt(g['std'], '.4f')} (n={len(g['losses'])})")
         if c is None:
@@ -132,7 +134,7 @@ def grid_table(table, chosen):
             text = f"{fmt(cell['mean'], '.4f')} (n={len(cell['losses'])})" + (f" {', '.join(bad)}" if bad else "")
             cells.append(f"**{text}**" if chosen.get(key) == rate else text)
         variant, mode = key
-        lines.append(f"| {variant} | {'-' if mode == 'none' else plots.mode_label(mode)} | "
+        lines.append(f"| {variant} | {'-' if mode == BASELINE_MODE else plots.mode_label(mode)} | "
                      + " | ".join(cells) + f" | {chosen.get(key, 'none eligible')} |")
     return lines
 
@@ -174,7 +176,7 @@ def report_plots(report_dir, analysis, title, metric, run_dirs, prior=None, tabl
         plots.improvement_bars(groups, os.path.join(report_dir, "improvement.png"), prior=prior, title=title,
                                wall_time=wall, metric=METRIC_NAMES.get(metric, metric))
         figures.append("improvement.png")
-    if len({m for _, m in groups if m != "none"}) > 1:
+    if len({m for _, m in groups if m != BASELINE_MODE}) > 1:
         plots.mode_heatmap(groups, os.path.join(report_dir, "mode_heatmap.png"),
                            title=f"Mean improvement over the baseline (%), {METRIC_NAMES.get(metric, metric)}")
         figures.append("mode_heatmap.png")

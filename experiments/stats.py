@@ -28,6 +28,8 @@ import math
 import numpy as np
 from scipy import stats
 
+from experiments.plan import BASELINE, BASELINE_MODE
+
 ALPHA = 0.05
 EXACT_PERMUTATION_MAX_N = 16  # 2^16 sign assignments; beyond that a Monte Carlo sample
 MONTE_CARLO_RESAMPLES = 100_000
@@ -111,7 +113,7 @@ def paired_comparison(baseline, variant, confidence=0.95):
         sd = improvement.std(ddof=1)
         half = stats.t.ppf(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)
         result["ci_low"], result["ci_high"] = result["mean_pct"] - half, result["mean_pct"] + half
-        if sd > 0:
+        if sd > 1e-9 * max(1.0, abs(result["mean_pct"])):  # identical improvements: no t-test
             result["p_value"] = float(stats.ttest_1samp(improvement, 0.0).pvalue)
         result["significant"] = bool(result["ci_low"] > 0 or result["ci_high"] < 0)
     return result
@@ -222,15 +224,15 @@ def equal_wall_time(baseline, variant, confidence=0.95):
 def compare_records(records, iters, metric="final_val_loss"):
     """From a sweep's results records: every (variant, mode) at `iters` compared with the
     baseline, seed by seed. Returns {(variant, mode): {"losses": {seed: loss}, "mean", "std",
-    "comparison"}}; the baseline is under ("baseline", "none"). Only runs with status ok count."""
+    "comparison"}}; the baseline is under (BASELINE, BASELINE_MODE). Only runs with status ok count."""
     groups = {}
     for r in records:
         if r["iters"] == iters and r["status"] == "ok" and r.get(metric) is not None:
             groups.setdefault((r["variant"], r["mode"]), {})[r["seed"]] = r[metric]
-    baseline = groups.get(("baseline", "none"), {})
+    baseline = groups.get((BASELINE, BASELINE_MODE), {})
     out = {}
     for key, losses in groups.items():
         mean, std = mean_std(list(losses.values()))
         out[key] = {"losses": losses, "mean": mean, "std": std,
-                    "comparison": paired_comparison(baseline, losses) if key[0] != "baseline" else None}
+                    "comparison": paired_comparison(baseline, losses) if key[0] != BASELINE else None}
     return out

@@ -9,7 +9,8 @@ Each run is a subprocess of train_advanced_centered.py (or of torchrun with npro
 in the directory the sweep was started from. A run with a checkpoint resumes from it; any other
 run starts fresh. Runs with a final record (ok or diverged) are not run again; failed ones are.
 Executors: "local" (experiments.local: N runs at once on this machine) and "slurm"
-(experiments.slurm: one Slurm job per run, through submitit).
+(experiments.slurm: one Slurm job per run, through submitit). A sweep with the local executor
+refuses to start while runs it would do are still queued or running as Slurm jobs of the folder.
 """
 
 import dataclasses
@@ -26,12 +27,12 @@ from dataclasses import dataclass
 from configurator import ConfigError, UserError
 from experiments.plan import BASELINE_MODE, CONFIG_DIR, check_plan
 from experiments.records import FINAL_STATUSES, RESULTS_FILE, append_record, provenance, read_results, summarize
-from train import TrainConfig
+from train import REPO_ROOT, SESSION_KEYS, TrainConfig
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAINER = os.path.join(REPO_ROOT, "train_advanced_centered.py")
 LOCK_FILE = "sweep.lock"
-# Until train.py refuses fresh runs into folders that hold one, it has no overwrite key to pass.
+# train.py refuses a fresh run into a folder that holds a run unless --overwrite=True; a trainer
+# without that key (older train.py) needs no such flag.
 TRAINER_HAS_OVERWRITE = "overwrite" in {f.name for f in dataclasses.fields(TrainConfig)}
 
 
@@ -42,7 +43,7 @@ class Attempt:
     process: subprocess.Popen
     log_file: object
     started: float
-    device: str
+    provenance: dict  # taken when it started: the code it runs is the code of that moment
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,10 @@ class Sweep:
 
     def run_dir(self, run):
         return os.path.join(self.sweep_dir, run.run_id)
+
+    def for_run(self, run):
+        """The same sweep with the config of this run only: what a Slurm job carries."""
+        return dataclasses.replace(self, configs=((run.run_id, dict(self.configs)[run.run_id]),))
 
     def config_of(self, run):
         """The run's resolved training config (a dict), its folder included."""
@@ -77,12 +82,14 @@ class Sweep:
             args.append("--overwrite=True")  # a run that died before its first checkpoint starts over
         return launcher + args
 
-    def start(self, run, env_changes, device, new_session=True):
-        """Start a run's training; its output goes to train.log, after the command that made it."""
+    def start(self, run, env_changes, device, new_session=True, job_id=None):
+        """Start a run's training; its output goes to train.log, after the command that made it.
+        device describes what it trains on; job_id is the Slurm job's, in a Slurm job."""
+        made = provenance(device, job_id)
         run_dir = self.run_dir(run)
         os.makedirs(run_dir, exist_ok=True)
         with open(os.path.join(run_dir, "run.json"), "w", encoding="utf-8") as f:
-            json.dump(run.describe(), f, indent=1)
+            json.dump({**run.describe(), "config": self.config_of(run)}, f, indent=1)
         cmd = self.command(run)
         log_file = open(os.path.join(run_dir, "train.log"), "a", encoding="utf-8")
         shown_env = " ".join(f"{k}={v}" for k, v in sorted(env_changes.items()))
@@ -91,28 +98,23 @@ class Sweep:
         # own process group (locally): Ctrl-C reaches the sweep, which then stops its runs itself
         process = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, cwd=self.cwd,
                                    env={**os.environ, **env_changes}, start_new_session=new_session)
-        return Attempt(run, process, log_file, time.time(), device)
+        return Attempt(run, process, log_file, time.time(), made)
 
     def finish(self, attempt, returncode):
         """Record a finished attempt in results.jsonl; returns the record."""
         attempt.log_file.close()
         run = attempt.run
         record = summarize(run, self.run_dir(run), returncode, time.time() - attempt.started, self.executor,
-                           provenance(attempt.device), self.config_of(run))
+                           attempt.provenance, self.config_of(run))
         append_record(os.path.join(self.sweep_dir, RESULTS_FILE), record)
         return record
-
-    def run_to_end(self, run, env_changes, device):
-        """Start a run and wait for it (in a Slurm job: the job is the run's process group)."""
-        attempt = self.start(run, env_changes, device, new_session=False)
-        return self.finish(attempt, attempt.process.wait())
 
 
 def describe_device(config_device, threads, gpus):
     """What a run trains on, for its record: its device and the threads or GPUs it was given."""
     if gpus and config_device != "cpu":
         return f"cuda (CUDA_VISIBLE_DEVICES={','.join(gpus)})"
-    return f"{'cpu' if config_device == 'auto' else config_device} ({threads} threads)"
+    return f"{'cpu' if config_device == 'auto' else config_device} ({threads} thread{'s' if threads != 1 else ''})"
 
 
 def child_environment(threads, gpus):
@@ -151,6 +153,50 @@ class SweepLock:
         os.close(self.fd)  # releases the lock
 
 
+def other_settings(sweep, run, done):
+    """How the run the folder already holds under this run's id (finished: its record in done;
+    started: its run.json) was trained with other settings than planned now, in a few words
+    ("n_embd=16, now 32"), or None. Reusing or resuming such a run would mislabel it; the
+    session keys (device, compile, ...) may differ."""
+    old = done.get(run.run_id, {}).get("config")
+    if old is None:
+        started = os.path.join(sweep.run_dir(run), "run.json")
+        if os.path.isfile(started):
+            with open(started, encoding="utf-8") as f:
+                old = json.load(f).get("config")
+    if not old:
+        return None
+    new = sweep.config_of(run)
+    differ = sorted(k for k in set(old) | set(new) if k not in SESSION_KEYS and old.get(k) != new.get(k))
+    if not differ:
+        return None
+    return (", ".join(f"{k}={old.get(k)!r}, now {new.get(k)!r}" for k in differ[:4])
+            + (", ..." if len(differ) > 4 else ""))
+
+
+def settings_conflict(sweep, runs, done):
+    """A one-line description of the first run the folder already holds with other training
+    settings than planned now (other_settings), or None."""
+    for run in runs:
+        differ = other_settings(sweep, run, done)
+        if differ:
+            return (f"{sweep.sweep_dir} holds {run.run_id} trained with other settings ({differ}): "
+                    f"give --name=NEW for a sweep folder of its own")
+    return None
+
+
+def refuse_runs_on_slurm(sweep_dir, todo, done):
+    """Raise UserError when a run to do here was submitted to Slurm (--executor=slurm without
+    --wait) and its job may still be queued or running: it would be trained twice at once."""
+    from experiments.slurm import STATE_FILE, slurm_runs_under_way
+    queued = slurm_runs_under_way(sweep_dir, todo, done)
+    if queued:
+        raise UserError(f"{len(queued)} runs of {sweep_dir} are queued or running as Slurm jobs "
+                        f"({', '.join(queued[:3])}{', ...' if len(queued) > 3 else ''}; see {STATE_FILE}): "
+                        f"collect them with --executor=slurm (add --wait to wait for them), or cancel them "
+                        f"(scancel) before running them here")
+
+
 def make_executor(executor, jobs=1, nproc=1, gpus=None, cpus=None, slurm=None):
     if executor == "local":
         from experiments.local import LocalExecutor
@@ -166,7 +212,8 @@ def run_sweep(name, runs, out_root, *, executor="local", jobs=1, nproc=1, overri
     """Do every run of the list that has no final record yet in <out_root>/<name>; returns the
     records of the given runs that have one, by run id (all of them, unless a Slurm sweep was
     started with wait=False and some are still queued or running). The plan is checked first:
-    a ConfigError, before anything runs. Raises UserError when another sweep holds the folder.
+    a ConfigError, before anything runs. Raises UserError when another sweep holds the folder, and
+    (any executor but Slurm's) when runs to do are still queued or running as its Slurm jobs.
     gpus, cpus: what the local executor shares out (default: what this machine has)."""
     if nproc < 1 or jobs < 1:
         raise ConfigError("--jobs and --nproc must be at least 1")
@@ -181,7 +228,12 @@ def run_sweep(name, runs, out_root, *, executor="local", jobs=1, nproc=1, overri
     os.makedirs(sweep_dir, exist_ok=True)
     with SweepLock(sweep_dir):
         done = read_results(sweep_dir)
+        conflict = settings_conflict(sweep, runs, done)
+        if conflict:
+            raise ConfigError(conflict)
         todo = [r for r in runs if done.get(r.run_id, {}).get("status") not in FINAL_STATUSES]
+        if runner.name != "slurm":  # the Slurm executor itself never submits a run twice
+            refuse_runs_on_slurm(sweep_dir, todo, done)
         log(f"sweep {name}: {len(runs)} runs, {len(runs) - len(todo)} already done, {len(todo)} to do "
             f"({runner.describe()})")
         pending = runner.execute(sweep, todo, wait=wait, log=log)

@@ -7,8 +7,9 @@ Each run is a training subprocess with its own folder; see experiments/sweep.py.
         [--jobs=2 | --nproc=2 | --executor=slurm --partition=gpu --gpus_per_run=1] [--key=value ...]
 
 Options are written --key=value (see --help); any other --key=value is a training key given to
-every run. --grid key=v1,v2 (repeatable) makes any training key an axis of the sweep. Everything
-typed is checked before a run starts. Results: <out_root>/<name>/results.jsonl, one record per run.
+every run, and a config file (e.g. config/gpu.py) an overlay after each variant's config.
+--grid key=v1,v2 (repeatable) makes any training key an axis of the sweep. Everything typed is
+checked before a run starts. Results: <out_root>/<name>/results.jsonl, one record per run.
 
 Re-running the same command skips finished runs (status ok or diverged), resumes interrupted
 ones from their checkpoints and tries failed ones again; on Slurm it collects the results of
@@ -46,8 +47,7 @@ def main(argv=None):
         runs = plan_runs(variants, args.modes, args.seeds, args.iters, parse_grid(args.grid))
         sweep_dir = os.path.join(os.path.abspath(args.out_root), args.name)
         if args.dry_run:
-            check_plan(runs, variants, args.modes, overrides, args.config_dir)
-            print_plan(runs, sweep_dir)
+            print_plan(runs, sweep_dir, check_plan(runs, variants, args.modes, overrides, args.config_dir))
             return 0
         records = run_sweep(args.name, runs, args.out_root, overrides=overrides, **sweep_options(args))
         return report(records, runs, sweep_dir)

@@ -27,6 +27,11 @@ SKIP_FIRST = 10  # warm-up iterations left out of the median
 BENCHMARK_DIR = os.path.join("out", "benchmark")  # a scratch folder of its own
 
 
+@dataclasses.dataclass
+class BenchmarkConfig(TrainConfig):
+    out_dir: str = BENCHMARK_DIR  # scratch folder, replaced at every benchmark (a config's out_dir is not used)
+
+
 def machine_description():
     cpu = platform.processor() or platform.machine()
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
@@ -54,7 +59,7 @@ def benchmark(cfg, argv):
 
 
 def main(argv):
-    return run_command(TrainConfig, argv, lambda cfg: benchmark(cfg, argv),
+    return run_command(BenchmarkConfig, argv, lambda cfg: benchmark(cfg, argv),
                        "benchmark.py [config.py ...] [--key=value ...]")
 
 

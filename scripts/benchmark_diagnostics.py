@@ -38,6 +38,7 @@ TimedDiagnostics.__name__ = "AdvancedGPT"  # what its checkpoints are written as
 
 
 def benchmark(cfg, argv):
+    TimedDiagnostics.seconds = []
     with tempfile.TemporaryDirectory() as out_dir:
         cfg.out_dir = out_dir
         t0 = time.perf_counter()

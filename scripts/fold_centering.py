@@ -16,12 +16,10 @@ import os
 import sys
 from dataclasses import dataclass
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
-
-from configurator import ConfigError, run_command  # noqa: E402
-from model_advanced_centering import describe_centering, fold_centering  # noqa: E402
-from train import TrainingError, load_checkpoint, model_from_checkpoint, save_checkpoint  # noqa: E402
+import _repo_root  # noqa: F401  (the repository's modules become importable)
+from configurator import ConfigError, run_command
+from model_advanced_centering import describe_centering, fold_centering
+from train import TrainingError, load_checkpoint, model_from_checkpoint, save_checkpoint
 
 
 @dataclass

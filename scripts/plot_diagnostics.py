@@ -2,48 +2,46 @@
 The anisotropy diagnostics (diagnostics.py) of one or many runs over training: one PNG per metric,
 sites by layers, each variant as its mean over seeds with a ±1 std band.
 
-    python scripts/plot_diagnostics.py out/experiments/modes --out_dir=plots/diagnostics
-    python scripts/plot_diagnostics.py out/baseline out/embeddings_centered --metrics=isoscore,first_mass
+    python scripts/plot_diagnostics.py out/experiments/modes            # -> out/experiments/modes/diagnostics/
+    python scripts/plot_diagnostics.py out/baseline out/embeddings_centered --metrics=isoscore,first_mass --out_dir=diag
 
 An argument is a run folder (with metrics.jsonl) or a folder of runs (a sweep); runs that differ
-only by seed form one variant.
+only by seed form one variant. Without --out_dir the images go to diagnostics/ in the folder given
+(with several, in the folder that holds them all).
 """
 
-import argparse
-import json
 import os
 import sys
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
-
-from diagnostics import plot_diagnostics  # noqa: E402
-from experiments.plots import find_runs, group_name  # noqa: E402
-
-
-def read_records(run_dir):
-    with open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+import _repo_root  # noqa: F401  (the repository's modules become importable)
+from configurator import UserError
+from diagnostics import plot_diagnostics
+from experiments.cli import CommandLine, guarded
+from experiments.plots import find_runs, group_name
+from experiments.records import read_metrics
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = CommandLine(__doc__)
     parser.add_argument("paths", nargs="+", help="run folders or sweep folders")
-    parser.add_argument("--out_dir", default="diagnostics_plots", help="folder for the PNGs")
+    parser.add_argument("--out_dir", default=None, help="folder for the PNGs (default: diagnostics/ beside the input)")
     parser.add_argument("--metrics", default="", help="comma-separated metric names (default: all)")
     args = parser.parse_args(argv)
-    groups = {}
-    try:
-        run_dirs = find_runs(args.paths)
-    except ValueError as e:
-        raise SystemExit(f"error: {e}") from None
-    for run_dir in run_dirs:
-        groups.setdefault(group_name(run_dir), []).append(read_records(run_dir))
-    paths = plot_diagnostics(groups, args.out_dir, [m for m in args.metrics.split(",") if m])
-    if not paths:
-        raise SystemExit(f"error: no diagnostics (diag/ keys) in the eval records of {', '.join(args.paths)}")
-    print("\n".join(paths))
-    return 0
+
+    def body():
+        groups = {}
+        for run_dir in find_runs(args.paths):
+            groups.setdefault(group_name(run_dir), []).append(read_metrics(run_dir))
+        folders = [os.path.abspath(p) for p in args.paths]
+        out_dir = args.out_dir or os.path.join(
+            folders[0] if len(folders) == 1 else os.path.commonpath(folders), "diagnostics")
+        paths = plot_diagnostics(groups, out_dir, [m for m in args.metrics.split(",") if m])
+        if not paths:
+            raise UserError(f"no diagnostics (diag/ keys) in the eval records of {', '.join(args.paths)}")
+        print("\n".join(paths))
+        return 0
+
+    return guarded(body)
 
 
 if __name__ == "__main__":

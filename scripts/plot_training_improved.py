@@ -10,12 +10,13 @@ An argument is a run folder (with metrics.jsonl) or a folder of runs (a sweep). 
 plot is written into the folder given (with several, into the folder that holds them all).
 """
 
-import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from experiments.plots import find_runs, plot_curves  # noqa: E402
+import _repo_root  # noqa: F401  (the repository's modules become importable)
+from configurator import ConfigError
+from experiments.cli import CommandLine, guarded
+from experiments.plots import find_runs, plot_curves
 
 
 def default_out(paths):
@@ -24,21 +25,20 @@ def default_out(paths):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = CommandLine(__doc__)
     parser.add_argument("paths", nargs="+", help="run folders or sweep folders")
     parser.add_argument("--out", default=None, help="the image to write (default: training_curves.png in the folder given)")
     parser.add_argument("--smoothing", type=float, default=0.9, help="EMA factor of the training loss, in [0, 1)")
-    parser.add_argument("--title", default="Training curves")
+    parser.add_argument("--title", default="Training curves", help="the plot's title")
     args = parser.parse_args(argv)
-    if not 0 <= args.smoothing < 1:
-        parser.error(f"--smoothing must be in [0, 1), got {args.smoothing}")
-    try:
-        runs = find_runs(args.paths)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(plot_curves(runs, args.out or default_out(args.paths), args.smoothing, args.title))
-    return 0
+
+    def body():
+        if not 0 <= args.smoothing < 1:
+            raise ConfigError(f"--smoothing must be in [0, 1), got {args.smoothing}")
+        print(plot_curves(find_runs(args.paths), args.out or default_out(args.paths), args.smoothing, args.title))
+        return 0
+
+    return guarded(body)
 
 
 if __name__ == "__main__":

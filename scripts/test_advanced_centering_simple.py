@@ -19,9 +19,9 @@ import torch
 
 from configurator import ConfigError, load_config
 from experiments.cli import CommandLine, guarded
-from experiments.plan import MODES, REPO_ROOT, plan_runs, variant_names
+from experiments.plan import MODES, plan_runs, variant_names
 from model_advanced_centering import AdvancedGPT, AdvancedGPTConfig
-from train import load_checkpoint, model_from_checkpoint, train
+from train import REPO_ROOT, load_checkpoint, model_from_checkpoint, train
 from train_advanced_centered import CenteredTrainConfig
 
 TINY = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=8",

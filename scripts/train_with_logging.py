@@ -14,11 +14,13 @@ Options are the training keys, written --key=value (see --help).
 import json
 import os
 import sys
+from dataclasses import dataclass
 
 import _repo_root  # noqa: F401  (the repository's modules become importable)
 import torch
 
 import train_advanced_centered
+from experiments.records import read_jsonl
 from model_advanced_centering import VectorCentering
 
 
@@ -55,23 +57,43 @@ def center_norms(model):
     return {name: sum(v) / len(v) for name, v in norms.items()}
 
 
+_first_logged_iter = []  # the first iteration this process logs, once known
+
+
+def drop_records_from(path, iter_num):
+    """Keep only the records before iter_num: on a fresh start (0) none of a replaced run's, on
+    resume none that a killed run wrote past its checkpoint."""
+    kept = [r for r in read_jsonl(path) if r["iter"] < iter_num]
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r) + "\n" for r in kept)
+
+
 def log_step(cfg, iter_num, model, loss, lr):
     if int(os.environ.get("RANK", 0)) != 0:
         return
+    path = os.path.join(cfg.out_dir, "detailed.jsonl")
+    if not _first_logged_iter:
+        _first_logged_iter.append(iter_num)
+        drop_records_from(path, iter_num)
     total, per_layer = gradient_norms(model)
     record = {"iter": iter_num, "loss": loss, "lr": lr, "grad_norm": total,
               "grad_norm_by_layer": per_layer, "center_norm": center_norms(model)}
-    with open(os.path.join(cfg.out_dir, "detailed.jsonl"), "a", encoding="utf-8") as f:
+    with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
 
 
 DEFAULT_OUT_DIR = os.path.join("out", "train_with_logging")
 
 
+@dataclass
+class LoggingTrainConfig(train_advanced_centered.CenteredTrainConfig):
+    out_dir: str = DEFAULT_OUT_DIR  # the run's folder, with detailed.jsonl (a config's out_dir is not used)
+
+
 def main(argv):
     if not any(arg.startswith("--out_dir=") for arg in argv):
-        argv = [*argv, f"--out_dir={DEFAULT_OUT_DIR}"]
-    return train_advanced_centered.main(argv, on_step=log_step)
+        argv = [*argv, f"--out_dir={DEFAULT_OUT_DIR}"]  # over a config file's out_dir too
+    return train_advanced_centered.main(argv, on_step=log_step, config_cls=LoggingTrainConfig)
 
 
 if __name__ == "__main__":

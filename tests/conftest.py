@@ -11,6 +11,9 @@ import torch
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
+# the command-line scripts, imported by the tests that call their main(); after the library, so
+# that a script's name never hides a library module
+sys.path.append(os.path.join(REPO_ROOT, "scripts"))
 TINY_SHAKESPEARE = os.path.join(REPO_ROOT, "..", "shared", "data", "tinyshakespeare", "input.txt")
 
 TINY_MODEL = dict(n_layer=2, n_head=2, n_embd=32, block_size=16, batch_size=4, bias=True,

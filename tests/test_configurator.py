@@ -1,9 +1,11 @@
+import dataclasses
+import os
 import subprocess
 import sys
 
 import pytest
 
-from configurator import ConfigError, load_config
+from configurator import ConfigError, describe, field_comments, load_config
 from conftest import REPO_ROOT, run_main
 from train import TrainConfig, main as train_main
 
@@ -61,3 +63,46 @@ def test_command_line_exits_2_with_one_line(capsys, monkeypatch):
     monkeypatch.chdir(REPO_ROOT)
     status, _, err = run_main(train_main, ["config/missing.py"], capsys)  # the same path, in this process
     assert status == 2 and err.strip() == "error: config file not found: config/missing.py"
+
+
+def help_lines(script):
+    r = subprocess.run([sys.executable, script, "--help"], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stderr == ""
+    return {line.split("=")[0].strip(): line for line in r.stdout.splitlines() if line.startswith("  --")}
+
+
+def test_help_gives_every_key_its_comment():
+    lines = help_lines("train.py")
+    assert lines["--learning_rate"] == "  --learning_rate=0.001  (float)  peak learning rate (after warmup)"
+    assert lines["--out_dir"].startswith("  --out_dir='out/train'  (str)  the run's folder")
+    assert set(lines) == {f"--{f.name}" for f in dataclasses.fields(TrainConfig)}
+    without_help = [key for key, line in lines.items() if not line.split(")", 1)[1].strip()]
+    assert without_help == []  # every key of train.py says what it is for
+
+
+@dataclasses.dataclass
+class _Base:
+    plain: int = 1
+    width: int = 2  # the base's words
+    name: str = "a # b"  # a '#' inside a default is not a comment
+
+
+@dataclasses.dataclass
+class _Child(_Base):
+    name: str = "c"  # the child's own words
+    extra: float = 0.5
+
+
+def test_describe_reads_trailing_comments_over_the_class_hierarchy():
+    text = describe(_Child).splitlines()
+    assert text == ["  --plain=1  (int)",  # no comment, no help
+                    "  --width=2  (int)  the base's words",  # inherited
+                    "  --name='c'  (str)  the child's own words",  # redeclared: the subclass's comment wins
+                    "  --extra=0.5  (float)"]
+    assert field_comments(_Base)["name"] == "a '#' inside a default is not a comment"
+
+
+@pytest.mark.parametrize("script,folder", [("scripts/benchmark.py", "benchmark"),
+                                           ("scripts/train_with_logging.py", "train_with_logging")])
+def test_script_help_shows_the_folder_it_writes_to(script, folder):
+    assert help_lines(script)["--out_dir"].startswith(f"  --out_dir={os.path.join('out', folder)!r}  (str)  ")

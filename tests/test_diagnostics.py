@@ -4,7 +4,6 @@ own attention, invariance under the KV cache and folding, the eval records, the 
 import json
 import math
 import os
-import sys
 
 import pytest
 import torch
@@ -12,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import diagnostics
-from conftest import REPO_ROOT, warm_up
+from conftest import warm_up
 from diagnostics import (SiteRecorder, first_position_attention, isoscore, isoscore_from_variances,
                          mean_pairwise_cosine, principal_variances, site_diagnostics, top_variance_share)
 from model import GPT, KVCache, GPTConfig
@@ -104,7 +103,7 @@ def record_model_attention(monkeypatch):
         first = torch.zeros(*k.shape[:-1], 1, dtype=v.dtype)
         first[..., 0, :] = 1.0
         weight_on_first = real(q, k, first, attn_mask=attn_mask, is_causal=is_causal, **kwargs)  # (B, H, T, 1)
-        seen.append(weight_on_first[:, :, 1:, 0].mean().item())
+        seen.append(weight_on_first[:, :, 1:, 0].mean(dim=(0, 2)))  # per head
         return real(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, **kwargs)
 
     monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
@@ -124,9 +123,10 @@ def test_first_position_attention_is_the_models_own(monkeypatch, make):
     seen = record_model_attention(monkeypatch)
     diag = model.eval_diagnostics(idx)
     assert len(seen) == model.config.n_layer
-    for layer, weight in enumerate(seen):
-        assert diag[f"diag/attention/{layer}/first_mass"] == pytest.approx(weight, abs=1e-6)
-    assert 1 / 16 < seen[0] < 1  # somewhere between uniform attention and attention on position 0 only
+    for layer, per_head in enumerate(seen):
+        assert diag[f"diag/attention/{layer}/first_mass"] == pytest.approx(per_head.mean().item(), abs=1e-6)
+        assert diag[f"diag/attention/{layer}/first_mass_max_head"] == pytest.approx(per_head.max().item(), abs=1e-6)
+    assert not torch.allclose(seen[0], seen[0].mean())  # the heads differ: the max is not the mean
 
 
 def test_first_position_attention_of_a_sink():
@@ -134,9 +134,9 @@ def test_first_position_attention_of_a_sink():
     q = torch.ones(1, 5, 4)
     k = torch.zeros(1, 5, 4)
     k[:, 0] = 20.0
-    assert first_position_attention(q, k, n_head=2).item() == pytest.approx(1.0, abs=1e-6)
-    assert first_position_attention(q, torch.zeros(1, 5, 4), n_head=2).item() == pytest.approx(
-        sum(1 / (t + 1) for t in range(1, 5)) / 4, abs=1e-6)  # uniform: 1 / (t + 1) at query t
+    assert first_position_attention(q, k, n_head=2).tolist() == pytest.approx([1.0, 1.0], abs=1e-6)
+    uniform = sum(1 / (t + 1) for t in range(1, 5)) / 4  # 1 / (t + 1) at query t
+    assert first_position_attention(q, torch.zeros(1, 5, 4), n_head=2).tolist() == pytest.approx([uniform] * 2, abs=1e-6)
 
 
 def all_placements_model(mode="momentum"):
@@ -243,7 +243,7 @@ def test_probe_uses_whole_sequences_up_to_the_token_cap_and_restores_training_mo
 
 
 def expected_diag_keys(n_layer):
-    keys = {f"diag/attention/{layer}/first_mass" for layer in range(n_layer)}
+    keys = {f"diag/attention/{layer}/{m}" for layer in range(n_layer) for m in ("first_mass", "first_mass_max_head")}
     places = [("embeddings", 0)] + [(s, layer) for layer in range(n_layer)
                                      for s in ("q", "k", "v", "attn_out", "mlp", "residual")]
     for site, layer in places:
@@ -285,20 +285,31 @@ def test_eval_records_hold_every_diagnostic(tiny_runs, tiny_config):
     assert "center_norm/embeddings" in centered and "cosine/embeddings" in centered
 
 
-def test_plot_command_draws_each_metric(tiny_runs, tmp_path):
-    sys.path.insert(0, os.path.join(REPO_ROOT, "scripts"))
+def test_plot_command_draws_each_metric(tiny_runs, tmp_path, capsys):
     import plot_diagnostics
     out = tmp_path / "plots"
     drawn = ["cosine", "first_mass"]  # a metric with before/after curves, the attention one
     assert plot_diagnostics.main([*tiny_runs, f"--out_dir={out}", f"--metrics={','.join(drawn)}"]) == 0
     assert sorted(os.listdir(out)) == sorted(f"diag_{m}.png" for m in drawn)
     assert all(os.path.getsize(out / f"diag_{m}.png") > 10_000 for m in drawn)
+    capsys.readouterr()
     with pytest.raises(SystemExit) as error:  # a folder without runs: a one-line error
         plot_diagnostics.main([str(tmp_path / "nothing"), f"--out_dir={out}"])
-    assert str(error.value).startswith("error:") and "\n" not in str(error.value)
+    err = capsys.readouterr().err
+    assert error.value.code == 1 and err.startswith("error:") and err.count("\n") == 1
 
 
 def test_every_logged_metric_has_a_plot(tiny_runs, tmp_path):
     """Without --metrics every metric in the records is drawn (checked without drawing them)."""
     names = diagnostics.metric_names({"run": [eval_records(tiny_runs[0])]})
-    assert sorted(names) == sorted(METRICS + ("first_mass",))
+    assert sorted(names) == sorted(METRICS + ("first_mass", "first_mass_max_head"))
+
+
+def test_cost_benchmark_reports_the_share_of_the_run(char_data, capsys):
+    from conftest import TINY_MODEL
+    import benchmark_diagnostics
+    args = [f"--{k}={v}" for k, v in TINY_MODEL.items()]
+    assert benchmark_diagnostics.main([*args, f"--data_dir={char_data}", "--center_v=True", "--max_iters=4",
+                                       "--eval_interval=2"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("run: 4 iterations") and "3 evaluations logged diagnostics" in line and line.endswith("without them")

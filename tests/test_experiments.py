@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from conftest import REPO_ROOT
 
 SCRIPTS = os.path.join(REPO_ROOT, "scripts")
@@ -23,10 +25,11 @@ def results(path):
         return [json.loads(line) for line in f if line.strip()]
 
 
+@pytest.mark.slow
 def test_sweep_resumes_after_interrupt_without_redoing_runs(char_data, tmp_path):
     args = ["--name=s", f"--out_root={tmp_path}", "--variants=baseline,embeddings_centered",
             "--modes=momentum", "--seeds=1,2", "--iters=60", f"--data_dir={char_data}", *TINY]
-    dry = subprocess.run(sweep(args + ["--dry-run"]), capture_output=True, text=True, env=ENV)
+    dry = subprocess.run(sweep(args + ["--dry_run"]), capture_output=True, text=True, env=ENV)
     assert dry.returncode == 0 and "4 runs in" in dry.stdout and dry.stdout.count("to do") == 4
 
     proc = subprocess.Popen(sweep(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
@@ -61,6 +64,7 @@ def test_sweep_resumes_after_interrupt_without_redoing_runs(char_data, tmp_path)
         assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_failed_run_is_recorded_and_the_sweep_goes_on(char_data, tmp_path):
     config_dir = tmp_path / "config"
     config_dir.mkdir()
@@ -79,6 +83,18 @@ def test_failed_run_is_recorded_and_the_sweep_goes_on(char_data, tmp_path):
     assert by_id["baseline-none-s1-i20"]["status"] == by_id["value_centered-adaptive-s1-i20"]["status"] == "ok"
     assert "float16 needs CUDA" in (tmp_path / "f" / "half-adaptive-s1-i20" / "train.log").read_text()
 
+    # the same sweep with other settings: its finished runs (records) and started ones (run.json)
+    # are not reused or resumed under the same ids, and nothing is touched
+    before = (tmp_path / "f" / "results.jsonl").read_text()
+    wider = [a.replace("--n_embd=16", "--n_embd=32") for a in args]
+    for _ in range(2):
+        r = subprocess.run(sweep(wider), capture_output=True, text=True, env=ENV, timeout=300)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+        assert "baseline-none-s1-i20 trained with other settings (n_embd=16, now 32)" in r.stderr
+        if (tmp_path / "f" / "results.jsonl").exists():
+            assert (tmp_path / "f" / "results.jsonl").read_text() == before
+            os.rename(tmp_path / "f" / "results.jsonl", tmp_path / "results.jsonl.kept")  # now only run.json says
+
     # a config the configurator rejects fails the whole sweep in one line, before any run starts
     (config_dir / "broken.py").write_text('include("experiment_base.py")\ncenter_v = True\nbias = "yes"\n')
     r = subprocess.run(sweep([*args[:2], "--name=g", "--variants=baseline,broken", *args[3:]]),
@@ -87,6 +103,7 @@ def test_failed_run_is_recorded_and_the_sweep_goes_on(char_data, tmp_path):
     assert not (tmp_path / "g").exists()
 
 
+@pytest.mark.slow
 def test_run_best_reproduction_writes_table_and_plots(char_data, tmp_path):
     report = tmp_path / "report"
     r = subprocess.run([sys.executable, os.path.join(SCRIPTS, "run_best_advanced_1k.py"), "--seeds=2", "--iters=20",
@@ -96,13 +113,14 @@ def test_run_best_reproduction_writes_table_and_plots(char_data, tmp_path):
     table = (report / "results.md").read_text()
     for method in ("Baseline", "Embeddings centered", "QK + Value", "Full attention", "Value only"):
         assert f"| {method} |" in table
-    assert "(n=2)" in table and "Baseline seed-to-seed noise" in table and "+2.26%" in table
+    assert "(n=2)" in table and "Noise floor" in table and "+2.26%" in table and "p (Holm)" in table
     data = json.loads((report / "results.json").read_text())
-    assert len(data["runs"]) == 10 and len(data["rows"]) == 5
+    assert len(data["runs"]) == 10 and len(data["comparisons"]) == 5 and data["metric"] == "test_loss"
     assert (report / "improvement.png").stat().st_size > 10_000
     assert (report / "val_curves.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_smoke_check_passes(char_data):
     r = subprocess.run([sys.executable, os.path.join(SCRIPTS, "test_advanced_centering_simple.py"),
                         f"--data_dir={char_data}"], capture_output=True, text=True, env=ENV, timeout=300)
@@ -128,8 +146,7 @@ def test_detailed_logging(tiny_config):
 # ---------------------------------------------------------------------------------------------
 # The experiments library: planning, records, the local executor
 
-def test_grid_plan_ids_and_typos():
-    import pytest
+def test_grid_plan_ids_and_typos(tmp_path):
     from configurator import ConfigError
     from experiments.plan import BASELINE_MODE, check_plan, parse_grid, plan_runs, variant_names
 
@@ -162,6 +179,10 @@ def test_grid_plan_ids_and_typos():
     assert "must be divisible" in rejected(["n_head=3"])  # validated with the variant's config
     with pytest.raises(ConfigError):
         parse_grid(["learning_rate"])
+    overlay = tmp_path / "wide.py"  # a config file among the overrides: an overlay on every variant
+    overlay.write_text("n_embd = 64\nn_head = 8\n")
+    configs = check_plan(runs[:1], ["baseline"], [], [str(overlay), "--n_head=2"])
+    assert (configs[runs[0].run_id]["n_embd"], configs[runs[0].run_id]["n_head"]) == (64, 2)
 
 
 def test_records_read_the_test_split_and_survive_concurrent_appends(tmp_path):
@@ -200,6 +221,7 @@ def _append_many(path, worker):
         append_record(path, {"worker": worker, "i": i, "pad": "x" * 20_000})
 
 
+@pytest.mark.slow
 def test_jobs_2_gives_the_records_of_jobs_1(char_data, tmp_path):
     """Two runs at once, each with half the cores, end exactly as one at a time; the relative
     --out_root is the same folder for checkpoints and records."""
@@ -218,9 +240,10 @@ def test_jobs_2_gives_the_records_of_jobs_1(char_data, tmp_path):
             assert (cwd / "rel" / "j" / run_id / "ckpt.pt").exists()
             assert record["config"]["out_dir"] == str(cwd / "rel" / "j" / run_id)
             assert record["executor"] == "local" and record["provenance"]["torch"]
-            assert record["provenance"]["device"] == f"cpu ({2 // jobs} threads)"
+            assert record["test_loss"] > 0 and record["test_bpb"] > 0  # from the run's test record
+            assert record["provenance"]["device"] == ("cpu (2 threads)" if jobs == 1 else "cpu (1 thread)")
             header = (cwd / "rel" / "j" / run_id / "train.log").read_text().splitlines()[0]
-            assert header.startswith(f"$ OMP_NUM_THREADS={2 // jobs} ")
+            assert header.startswith(f"$ OMP_NUM_THREADS={2 // jobs} ") and header.endswith(" --overwrite=True")
     assert len(by_jobs[1]) == 2 and set(by_jobs[1]) == set(by_jobs[2])
     for run_id, one in by_jobs[1].items():
         two = by_jobs[2][run_id]
@@ -230,20 +253,20 @@ def test_jobs_2_gives_the_records_of_jobs_1(char_data, tmp_path):
 
 STAND_IN_TRAINER = """
 import json, os, sys, time
+import torch
 out = [a.split("=", 1)[1] for a in sys.argv if a.startswith("--out_dir=")][0]
 rank = os.environ.get("RANK", "0")
 start = time.time()
 time.sleep(1.0)
 with open(os.path.join(out, f"env-{rank}.json"), "w") as f:
     json.dump({"gpus": os.environ.get("CUDA_VISIBLE_DEVICES"), "threads": os.environ.get("OMP_NUM_THREADS"),
-               "start": start, "end": time.time()}, f)
+               "torch_threads": torch.get_num_threads(), "start": start, "end": time.time()}, f)
 """
 
 
 def test_each_running_job_gets_its_own_gpus(tmp_path, monkeypatch):
     """What the local executor gives each child, seen by the child: its GPUs and threads. A stand-in
     trainer reports its environment (no GPU here); the GPU count is given with gpus=."""
-    import pytest
     from configurator import ConfigError
     from experiments.local import LocalExecutor
     from experiments.plan import plan_runs
@@ -260,7 +283,7 @@ def test_each_running_job_gets_its_own_gpus(tmp_path, monkeypatch):
     for run in runs:
         envs = [json.loads((tmp_path / "g" / run.run_id / f"env-{rank}.json").read_text()) for rank in (0, 1)]
         assert envs[0]["gpus"] == envs[1]["gpus"] in ("0,1", "2,3")  # both processes of a run: its 2 GPUs
-        assert envs[0]["threads"] == "2"  # 8 cores / (2 jobs x 2 processes)
+        assert envs[0]["threads"] == "2" and envs[0]["torch_threads"] == 2  # 8 cores / (2 jobs x 2 processes)
         seen.append(envs[0])
     for a in seen:  # runs that overlapped in time never shared a GPU
         for b in seen:
@@ -293,3 +316,135 @@ def test_a_second_sweep_on_the_same_folder_is_refused(char_data, tmp_path):
     r = subprocess.run(sweep(args), capture_output=True, text=True, env=ENV, timeout=120)
     assert r.returncode == 0, r.stderr
     assert [x["status"] for x in results(tmp_path / "s" / "results.jsonl")] == ["ok"]
+
+
+@pytest.mark.slow
+def test_sweep_throughput_benchmark_runs(char_data, tmp_path):
+    r = subprocess.run([sys.executable, os.path.join(SCRIPTS, "benchmark_sweep.py"), "--variants=baseline",
+                        "--iters=4", "--rounds=1", f"--out_root={tmp_path}", f"--data_dir={char_data}", *TINY],
+                       capture_output=True, text=True, env=ENV, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "| --jobs 1 | 2 |" in r.stdout and "| --jobs 2 | 1 |" in r.stdout
+    assert "--jobs 2 / --jobs 1: " in r.stdout and "(1 runs of 4 iterations)" in r.stdout
+
+
+def test_eval_noise(tiny_config):
+    from train import train
+    train(tiny_config, log=lambda *a: None)
+    r = subprocess.run([sys.executable, os.path.join(SCRIPTS, "eval_noise.py"), f"--out_dir={tiny_config.out_dir}",
+                        "--windows=20", "--trials=5"], capture_output=True, text=True, env=ENV, timeout=120)
+    assert r.returncode == 0, r.stderr
+    exact = float(r.stdout.split("non-overlapping windows: ")[1].split()[0])
+    assert 0 < exact < 10 and "estimates from 20 random windows (5 trials)" in r.stdout
+    r = subprocess.run([sys.executable, os.path.join(SCRIPTS, "eval_noise.py"), f"--out_dir={tiny_config.out_dir}x"],
+                       capture_output=True, text=True, env=ENV, timeout=120)
+    assert r.returncode == 1 and r.stderr.startswith("error: no checkpoint at ") and r.stderr.count("\n") == 1
+
+
+def test_a_local_sweep_never_runs_what_is_still_queued_on_slurm(tmp_path, monkeypatch):
+    """After --executor=slurm without --wait, a local sweep on the folder refuses the runs whose
+    jobs may still be queued or running (the state query is faked: no cluster here), refuses too
+    when Slurm cannot be asked, and runs them once their jobs are known to have ended."""
+    import experiments.slurm as slurm
+    from configurator import UserError
+    from experiments.plan import plan_runs
+    from experiments.records import read_results
+    from experiments.sweep import run_sweep
+
+    trainer = tmp_path / "trainer.py"
+    trainer.write_text("")  # a stand-in that exits 0 at once
+    runs = plan_runs(["baseline"], [], [1, 2], [10])
+    sweep_dir = tmp_path / "q"
+    sweep_dir.mkdir()
+    (sweep_dir / slurm.STATE_FILE).write_text(json.dumps({runs[0].run_id: "41_0", runs[1].run_id: "41_1"}))
+    go = lambda: run_sweep("q", runs, str(tmp_path), trainer=str(trainer), gpus=[], log=lambda *a: None)
+
+    monkeypatch.setattr(slurm, "job_states", lambda: {"41_0": "COMPLETED", "41_1": "PENDING"})
+    with pytest.raises(UserError, match=r"1 runs of .* are queued or running as Slurm jobs \(baseline-none-s2-i10;"):
+        go()
+
+    def unreachable():
+        raise UserError("cannot ask Slurm for the jobs' states: no squeue")
+    monkeypatch.setattr(slurm, "job_states", unreachable)
+    with pytest.raises(UserError, match="Slurm cannot be asked whether they are still queued or running "
+                                        r"\(cannot ask Slurm for the jobs' states: no squeue\)") as refused:
+        go()
+    assert "\n" not in str(refused.value)
+    assert not (sweep_dir / "results.jsonl").exists() and not (sweep_dir / runs[0].run_id).exists()
+
+    monkeypatch.setattr(slurm, "job_states", lambda: {"41_0": "COMPLETED", "41_1": "CANCELLED"})
+    assert {r["status"] for r in go().values()} == {"ok"}  # both jobs ended: the runs are done here
+    assert set(read_results(str(sweep_dir))) == {r.run_id for r in runs}
+
+    # a job whose record is in results.jsonl is known to have ended: Slurm is not asked about it
+    monkeypatch.setattr(slurm, "job_states", unreachable)
+    assert slurm.slurm_runs_under_way(str(sweep_dir), runs, {
+        runs[0].run_id: {"provenance": {"slurm_job_id": "41_0"}},
+        runs[1].run_id: {"provenance": {"slurm_job_id": "41_1"}}}) == []
+
+
+def test_yes_no_options_and_counts_are_checked_when_parsed(tmp_path, capsys):
+    """--dry_run and --wait alone or =True/False (the configurator's words); --jobs/--nproc below 1
+    are refused while parsing, so a dry run catches them too."""
+    import advanced_centering_experiments as sweep_script
+    import run_best_advanced_1k
+    from experiments.cli import CommandLine, add_sweep_arguments, sweep_options
+
+    base = ["--name=x", f"--out_root={tmp_path}", "--variants=baseline", "--seeds=1", "--iters=10"]
+    for dry in (["--dry_run"], ["--dry_run=True"], ["--dry_run=1", "--dropout=0.1"], ["--dry_run", "--dropout=0.1"]):
+        assert sweep_script.main(base + dry) == 0
+        assert capsys.readouterr().out.endswith(f"1 runs in {tmp_path / 'x'}\n")
+    assert not (tmp_path / "x").exists()  # nothing ran
+    assert run_best_advanced_1k.main([f"--out_root={tmp_path}", "--variants=baseline", "--tune", "--rates=1e-3",
+                                      "--selection_seeds=1", "--seeds=2", "--iters=10", "--dry_run"]) == 0
+    assert "1 runs in" in (out := capsys.readouterr().out) and "then 2 test seeds" in out  # --tune alone: True
+    for bad, message in (("--jobs=0", "argument --jobs: must be at least 1, got 0"),
+                         ("--jobs=-2", "argument --jobs: must be at least 1, got -2"),
+                         ("--nproc=0", "argument --nproc: must be at least 1, got 0"),
+                         ("--dry_run=maybe", "argument --dry_run: expected a boolean"),
+                         ("--wait=yes", "argument --wait: expected a boolean")):
+        with pytest.raises(SystemExit) as exit:
+            sweep_script.main(base + ["--dry_run", bad])
+        err = capsys.readouterr().err
+        assert exit.value.code == 2 and err.startswith(f"error: {message}") and err.count("\n") == 1, err
+
+    parser = CommandLine("x")
+    add_sweep_arguments(parser)
+    for argv, dry, wait in (([], False, False), (["--wait"], False, True), (["--wait=False", "--dry_run=false"], False, False),
+                            (["--wait=true", "--dry_run", "config/gpu.py"], True, True)):
+        args, rest = parser.parse_with_overrides(["--executor=slurm", *argv])
+        assert (args.dry_run, sweep_options(args)["wait"]) == (dry, wait)
+        assert rest == [a for a in argv if a.endswith(".py")]  # an overlay after a bare flag stays an overlay
+
+
+def test_dry_run_shows_runs_held_with_other_settings(tmp_path, capsys):
+    """A run the folder holds (finished: its record; started: its run.json) trained otherwise is
+    listed as "other settings", not as its old status, by both experiment scripts' dry runs."""
+    import advanced_centering_experiments as sweep_script
+    import run_best_advanced_1k
+    from experiments.plan import check_plan, plan_runs
+    from experiments.records import RESULTS_FILE, append_record
+
+    runs = plan_runs(["baseline"], [], [1, 2, 3], [10])
+    configs = check_plan(runs, ["baseline"], [], ["--n_embd=32"])
+    folder = tmp_path / "x"
+    for run in runs:
+        configs[run.run_id]["out_dir"] = str(folder / run.run_id)
+    (folder / runs[0].run_id).mkdir(parents=True)
+    (folder / runs[0].run_id / "run.json").write_text(json.dumps({"config": {**configs[runs[0].run_id], "n_embd": 16}}))
+    append_record(str(folder / RESULTS_FILE), {"run_id": runs[1].run_id, "status": "ok",
+                                               "config": {**configs[runs[1].run_id], "device": "cuda"}})
+    append_record(str(folder / RESULTS_FILE), {"run_id": runs[2].run_id, "status": "ok",
+                                               "config": {**configs[runs[2].run_id], "n_embd": 16}})
+    assert sweep_script.main(["--name=x", f"--out_root={tmp_path}", "--variants=baseline", "--seeds=1,2,3",
+                              "--iters=10", "--n_embd=32", "--dry_run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split(None, 1) == [runs[0].run_id, "other settings (n_embd=16, now 32)"]
+    assert lines[1].split() == [runs[1].run_id, "ok"]  # another device is the same run
+    assert lines[2].split(None, 1) == [runs[2].run_id, "other settings (n_embd=16, now 32)"]
+    assert lines[-1].startswith("2 of them the folder holds trained with other settings")
+
+    assert run_best_advanced_1k.main([f"--out_root={tmp_path}", "--name=x", "--variants=baseline", "--seeds=3",
+                                      "--iters=10", "--n_embd=32", "--dry_run", f"--dataset={configs[runs[0].run_id]['dataset']}"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("other settings (n_embd=16, now 32)") == 2 and f"{runs[1].run_id}" in out

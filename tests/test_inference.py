@@ -8,16 +8,15 @@ import pytest
 import torch
 
 import sample as sample_module
-from conftest import REPO_ROOT, run_main, warm_up
+from conftest import run_main, warm_up
 from model import GPT, GPTConfig, KVCache
 from model_advanced_centering import PLACEMENTS, AdvancedGPT, AdvancedGPTConfig, fold_centering
 from sample import SampleConfig, sample
 from train import load_checkpoint, model_from_checkpoint, save_checkpoint, train
 from train_advanced_centered import CenteredTrainConfig
 
-sys.path.insert(0, os.path.join(REPO_ROOT, "scripts"))
-import export_hf  # noqa: E402
-import fold_centering as fold_script  # noqa: E402
+import export_hf  # the scripts folder is on sys.path (conftest.py)
+import fold_centering as fold_script
 
 BASE = dict(block_size=16, vocab_size=40, n_layer=2, n_head=2, n_embd=32, dropout=0.0, bias=True)
 PER_TOKEN_MODES = ("adaptive", "momentum", "learnable_center")

@@ -3,8 +3,10 @@ identity, and a kill in the middle of the first checkpoint write."""
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -80,6 +82,23 @@ def test_fresh_run_into_a_folder_holding_a_run_is_refused(tiny_config, capsys):
     for name in ("run.json", "train.log"):
         with open(os.path.join(out_dir, name)) as f:
             assert f.read() == "mine"
+
+
+@pytest.mark.parametrize("bad,message", [
+    (["--dtype=float16"], "dtype float16 needs CUDA"),  # runtime setup
+    (["--data_dir=no/such/data"], "no prepared dataset in no/such/data"),  # dataset loading
+])
+def test_overwrite_that_cannot_start_deletes_nothing(tiny_config, bad, message, capsys):
+    first = dataclasses.replace(tiny_config, max_iters=2, eval_interval=2)
+    assert run_main(train_module.main, cli_args(first), capsys)[0] == 0
+    run_files = lambda: {name: Path(first.out_dir, name).read_bytes() for name in train_module.RUN_FILES}
+    before = run_files()
+    stale = os.path.join(first.out_dir, f"ckpt.pt.tmp.{dead_pid()}")
+    open(stale, "w").close()
+    code, out, err = run_main(train_module.main, cli_args(first) + ["--overwrite=True", *bad], capsys)
+    assert code != 0 and err.startswith(f"error: {message}") and "overwrite: deleting" not in out
+    assert run_files() == before
+    assert os.path.exists(stale)  # nothing at all deleted
 
 
 def test_overwrite_with_resume_is_refused(tiny_config, capsys):
@@ -220,3 +239,184 @@ def test_kill_during_first_checkpoint_write_then_restart(tiny_config, tmp_path):
     assert iters_of(cfg.out_dir) == iters_of(straight.out_dir) == [0, 2, 4]  # no duplicated iteration 0
     a, b = (load_checkpoint(os.path.join(d, "ckpt.pt"))["model"] for d in (cfg.out_dir, straight.out_dir))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ----------------------------------------------------------------------------------------------
+# every key validated where it is typed: one line, exit 2
+
+BAD_INPUTS = ["--learning_rate=-1", "--learning_rate=nan", "--beta1=1.5", "--beta2=1", "--min_lr=-1",
+              "--min_lr=0.1", "--weight_decay=-1", "--grad_clip=-1", "--dropout=1", "--warmup_iters=-1",
+              "--eval_windows=0", "--centering_momentum=0", "--centering_mode=mean", "--device=gpu",
+              "--out_dir=", "--out_dir=/dev/null/x", "--wandb_log=True", "--peak_flops=0", "--seed=-1",
+              f"--seed={2**70}"]
+
+
+@pytest.mark.parametrize("bad", BAD_INPUTS)
+def test_bad_value_is_one_line_and_exit_2(tiny_config, bad, capsys, monkeypatch):
+    real_find_spec = train_module.importlib.util.find_spec
+    monkeypatch.setattr(train_module.importlib.util, "find_spec",  # as on a machine without wandb
+                        lambda name, *a: None if name == "wandb" else real_find_spec(name, *a))
+    code, out, err = run_main(train_advanced_centered.main, cli_args(tiny_config) + [bad], capsys)
+    key = bad[2:].split("=")[0]
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: ") and key in err, err
+    assert not os.path.exists(tiny_config.out_dir) and "step 0" not in out
+
+
+@pytest.mark.parametrize("bad", ["--device=gpu", "--out_dir=", "--temperature=0"])
+def test_sample_bad_value_is_one_line_and_exit_2(bad, capsys):
+    import sample
+    code, _, err = run_main(sample.main, [bad], capsys)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: ")
+
+
+def test_sample_notes_a_dataset_that_changed_under_the_checkpoint(tiny_config, tmp_path, capsys):
+    import sample
+    data_dir = write_char_dataset(str(tmp_path / "data"), sample_text(20_000))
+    cfg = dataclasses.replace(tiny_config, data_dir=data_dir, max_iters=2, eval_interval=2)
+    train(cfg, log=lambda *a: None)
+    capsys.readouterr()
+    args = [f"--out_dir={cfg.out_dir}", "--device=cpu", "--num_samples=1", "--max_new_tokens=5", "--start=ROMEO:"]
+    code, _, err = run_main(sample.main, args, capsys)
+    assert code == 0 and err == ""
+    write_char_dataset(data_dir, sample_text(20_000)[::-1], force=True)
+    capsys.readouterr()
+    code, out, err = run_main(sample.main, args, capsys)
+    assert code == 0 and out.startswith("ROMEO:")  # decoded with the checkpoint's own vocabulary
+    assert err.startswith(f"note: {data_dir} now holds another dataset than") and err.count("\n") == 1
+
+
+# ----------------------------------------------------------------------------------------------
+# every script that trains has its own folder
+
+def test_benchmark_after_training_leaves_the_run_alone(tiny_config, tmp_path):
+    config = tmp_path / "tiny.py"
+    settings = {**dataclasses.asdict(tiny_config), "out_dir": str(tmp_path / "run"), "max_iters": 4, "eval_interval": 2}
+    config.write_text("".join(f"{k} = {v!r}\n" for k, v in settings.items()))
+    r = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "train.py"), str(config)], cwd=tmp_path,
+                       capture_output=True, text=True, env=ENV)
+    assert r.returncode == 0, r.stderr
+    before = {name: (tmp_path / "run" / name).read_bytes() for name in ("metrics.jsonl", "best.pt")}
+    for _ in range(2):  # the benchmark's own folder is replaced each time
+        r = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "scripts", "benchmark.py"), str(config)],
+                           cwd=tmp_path, capture_output=True, text=True, env=ENV)
+        assert r.returncode == 0, r.stderr
+    assert {name: (tmp_path / "run" / name).read_bytes() for name in before} == before
+    assert iters_of(str(tmp_path / "out" / "benchmark")) == [0, 2, 4]
+
+
+def test_detailed_log_holds_one_runs_records(tiny_config):
+    script = os.path.join(REPO_ROOT, "scripts", "train_with_logging.py")
+    args = cli_args(dataclasses.replace(tiny_config, max_iters=4, eval_interval=2))
+    detailed = lambda: [r["iter"] for r in map(json.loads, open(os.path.join(tiny_config.out_dir, "detailed.jsonl")))]
+    for extra, iters in ((["--max_iters=4"], [0, 1, 2, 3]), (["--max_iters=2", "--overwrite=True"], [0, 1]),
+                         (["--max_iters=3", "--init_from=resume"], [0, 1, 2])):
+        r = subprocess.run([sys.executable, script, *args, *extra], capture_output=True, text=True, env=ENV)
+        assert r.returncode == 0, r.stderr
+        assert detailed() == iters  # a replaced run's records go with it; a resumed run's stay once
+
+
+def test_default_folders_differ():
+    from train_advanced_centered import CenteredTrainConfig
+    assert train_module.TrainConfig().out_dir != CenteredTrainConfig().out_dir
+    assert "out" != train_module.TrainConfig().out_dir
+
+
+# ----------------------------------------------------------------------------------------------
+# torchrun: the README's command as written, and one report
+
+@pytest.mark.slow
+def test_torchrun_runs_the_readme_command_and_reports_once(tiny_config, tmp_path):
+    # the README's command: a config with gradient_accumulation_steps=1, 2 processes
+    base = {**dataclasses.asdict(tiny_config), "gradient_accumulation_steps": 1, "max_iters": 4,
+            "eval_interval": 2}
+    args = lambda out, **kw: [f"--{k}={v}" for k, v in {**base, "out_dir": str(out), **kw}.items()]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    run = lambda cmd: subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, env=ENV, timeout=300)
+    one = run([sys.executable, "train_advanced_centered.py", *args(tmp_path / "one")])
+    two = run(torchrun + ["train_advanced_centered.py", *args(tmp_path / "two")])
+    assert one.returncode == 0 and two.returncode == 0, two.stderr[-2000:]
+    assert two.stdout.count("done:") == 1 and two.stdout.count("centering: none") == 1
+    warnings = [line for line in two.stderr.splitlines() if "warn" in line.lower()]
+    assert len(warnings) == len(set(warnings)), warnings  # no warning once per process
+    m1, m2 = read_metrics(str(tmp_path / "one")), read_metrics(str(tmp_path / "two"))
+    assert [r["type"] for r in m1] == [r["type"] for r in m2]
+    for a, b in zip(m1, m2):  # each process took half of every micro-batch: the same training
+        for key in ("loss", "val_loss", "test_loss"):
+            if key in a:
+                assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), (a, b)
+
+    # batch statistics: whole micro-steps per process; the warning and the done line appear once
+    warn = run(torchrun + ["train_advanced_centered.py", *args(tmp_path / "adaptive", gradient_accumulation_steps=2),
+                           "--center_embeddings=True", "--centering_mode=adaptive"])
+    assert warn.returncode == 0, warn.stderr[-2000:]
+    assert warn.stdout.count("done:") == 1 and warn.stderr.count("warning: centering_mode 'adaptive'") == 1
+
+
+def test_step_sharing_errors_name_the_flag_to_add(tiny_config):
+    from train_advanced_centered import CenteredTrainConfig
+    with pytest.raises(train_module.ConfigError) as e:
+        train_module.check_step_sharing(1, 3, 2)
+    assert str(e.value) == ("2 processes cannot share steps of gradient_accumulation_steps=1 x batch_size=3: "
+                            "add --gradient_accumulation_steps=2 or --batch_size=2 (a multiple of 2)")
+    train_module.check_step_sharing(1, 4, 2)  # rows split evenly
+    adaptive = CenteredTrainConfig(center_embeddings=True, centering_mode="adaptive", batch_size=4)
+    assert CenteredTrainConfig(center_embeddings=True, centering_mode="momentum").batch_statistics_reason() is None
+    with pytest.raises(train_module.ConfigError, match=r"^4 processes cannot share steps of gradient_accumulation_steps=6: "
+                       r"add --gradient_accumulation_steps=8 \(centering_mode 'adaptive' centers with the mean"):
+        train_module.check_step_sharing(6, 4, 4, adaptive.batch_statistics_reason())
+
+
+# ----------------------------------------------------------------------------------------------
+# prepare scripts: a file of yours gets its own folder; a prepared dataset is never replaced silently
+
+def copy_prepare_scripts(root):
+    """The char prepare script and its helpers in a scratch repository, so that default folders
+    (data/<dataset>...) land there, not in this checkout."""
+    os.makedirs(root / "data" / "shakespeare_char")
+    shutil.copy(os.path.join(REPO_ROOT, "data", "text_sources.py"), root / "data")
+    shutil.copy(os.path.join(REPO_ROOT, "data", "shakespeare_char", "prepare.py"), root / "data" / "shakespeare_char")
+    return root / "data" / "shakespeare_char" / "prepare.py"
+
+
+def test_prepare_input_file_gets_its_own_folder_and_never_replaces_another(tmp_path):
+    script = copy_prepare_scripts(tmp_path / "repo")
+    mine, other = tmp_path / "my text.txt", tmp_path / "other.txt"
+    mine.write_text(sample_text(20_000), encoding="utf-8")
+    other.write_text(sample_text(20_000)[::-1], encoding="utf-8")
+    prepare = lambda *args: subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True)
+
+    r = prepare("--input", mine)
+    assert r.returncode == 0, r.stderr
+    folder = tmp_path / "repo" / "data" / "shakespeare_char_my_text"
+    assert (folder / "meta.json").exists() and "--dataset=shakespeare_char_my_text" in r.stdout
+    assert os.listdir(tmp_path / "repo" / "data" / "shakespeare_char") == ["prepare.py"]  # the default data untouched
+
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert prepare("--input", mine, "--out_dir", folder).returncode == 0  # the same content again: fine
+    r = prepare("--input", other, "--out_dir", folder)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--force" in r.stderr
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # nothing replaced, no temporary files
+    assert prepare("--input", other, "--out_dir", folder, "--force").returncode == 0
+    assert (folder / "meta.json").read_bytes() != before["meta.json"]
+
+
+def test_openwebtext_small_file_is_refused_in_one_line(tmp_path):
+    paragraphs = [f"Document {i}: it is {'very ' * (i % 5)}good.\nSecond line {i}." for i in range(40)]
+    source = tmp_path / "docs.txt"
+    source.write_text("\n\n".join(paragraphs) + "\n", encoding="utf-8")
+    env = {**ENV, "HF_HOME": str(tmp_path / "hf"), "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+    r = subprocess.run([sys.executable, "data/openwebtext/prepare.py", "--text_file", str(source), "--out_dir",
+                        str(tmp_path / "out"), "--num_proc", "1"], cwd=REPO_ROOT, capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "val split would hold" in last and "--val_fraction" in last
+    assert not (tmp_path / "out" / "train.bin").exists()
+
+
+@pytest.mark.parametrize("script,bad", [("data/shakespeare_char/prepare.py", "--bogus"),
+                                        ("data/shakespeare/prepare.py", "--input"),
+                                        ("data/openwebtext/prepare.py", "--seed=x")])
+def test_prepare_bad_flag_is_one_line_and_exit_2(script, bad):
+    r = subprocess.run([sys.executable, script, bad], cwd=REPO_ROOT, capture_output=True, text=True, env=ENV)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ") and "usage:" not in r.stderr

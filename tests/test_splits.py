@@ -73,6 +73,33 @@ def test_fingerprint_changes_with_tokens_and_vocabulary(tmp_path):
     assert dataset_fingerprint(folder, meta) != original
 
 
+@pytest.mark.parametrize("crash_at", ["token files", "meta.json"])
+def test_forced_replacement_that_crashes_leaves_no_dataset_under_the_old_fingerprint(tmp_path, monkeypatch, crash_at):
+    from data import text_sources
+    from train import TokenData, TrainingError
+    folder = write_char_dataset(str(tmp_path / "d"), TEXT)
+    real_replace, moves = os.replace, []
+
+    def crashing_replace(src, dst):
+        moves.append(dst)
+        crash = dst.endswith("meta.json") if crash_at == "meta.json" else len(moves) == 2
+        if crash:  # killed after the first token file was moved, or while committing meta.json
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(text_sources.os, "replace", crashing_replace)
+    with pytest.raises(KeyboardInterrupt):
+        write_char_dataset(folder, TEXT[::-1], force=True)
+    monkeypatch.setattr(text_sources.os, "replace", real_replace)
+    assert not os.path.exists(os.path.join(folder, "meta.json"))  # no (stale) fingerprint at all
+    with pytest.raises(TrainingError, match="meta.json missing"):
+        TokenData(folder, 16)
+    assert [p for p in os.listdir(folder) if "meta.json." in p] == []  # no half-written meta.json left
+    write_char_dataset(folder, TEXT[::-1], force=True)  # the interrupted replacement, done again
+    meta = read_meta(folder)
+    assert meta["fingerprint"] == dataset_fingerprint(folder, meta)
+
+
 def exact_test_loss(ckpt_path, data_dir, block_size):
     """An independent evaluation: every non-overlapping window of test.bin, summed token by token."""
     model = model_from_checkpoint(load_checkpoint(ckpt_path)).eval()

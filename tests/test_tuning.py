@@ -1,6 +1,13 @@
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 
+from conftest import REPO_ROOT
 from configurator import ConfigError
+from experiments.records import read_jsonl
 from experiments.tuning import at_chosen_rates, check_disjoint, choose_rates, selection_table
 
 
@@ -67,3 +74,112 @@ def test_test_phase_takes_fresh_seeds_at_the_chosen_rates():
                for s in (1, 2, 101) for rate in ("1e-3", "3e-3")]
     picked = at_chosen_rates(records, chosen, test_seeds=[1, 2])
     assert sorted((r["seed"], r["params"]["learning_rate"]) for r in picked) == [(1, "3e-3"), (2, "3e-3")]
+
+
+TINY = ["--n_layer=1", "--n_head=2", "--n_embd=16", "--block_size=16", "--batch_size=4", "--eval_interval=10",
+        "--eval_windows=8", "--warmup_iters=2", "--device=cpu", "--log_interval=5"]
+
+
+@pytest.mark.slow
+def test_tuned_comparison_end_to_end(char_data, tmp_path):
+    """The one command: a rate grid on a selection seed, the rates chosen on validation, fresh
+    test seeds at those rates, and the report of the test comparison."""
+    script = [sys.executable, os.path.join(REPO_ROOT, "scripts", "run_best_advanced_1k.py"), "--tune=True",
+              "--rates=3e-3,1e-2", "--selection_seeds=1", "--seeds=2", "--variants=value_centered",
+              "--modes=momentum", "--iters=30", f"--out_root={tmp_path}", f"--data_dir={char_data}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    dry = subprocess.run(script + ["--dry_run"] + TINY, capture_output=True, text=True, env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert "4 runs in" in dry.stdout and "then 2 test seeds" in dry.stdout
+    r = subprocess.run(script + TINY, capture_output=True, text=True, env=env, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    sweep_dir = tmp_path / "best_advanced_1k-tuned"
+    runs = {x["run_id"]: x for x in read_jsonl(str(sweep_dir / "results.jsonl"))}
+    assert len(runs) == 8  # 2 variants x 2 rates x 1 selection seed, then 2 variants x 2 test seeds
+
+    # the chosen rate is the validation argmin on the selection seed, whatever the test losses
+    report = json.loads((sweep_dir / "results.json").read_text())
+    for key, variant, mode in (("baseline/none", "baseline", "none"), ("value_centered/momentum", "value_centered", "momentum")):
+        selection = {x["params"]["learning_rate"]: x["best_val_loss"] for x in runs.values()
+                     if x["variant"] == variant and x["seed"] == 1001}
+        assert report["chosen_rates"][key] == min(selection, key=selection.get)
+        tested = [x for x in runs.values() if x["variant"] == variant and x["seed"] in (1, 2)]
+        assert {x["params"]["learning_rate"] for x in tested} == {report["chosen_rates"][key]}
+        group = report["comparisons"][key]
+        assert group["mean"] == pytest.approx(sum(x["test_loss"] for x in tested) / 2)
+    comparison = report["comparisons"]["value_centered/momentum"]["comparison"]
+    assert report["metric"] == "test_loss" and report["family"] == 1
+    assert comparison["p_holm"] == pytest.approx(comparison["p_value"])  # one comparison: Holm leaves it
+    assert comparison["p_sign"] == 1.0 or comparison["p_sign"] == pytest.approx(0.5)
+
+    table = (sweep_dir / "results.md").read_text()
+    for text in ("lr 3e-3", "lr 1e-2", "p (Holm)", "p (sign, exact)", "Noise floor", "equal wall time",
+                 "cannot reach 0.05", "| Value only | momentum |"):
+        assert text in table
+    for png in ("improvement.png", "rate_grid.png", "val_curves.png"):
+        assert (sweep_dir / png).stat().st_size > 10_000
+
+    # the same folder with another width is refused before anything runs
+    again = subprocess.run(script + TINY[:2] + ["--n_embd=24"] + TINY[3:], capture_output=True, text=True, env=env)
+    assert again.returncode == 2 and "other settings" in again.stderr and "n_embd=16, now 24" in again.stderr
+
+
+@pytest.mark.slow
+def test_a_selection_run_not_ok_fails_the_command_and_a_variant_without_rate_is_named(char_data, tmp_path):
+    """A variant whose selection runs all fail gets no rate: it is named on stderr and in the
+    report, the others are compared, and the command exits 1 naming the failed selection run."""
+    import shutil
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    for name in ("experiment_base.py", "baseline.py", "value_centered.py"):
+        shutil.copy(os.path.join(REPO_ROOT, "config", name), config_dir)
+    # a valid config that fails when the run starts: float16 needs CUDA
+    (config_dir / "half.py").write_text('include("experiment_base.py")\ncenter_v = True\ndtype = "float16"\n')
+    r = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "scripts", "run_best_advanced_1k.py"), "--tune",
+                        "--rates=1e-2", "--selection_seeds=1", "--seeds=2", "--variants=value_centered,half",
+                        "--modes=momentum", "--iters=20", f"--config_dir={config_dir}", f"--out_root={tmp_path}",
+                        f"--data_dir={char_data}", *TINY],
+                       capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=900)
+    failed = "half-momentum-s1001-i20-learning_rate=1e-2"
+    assert r.returncode == 1, r.stderr[-2000:]
+    err = r.stderr.strip().splitlines()
+    assert ("warning: no learning rate of the grid finished ok on every selection seed for half/momentum: "
+            "left out of the test comparison") in err
+    assert err[-1].startswith(f"error: 1 of 7 runs did not finish ok: {failed} (failed, exit 2)")
+    sweep_dir = tmp_path / "best_advanced_1k-tuned"
+    report = json.loads((sweep_dir / "results.json").read_text())  # written before the command failed
+    assert report["no_rate"] == ["half/momentum"] and report["selection_not_ok"] == [failed]
+    assert set(report["chosen_rates"]) == {"baseline/none", "value_centered/momentum"}
+    assert len(report["runs"]) == 4 and all(x["status"] == "ok" for x in report["runs"])
+    table = (sweep_dir / "results.md").read_text()
+    assert "No eligible learning rate (left out of the test comparison): half / momentum" in table
+    assert f"Selection runs not ok (their rate not eligible): {failed} (failed)" in table
+
+
+def test_report_tables_show_the_grid_and_label_non_causal_modes(tmp_path):
+    from experiments import report
+
+    records, curves = [], {}
+    for seed in (1, 2, 3):
+        for variant, mode, loss, step_ms in (("baseline", "none", 2.0, 10.0), ("mlp_centered", "adaptive", 1.98, 11.0),
+                                             ("mlp_centered", "momentum", 2.05, 10.0)):
+            run_id = f"{variant}-{mode}-s{seed}"
+            records.append({"run_id": run_id, "variant": variant, "mode": mode, "seed": seed, "iters": 40,
+                            "status": "ok", "test_loss": loss + 0.01 * seed + 0.003 * seed * (variant != "baseline"),
+                            "best_val_loss": loss,
+                            "step_ms": step_ms, "params": {"learning_rate": "1e-3"}})
+            curves[run_id] = [{"type": "eval", "iter": i, "val_loss": 3 - (3 - loss - 0.01 * seed) * i / 40}
+                               for i in (0, 20, 40)]
+    analysis = report.analyse(records, 40, "test_loss", ("baseline", "none"), run_dir_of=lambda r: r["run_id"],
+                              read_metrics=curves.get)
+    table = "\n".join(report.comparison_table(analysis, "test_loss"))
+    assert "| mlp_centered | adaptive, non-causal |" in table and "| mlp_centered | momentum |" in table
+    assert "| better |" in table and "| worse |" in table and "(x1.100;" in table
+    notes = "\n".join(report.notes(analysis, "test_loss"))
+    assert "over the 2 comparisons" in notes and "n >= 6" in notes and "Non-causal" in notes
+    table = selection_table(records, [1, 2, 3])
+    grid = "\n".join(report.grid_table(table, choose_rates(table)))
+    assert "| mlp_centered | adaptive, non-causal | **1.9800 (n=3)** | 1e-3 |" in grid
+    report.write_report(str(tmp_path), "t", [grid.split("\n")],
+                        {"grid": table, "analysis": analysis}, [])
+    assert json.loads((tmp_path / "results.json").read_text())["grid"]["baseline/none"]["1e-3"]["mean"] == 2.0

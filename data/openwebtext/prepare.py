@@ -11,13 +11,13 @@ held-out split too small to evaluate on.
 --compact_vocab numbers only the GPT-2 tokens that occur (in any split), as data/shakespeare's
 option does (default folder: data/openwebtext_compact_vocab).
 """
-import argparse, os, sys
+import os, sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # repo root, for our modules
 
 import numpy as np
 from tqdm import tqdm
 
-from data.text_sources import (SPLITS, add_output_args, default_out_dir, fail, publish_dataset,
+from data.text_sources import (SPLITS, ArgumentParser, add_output_args, default_out_dir, fail, publish_dataset,
                                report_written, staged_path)
 from gpt2_tokenizer import EOT_ID, compact_token_files, get_gpt2_encoding, token_byte_lengths
 
@@ -79,7 +79,7 @@ def write_bin(dataset, path):
 
 
 def main():
-    parser = argparse.ArgumentParser(description="Prepare OpenWebText (or a local text file) with GPT-2 BPE tokens.")
+    parser = ArgumentParser(description="Prepare OpenWebText (or a local text file) with GPT-2 BPE tokens.")
     parser.add_argument("--dataset", default="openwebtext", help="Hugging Face Hub dataset with a 'text' column")
     parser.add_argument("--text_file", metavar="PATH", help="use a local UTF-8 text file instead of the hub")
     parser.add_argument("--sample_by", default="paragraph", choices=["line", "paragraph", "document"],
@@ -98,6 +98,8 @@ def main():
     if args.out_dir is None:
         own = args.text_file or (args.dataset if args.dataset != parser.get_default("dataset") else None)
         args.out_dir = default_out_dir(__file__, own) + ("_compact_vocab" if args.compact_vocab else "")
+    if args.num_proc < 1:
+        fail(f"--num_proc must be at least 1, got {args.num_proc}")
     default_fraction = FILE_HELDOUT_FRACTION if args.text_file else HUB_HELDOUT_FRACTION
     fractions = {}
     for name in ("val", "test"):
