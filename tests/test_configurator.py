@@ -1,4 +1,5 @@
 import dataclasses
+import importlib
 import os
 import subprocess
 import sys
@@ -65,14 +66,20 @@ def test_command_line_exits_2_with_one_line(capsys, monkeypatch):
     assert status == 2 and err.strip() == "error: config file not found: config/missing.py"
 
 
-def help_lines(script):
-    r = subprocess.run([sys.executable, script, "--help"], cwd=REPO_ROOT, capture_output=True, text=True)
-    assert r.returncode == 0 and r.stderr == ""
-    return {line.split("=")[0].strip(): line for line in r.stdout.splitlines() if line.startswith("  --")}
+def help_lines(script, capsys):
+    """A script's --help, from its main() in this process (a subprocess would import torch again)."""
+    sys.path.insert(0, os.path.join(REPO_ROOT, os.path.dirname(script)))
+    try:
+        module = importlib.import_module(os.path.splitext(os.path.basename(script))[0])
+    finally:
+        sys.path.pop(0)
+    status, out, err = run_main(module.main, ["--help"], capsys)
+    assert status == 0 and err == ""
+    return {line.split("=")[0].strip(): line for line in out.splitlines() if line.startswith("  --")}
 
 
-def test_help_gives_every_key_its_comment():
-    lines = help_lines("train.py")
+def test_help_gives_every_key_its_comment(capsys):
+    lines = help_lines("train.py", capsys)
     assert lines["--learning_rate"] == "  --learning_rate=0.001  (float)  peak learning rate (after warmup)"
     assert lines["--out_dir"].startswith("  --out_dir='out/train'  (str)  the run's folder")
     assert set(lines) == {f"--{f.name}" for f in dataclasses.fields(TrainConfig)}
@@ -104,5 +111,5 @@ def test_describe_reads_trailing_comments_over_the_class_hierarchy():
 
 @pytest.mark.parametrize("script,folder", [("scripts/benchmark.py", "benchmark"),
                                            ("scripts/train_with_logging.py", "train_with_logging")])
-def test_script_help_shows_the_folder_it_writes_to(script, folder):
-    assert help_lines(script)["--out_dir"].startswith(f"  --out_dir={os.path.join('out', folder)!r}  (str)  ")
+def test_script_help_shows_the_folder_it_writes_to(script, folder, capsys):
+    assert help_lines(script, capsys)["--out_dir"].startswith(f"  --out_dir={os.path.join('out', folder)!r}  (str)  ")
