@@ -1,0 +1,59 @@
+"""The paired benchmarks' own logic: log parsing, the data both trainers get, the summary."""
+import json
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+from benchmarking import (RunResult, parse_nanogpt_log, parse_our_metrics, run_alternating, summarise,
+                          write_paired_data)
+from configurator import UserError
+
+
+def test_nanogpt_log_skips_warm_up_and_the_final_evaluation_iteration():
+    lines = ["step 0: train loss 4.2000, val loss 4.1000"]
+    lines += [f"iter {i}: loss 2.0, time {10.0 + i}ms, mfu -100.00%" for i in range(6)]
+    lines += ["step 5: train loss 2.1000, val loss 2.2500", "iter 5: extra line ignored"]
+    result = parse_nanogpt_log("\n".join(lines), skip=2)
+    assert result.step_ms == [12.0, 13.0, 14.0]  # iterations 2-4: iteration 5's time holds the evaluation
+    assert result.val_loss == 2.25
+    with pytest.raises(UserError, match="no iteration or evaluation lines"):
+        parse_nanogpt_log("Traceback: boom", skip=0)
+
+
+def test_our_metrics_give_step_times_after_the_warm_up(tmp_path):
+    records = [{"type": "eval", "iter": 0, "val_loss": 4.0, "val_bpb": 5.0}]
+    records += [{"type": "train", "iter": i, "step_ms": float(i)} for i in range(1, 6)]
+    records += [{"type": "eval", "iter": 5, "val_loss": 2.0, "val_bpb": 3.0}, {"type": "test", "iter": 5}]
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    result = parse_our_metrics(str(path), skip=2)
+    assert (result.step_ms, result.val_loss, result.val_bpb) == ([3.0, 4.0, 5.0], 2.0, 3.0)
+
+
+def test_both_trainers_get_the_same_token_ids(tmp_path):
+    text = "hello world, " * 50
+    write_paired_data(text, str(tmp_path / "nano"), str(tmp_path / "ours"))
+    for split in ("train", "val"):
+        a = np.fromfile(tmp_path / "nano" / f"{split}.bin", dtype=np.uint16)
+        b = np.fromfile(tmp_path / "ours" / f"{split}.bin", dtype=np.uint16)
+        assert np.array_equal(a, b) and len(a) > 0
+    with open(tmp_path / "nano" / "meta.pkl", "rb") as f:
+        nano_meta = pickle.load(f)
+    ours = json.loads((tmp_path / "ours" / "meta.json").read_text())
+    assert nano_meta["vocab_size"] == ours["vocab_size"] == len(set(text))
+    assert [nano_meta["itos"][i] for i in range(ours["vocab_size"])] == ours["chars"]
+    assert os.path.getsize(tmp_path / "ours" / "train.bin") // 2 == int(len(text) * 0.9)
+
+
+def test_alternation_and_summary():
+    calls = []
+    got = run_alternating(3, ["a", "b"], lambda name, index: calls.append((name, index)) or index)
+    assert calls == [("a", 0), ("b", 0), ("b", 1), ("a", 1), ("a", 2), ("b", 2)]
+    assert got == [{"a": 0, "b": 0}, {"b": 1, "a": 1}, {"a": 2, "b": 2}]
+    pairs = [(RunResult([20.0, 22.0, 24.0], 2.0, cpu_s=30.0), RunResult([10.0, 11.0, 12.0], 2.1, cpu_s=20.0)),
+             (RunResult([30.0], 2.0, cpu_s=30.0), RunResult([10.0], 2.1, cpu_s=30.0))]
+    s = summarise(pairs)
+    assert s["ratios"] == [2.0, 3.0] and s["ratio_median"] == 2.5 and s["cpu_ratios"] == [1.5, 1.0]
+    assert s["nanogpt_val"] == [2.0, 2.0] and s["ours_val"] == [2.1, 2.1]
