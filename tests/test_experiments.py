@@ -264,6 +264,7 @@ with open(os.path.join(out, f"env-{rank}.json"), "w") as f:
 """
 
 
+@pytest.mark.slow  # starts training subprocesses
 def test_each_running_job_gets_its_own_gpus(tmp_path, monkeypatch):
     """What the local executor gives each child, seen by the child: its GPUs and threads. A stand-in
     trainer reports its environment (no GPU here); the GPU count is given with gpus=."""
@@ -295,6 +296,7 @@ def test_each_running_job_gets_its_own_gpus(tmp_path, monkeypatch):
         LocalExecutor(jobs=2, nproc=2, gpus=["0", "1"])
 
 
+@pytest.mark.slow  # starts training subprocesses
 def test_a_second_sweep_on_the_same_folder_is_refused(char_data, tmp_path):
     (tmp_path / "s").mkdir()
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from experiments.sweep import SweepLock\n"

@@ -217,6 +217,7 @@ sys.exit(train.main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow  # starts training subprocesses
 def test_kill_during_first_checkpoint_write_then_restart(tiny_config, tmp_path):
     cfg = dataclasses.replace(tiny_config, max_iters=4, eval_interval=2)
     straight = dataclasses.replace(cfg, out_dir=str(tmp_path / "straight"))
@@ -288,6 +289,7 @@ def test_sample_notes_a_dataset_that_changed_under_the_checkpoint(tiny_config, t
 # ----------------------------------------------------------------------------------------------
 # every script that trains has its own folder
 
+@pytest.mark.slow  # starts training subprocesses
 def test_benchmark_after_training_leaves_the_run_alone(tiny_config, tmp_path):
     config = tmp_path / "tiny.py"
     settings = {**dataclasses.asdict(tiny_config), "out_dir": str(tmp_path / "run"), "max_iters": 4, "eval_interval": 2}
@@ -304,6 +306,7 @@ def test_benchmark_after_training_leaves_the_run_alone(tiny_config, tmp_path):
     assert iters_of(str(tmp_path / "out" / "benchmark")) == [0, 2, 4]
 
 
+@pytest.mark.slow  # starts training subprocesses
 def test_detailed_log_holds_one_runs_records(tiny_config):
     script = os.path.join(REPO_ROOT, "scripts", "train_with_logging.py")
     args = cli_args(dataclasses.replace(tiny_config, max_iters=4, eval_interval=2))
