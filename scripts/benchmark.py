@@ -16,7 +16,7 @@ import platform
 import statistics
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
+import _repo_root  # noqa: E402,F401  (the repository's modules become importable)
 
 import torch  # noqa: E402
 

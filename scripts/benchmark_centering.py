@@ -13,21 +13,21 @@ fall on all of them alike. The figure per variant is its median step time; the f
 how large a difference the measurement noise alone makes.
 """
 
-import argparse
 import os
 import random
 import statistics
 import sys
 import time
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
+import _repo_root  # noqa: E402,F401  (the repository's modules become importable)
+from _repo_root import ROOT as REPO_ROOT  # noqa: E402
 
 import torch  # noqa: E402
 
 from benchmark import SKIP_FIRST, machine_description  # noqa: E402
 from configurator import ConfigError, fail, load_config  # noqa: E402
-from experiments.plan import check_plan, variant_names  # noqa: E402
+from experiments.cli import CommandLine  # noqa: E402
+from experiments.plan import BASELINE_MODE, check_plan, variant_names  # noqa: E402
 from model_advanced_centering import CENTERING_MODES, AdvancedGPT, AdvancedGPTConfig  # noqa: E402
 from train import TokenData, TrainingError, model_args_from  # noqa: E402
 from train_advanced_centered import CenteredTrainConfig  # noqa: E402
@@ -35,12 +35,13 @@ from train_advanced_centered import CenteredTrainConfig  # noqa: E402
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--variants", default=",".join(variant_names()))
+    parser = CommandLine(__doc__)
+    parser.add_argument("--variants", default=",".join(variant_names()), help="comma-separated config names")
     parser.add_argument("--modes", default="adaptive", help=f"comma-separated, of {', '.join(CENTERING_MODES)}")
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--compile", choices=["eager", "compiled", "both"], default="both")
-    args, overrides = parser.parse_known_args(argv)
+    parser.add_argument("--steps", type=int, default=300, help="training steps of every model")
+    parser.add_argument("--compile", choices=["eager", "compiled", "both"], default="both",
+                        help="time the eager models, the compiled ones, or both")
+    args, overrides = parser.parse_with_overrides(argv)
     variants, modes = args.variants.split(","), args.modes.split(",")
     try:
         check_plan([], variants, modes)
@@ -77,7 +78,7 @@ def main(argv):
     args, variants, modes, overrides = parse_args(argv)
     settings = {"eager": [False], "compiled": [True], "both": [False, True]}[args.compile]
     # "baseline (A/A)" is a second, identical baseline: its difference is the measurement noise
-    runs = [("baseline", "-"), ("baseline (A/A)", "-")] + [
+    runs = [("baseline", BASELINE_MODE), ("baseline (A/A)", BASELINE_MODE)] + [
         (v, m) for v in variants if v != "baseline" for m in modes]
     print(f"machine: {machine_description()}")
     print(f"command: scripts/benchmark_centering.py {' '.join(argv)}")
@@ -89,7 +90,7 @@ def main(argv):
         protocol = load_config(CenteredTrainConfig, [os.path.join(REPO_ROOT, "config", "baseline.py"), *overrides])
         data = TokenData(protocol.data_dir or os.path.join(REPO_ROOT, "data", protocol.dataset), protocol.block_size)
         for compiled in settings:
-            models = {run: build(run[0].split()[0], "adaptive" if run[1] == "-" else run[1], overrides,
+            models = {run: build(run[0].split()[0], "adaptive" if run[1] == BASELINE_MODE else run[1], overrides,
                                  data.vocab_size, compiled) for run in runs}
             batches = torch.Generator().manual_seed(0)
             order = random.Random(0)
@@ -110,7 +111,7 @@ def main(argv):
     for run in runs:
         row = f"| {run[0]} | {run[1]} |"
         for compiled in settings:
-            base = medians[("baseline", "-"), compiled]
+            base = medians[("baseline", BASELINE_MODE), compiled]
             row += f" {medians[run, compiled] * 1000:.2f} | {100 * (medians[run, compiled] / base - 1):+.1f}% |"
         print(row)
     return 0

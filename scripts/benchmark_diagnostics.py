@@ -10,12 +10,11 @@ per evaluation, and that time over the rest of the run (training steps and loss 
 the fraction by which logging the diagnostics lengthens the run.
 """
 
-import os
 import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
+import _repo_root  # noqa: E402,F401  (the repository's modules become importable)
 
 from benchmark import machine_description  # noqa: E402
 from configurator import run_command  # noqa: E402

@@ -11,7 +11,7 @@ import os
 import sys
 from dataclasses import dataclass
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
+import _repo_root  # noqa: E402,F401  (the repository's modules become importable)
 
 from benchmarking import PairedBenchmark, default_work_dir, format_summary, summarise  # noqa: E402
 from benchmark import machine_description  # noqa: E402

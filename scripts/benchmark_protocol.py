@@ -13,7 +13,7 @@ import statistics
 import sys
 from dataclasses import dataclass
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
+import _repo_root  # noqa: E402,F401  (the repository's modules become importable)
 
 from benchmark import machine_description  # noqa: E402
 from benchmarking import default_work_dir, protocol_pairs  # noqa: E402

@@ -19,14 +19,12 @@ block_size 256) unless a checkpoint is given. Three measurements:
      and the median is reported.
 """
 
-import os
 import statistics
 import sys
 import time
 from dataclasses import dataclass
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
+import _repo_root  # noqa: E402,F401  (the repository's modules become importable)
 
 import torch  # noqa: E402
 

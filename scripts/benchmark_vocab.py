@@ -8,12 +8,11 @@ benchmarking.vocabulary_pairs):
     OMP_NUM_THREADS=1 python scripts/benchmark_vocab.py --full_dir=data/ts_bpe --compact_dir=data/ts_bpe_compact [--iters=60] [--pairs=3]
 """
 
-import os
 import statistics
 import sys
 from dataclasses import dataclass
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
+import _repo_root  # noqa: E402,F401  (the repository's modules become importable)
 
 from benchmark import machine_description  # noqa: E402
 from benchmarking import default_work_dir, vocabulary_pairs  # noqa: E402

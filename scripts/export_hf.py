@@ -17,8 +17,7 @@ import os
 import sys
 from dataclasses import dataclass
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
+import _repo_root  # noqa: E402,F401  (the repository's modules become importable)
 
 import torch  # noqa: E402
 
