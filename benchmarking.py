@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from configurator import UserError
+from experiments.records import read_jsonl
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
 NANOGPT_FILES = ("train.py", "model.py", "configurator.py")
@@ -93,8 +94,7 @@ def parse_nanogpt_log(text, skip):
 
 def parse_our_metrics(path, skip):
     """Our metrics.jsonl -> per-iteration ms (records after iteration skip) and the last val loss."""
-    with open(path, encoding="utf-8") as f:
-        records = [json.loads(line) for line in f if line.strip()]
+    records = read_jsonl(path)
     steps = [r["step_ms"] for r in records if r.get("type") == "train" and r["iter"] > skip]
     evals = [r for r in records if r.get("type") == "eval"]
     if not steps or not evals:
