@@ -10,6 +10,7 @@ a traceback; other problems the user can fix exit with their UserError's status.
 
 import argparse
 import os
+import signal
 import sys
 
 from configurator import TRUE_WORDS, UserError, fail
@@ -161,9 +162,16 @@ def name_not_ok(not_ok, total, sweep_dir):
     return 1
 
 
+def interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def guarded(body):
     """Run body() -> exit status, turning a UserError into one line and its status, and Ctrl-C
-    into status 130."""
+    or `kill PID` (SIGTERM: how schedulers and scripts stop a job, and the only way to stop one
+    started in the background, where Ctrl-C's SIGINT is ignored) into status 130: a sweep
+    interrupts its trainings first, so the same command continues later."""
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         return body()
     except UserError as e:

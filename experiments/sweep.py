@@ -18,6 +18,7 @@ import fcntl
 import json
 import os
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -97,7 +98,8 @@ class Sweep:
         log_file.flush()
         # own process group (locally): Ctrl-C reaches the sweep, which then stops its runs itself
         process = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, cwd=self.cwd,
-                                   env={**os.environ, **env_changes}, start_new_session=new_session)
+                                   env={**os.environ, **env_changes}, start_new_session=new_session,
+                                   preexec_fn=hear_interrupts if new_session else None)
         return Attempt(run, process, log_file, time.time(), made)
 
     def finish(self, attempt, returncode):
@@ -108,6 +110,12 @@ class Sweep:
                            attempt.provenance, self.config_of(run))
         append_record(os.path.join(self.sweep_dir, RESULTS_FILE), record)
         return record
+
+
+def hear_interrupts():
+    """In a run's process before it starts: SIGINT back to its default. A sweep started in the
+    background has it ignored, and its runs would inherit that; the sweep stops them with it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def describe_device(config_device, threads, gpus):

@@ -65,6 +65,30 @@ def test_sweep_resumes_after_interrupt_without_redoing_runs(char_data, tmp_path)
 
 
 @pytest.mark.slow
+def test_background_sweep_stops_on_sigterm_and_stops_its_runs(char_data, tmp_path):
+    # started as `cmd &` would start it: SIGINT ignored, so only `kill PID` (SIGTERM) can stop it
+    args = ["--name=bg", f"--out_root={tmp_path}", "--variants=baseline", "--seeds=1",
+            "--iters=100000", f"--data_dir={char_data}", *TINY]
+    proc = subprocess.Popen(sweep(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    ckpt = tmp_path / "bg" / "baseline-none-s1-i100000" / "ckpt.pt"
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    assert ckpt.exists()
+    trainer_log = (tmp_path / "bg" / "baseline-none-s1-i100000" / "train.log").read_text()
+    assert "KeyboardInterrupt" not in trainer_log
+    started = time.time()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "run the same command again" in err
+    assert time.time() - started < 20  # the run heard the sweep's SIGINT (not killed after the grace period)
+    assert not (tmp_path / "bg" / "results.jsonl").exists()  # an interrupted run leaves no record
+    log = (tmp_path / "bg" / "baseline-none-s1-i100000" / "train.log").read_text()
+    assert "KeyboardInterrupt" in log[len(trainer_log):]  # it was interrupted, not killed
+
+
+@pytest.mark.slow
 def test_failed_run_is_recorded_and_the_sweep_goes_on(char_data, tmp_path):
     config_dir = tmp_path / "config"
     config_dir.mkdir()
