@@ -19,7 +19,7 @@ from matplotlib.text import Text  # noqa: E402
 
 from configurator import UserError  # noqa: E402
 from experiments.plan import BASELINE_MODE  # noqa: E402
-from experiments.records import read_metrics  # noqa: E402
+from experiments.records import METRICS_FILE, read_metrics  # noqa: E402
 from experiments.stats import correct_comparisons  # noqa: E402
 from model_advanced_centering import BATCH_STATISTICS_MODES  # noqa: E402
 
@@ -170,13 +170,15 @@ def rate_grid(table, chosen, out_path, title="Learning-rate selection"):
 
 def find_runs(paths):
     """Run folders (with metrics.jsonl) under the given paths: run folders or sweep folders."""
+    def has_metrics(folder):  # metrics.jsonl, or gzipped in an archived run
+        return any(os.path.isfile(os.path.join(folder, METRICS_FILE + ext)) for ext in ("", ".gz"))
+
     runs = []
     for path in paths:
-        if os.path.isfile(os.path.join(path, "metrics.jsonl")):
+        if has_metrics(path):
             runs.append(path)
         elif os.path.isdir(path):
-            runs.extend(sorted(os.path.join(path, d) for d in os.listdir(path)
-                               if os.path.isfile(os.path.join(path, d, "metrics.jsonl"))))
+            runs.extend(sorted(os.path.join(path, d) for d in os.listdir(path) if has_metrics(os.path.join(path, d))))
         else:
             raise UserError(f"no such folder: {path}")
     if not runs:

@@ -13,6 +13,7 @@ interleave a line.
 """
 
 import fcntl
+import gzip
 import json
 import os
 import platform
@@ -24,6 +25,7 @@ from configurator import UserError
 from train import REPO_ROOT, TrainingDiverged
 
 RESULTS_FILE = "results.jsonl"
+METRICS_FILE = "metrics.jsonl"  # a run's own records, written by train.py
 FINAL_STATUSES = ("ok", "diverged")  # a run with one of these is not run again; "failed" is
 
 
@@ -35,11 +37,12 @@ def status_of(returncode):
 
 
 def read_jsonl(path):
-    """The records of a JSON-lines file ([] when it does not exist). A last line cut short by a
-    crash mid-write is ignored; a broken line elsewhere is an error."""
+    """The records of a JSON-lines file, gzipped when its name ends in .gz ([] when it does not
+    exist). A last line cut short by a crash mid-write is ignored; a broken line elsewhere is an
+    error."""
     if not os.path.exists(path):
         return []
-    with open(path, encoding="utf-8") as f:
+    with (gzip.open if path.endswith(".gz") else open)(path, "rt", encoding="utf-8") as f:
         lines = f.read().split("\n")
     records = []
     for number, line in enumerate(lines, 1):
@@ -55,7 +58,9 @@ def read_jsonl(path):
 
 
 def read_metrics(run_dir):
-    return read_jsonl(os.path.join(run_dir, "metrics.jsonl"))
+    """A run's metrics.jsonl records; an archived run (scripts/archive_sweep.py) has them gzipped."""
+    path = os.path.join(run_dir, METRICS_FILE)
+    return read_jsonl(path if os.path.exists(path) else path + ".gz")
 
 
 def read_results(sweep_dir):

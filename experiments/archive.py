@@ -1,0 +1,64 @@
+"""
+A sweep's finished runs without their checkpoints, so that its results can be committed (a
+results/ folder) and a fresh clone can report on them, plot them, or continue the sweep.
+
+    archive_sweep("out/experiments/S", "results/S")   # after (or during) the sweep: commit results/S
+    archive_sweep("results/S", "out/experiments/S")   # on a fresh clone: the sweep skips these runs
+
+An archived run keeps its results record, run.json, train.log and metrics.jsonl (gzipped:
+experiments.records.read_metrics reads either); checkpoints (ckpt.pt, best.pt) stay behind. Only
+runs with a final status are copied, so a run still under way is never half-archived, and the
+destination's lock is taken, so no sweep is writing there meanwhile.
+"""
+
+import gzip
+import os
+import shutil
+
+from configurator import UserError
+from experiments.records import FINAL_STATUSES, METRICS_FILE, RESULTS_FILE, append_record, read_results
+from experiments.sweep import SweepLock
+
+KEPT_FILES = ("run.json", "train.log")  # besides the metrics; never a checkpoint
+
+
+def archive_sweep(src, dst, log=print):
+    """Copy the finished runs of sweep folder src that dst does not hold yet into dst. Returns
+    (number copied, number dst already held). A run dst holds with another record, or has
+    started but not finished, is refused (UserError) before anything is copied."""
+    if not os.path.isfile(os.path.join(src, RESULTS_FILE)):
+        raise UserError(f"{src} is not a sweep folder (it has no {RESULTS_FILE})")
+    if os.path.abspath(src) == os.path.abspath(dst):
+        raise UserError("the source and the destination are the same folder")
+    finished = {k: r for k, r in read_results(src).items() if r["status"] in FINAL_STATUSES}
+    os.makedirs(dst, exist_ok=True)
+    with SweepLock(dst):
+        held = read_results(dst)
+        for run_id, record in finished.items():
+            if run_id in held and held[run_id] != record:
+                raise UserError(f"{dst} holds {run_id} with another record: archive into a folder of its own")
+            if run_id not in held and os.path.exists(os.path.join(dst, run_id)):
+                raise UserError(f"{dst} holds {run_id} started but not finished: finish or remove it first")
+        new = [k for k in finished if k not in held]
+        for run_id in new:
+            copy_run(os.path.join(src, run_id), os.path.join(dst, run_id))
+            append_record(os.path.join(dst, RESULTS_FILE), finished[run_id])  # last: the run counts as done
+    log(f"{dst}: {len(new)} runs copied, {len(finished) - len(new)} already there")
+    return len(new), len(finished) - len(new)
+
+
+def copy_run(src_run, dst_run):
+    """A run folder's kept files; a run whose folder is gone (its record alone survived) gets
+    none."""
+    if not os.path.isdir(src_run):
+        return
+    os.makedirs(dst_run, exist_ok=True)
+    for name in KEPT_FILES:
+        if os.path.isfile(os.path.join(src_run, name)):
+            shutil.copy2(os.path.join(src_run, name), os.path.join(dst_run, name))
+    metrics = os.path.join(src_run, METRICS_FILE)
+    if os.path.isfile(metrics):
+        with open(metrics, "rb") as f, gzip.open(os.path.join(dst_run, METRICS_FILE + ".gz"), "wb") as out:
+            shutil.copyfileobj(f, out)
+    elif os.path.isfile(metrics + ".gz"):
+        shutil.copy2(metrics + ".gz", os.path.join(dst_run, METRICS_FILE + ".gz"))

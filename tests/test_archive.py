@@ -1,0 +1,66 @@
+"""Archived sweeps (experiments/archive.py, scripts/archive_sweep.py): committed without
+checkpoints, readable as they were, and a sweep brought back from them does only what is left."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO_ROOT
+from test_experiments import ENV, TINY, results, sweep
+
+ARCHIVE = os.path.join(REPO_ROOT, "scripts", "archive_sweep.py")
+
+
+def archive(src, dst):
+    return subprocess.run([sys.executable, ARCHIVE, str(src), str(dst)], capture_output=True, text=True, env=ENV)
+
+
+@pytest.mark.slow
+def test_archived_sweep_reads_as_before_and_a_sweep_restored_from_it_does_only_the_rest(char_data, tmp_path):
+    from experiments.plots import find_runs
+    from experiments.records import read_metrics
+
+    args = ["--name=a", f"--out_root={tmp_path / 'out'}", "--variants=baseline", "--seeds=1,2", "--iters=20",
+            f"--data_dir={char_data}", *TINY]
+    r = subprocess.run(sweep(args), capture_output=True, text=True, env=ENV, timeout=300)
+    assert r.returncode == 0, r.stderr
+    src = tmp_path / "out" / "a"
+    # a third run started but not finished: its folder has a checkpoint, no record
+    (src / "baseline-none-s3-i20").mkdir()
+    (src / "baseline-none-s3-i20" / "ckpt.pt").write_bytes(b"x")
+    with open(src / "results.jsonl", "a") as f:  # and a failed attempt, which a sweep would run again
+        f.write(json.dumps({**results(src / "results.jsonl")[0], "run_id": "broken", "status": "failed"}) + "\n")
+
+    r = archive(src, tmp_path / "results" / "a")
+    assert r.returncode == 0, r.stderr
+    assert "2 runs copied, 0 already there" in r.stdout
+    dst = tmp_path / "results" / "a"
+    assert sorted(p.name for p in dst.iterdir() if p.is_dir()) == ["baseline-none-s1-i20", "baseline-none-s2-i20"]
+    for run in ("baseline-none-s1-i20", "baseline-none-s2-i20"):
+        assert sorted(p.name for p in (dst / run).iterdir()) == ["metrics.jsonl.gz", "run.json", "train.log"]
+        assert read_metrics(str(dst / run)) == read_metrics(str(src / run)) != []
+    assert results(dst / "results.jsonl") == results(src / "results.jsonl")[:2]
+    assert len(find_runs([str(dst)])) == 2
+    assert "0 runs copied, 2 already there" in archive(src, dst).stdout  # again: nothing changes
+
+    # a fresh clone: the archive brought into a new out folder; the same sweep with a third seed
+    r = archive(dst, tmp_path / "clone" / "a")
+    assert r.returncode == 0, r.stderr
+    args3 = [a.replace(str(tmp_path / "out"), str(tmp_path / "clone")) for a in args]
+    args3 = [("--seeds=1,2,3" if a.startswith("--seeds") else a) for a in args3]
+    r = subprocess.run(sweep(args3), capture_output=True, text=True, env=ENV, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "2 already done, 1 to do" in r.stdout
+    assert [x["run_id"] for x in results(tmp_path / "clone" / "a" / "results.jsonl")] == [
+        "baseline-none-s1-i20", "baseline-none-s2-i20", "baseline-none-s3-i20"]
+
+    # a destination holding one of the runs with another record is refused, nothing copied
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "results.jsonl").write_text(json.dumps({**results(src / "results.jsonl")[0], "wall_s": 1.0}) + "\n")
+    r = archive(src, other)
+    assert r.returncode != 0 and "holds baseline-none-s1-i20 with another record" in r.stderr
+    assert "Traceback" not in r.stderr and sorted(p.name for p in other.iterdir()) == ["results.jsonl", "sweep.lock"]
+    assert archive(tmp_path / "nowhere", other).returncode != 0
