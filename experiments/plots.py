@@ -252,3 +252,34 @@ def plot_curves(run_dirs, out_path, smoothing=0.9, title="Training curves"):
     axes[1].legend(fontsize=8, loc="upper right")
     fig.suptitle(f"{title}: mean over seeds, band = ±1 std")
     return save_figure(fig, out_path)
+
+
+def improvement_over_training(curves, out_path, title="Improvement over training"):
+    """curves: experiments.report.improvement_curves. One line per variant: the mean per-seed
+    improvement of the validation loss over the same-seed baseline at each evaluation, with its
+    95% interval as a band. A gap that closes is an early speed-up; one that stays, a lasting
+    effect."""
+    keys = sorted(k for k, points in curves.items() if points)
+    if not keys:
+        raise ValueError("no variant has evaluations paired with a baseline run")
+    modes = sorted({m for _, m in keys})
+    fig, axes = plt.subplots(1, len(modes), figsize=(6.5 * len(modes), 5), constrained_layout=True, squeeze=False)
+    colors = plt.cm.tab10(np.linspace(0, 1, 10))
+    variants = sorted({v for v, _ in keys})
+    for ax, mode in zip(axes[0], modes):
+        for variant, m in keys:
+            if m != mode:
+                continue
+            it, mean, low, high, n = map(np.array, zip(*curves[(variant, m)]))
+            color = colors[variants.index(variant) % 10]
+            ax.plot(it, mean, color=color, lw=1.5, marker="o", ms=3, label=f"{variant} (n={n.max()})")
+            if np.isfinite(low).any():
+                ax.fill_between(it, low, high, color=color, alpha=0.15, lw=0)
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_title(mode_label(mode), fontsize=10)
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("val loss improvement vs same-seed baseline (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{title}: mean over seeds, band = 95% CI (positive = lower loss)")
+    return save_figure(fig, out_path)

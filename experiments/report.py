@@ -11,9 +11,13 @@ import math
 import os
 import platform
 
+import numpy as np
+from scipy import stats
+
 from experiments import plots
 from experiments.plan import BASELINE_MODE
 from experiments.stats import ALPHA, compare_records, correct_comparisons, equal_wall_time, noise_floor
+from model_advanced_centering import PLACEMENTS
 
 METRIC_NAMES = {"test_loss": "test loss", "final_val_loss": "val loss (last evaluation)",
                 "best_val_loss": "val loss (best checkpoint)"}
@@ -41,6 +45,103 @@ def wall_time_inputs(records, run_dir_of, read_metrics):
         out.setdefault((r["variant"], r["mode"]), {})[r["seed"]] = {
             "curve": curve, "iters": r["iters"], "step_ms": r.get("step_ms")}
     return out
+
+
+def improvement_curves(records, baseline_key, run_dir_of, read_metrics, confidence=0.95):
+    """{(variant, mode): [(iteration, mean %, CI low, CI high, n)]}: at every evaluation the
+    relative decrease of the validation loss against the same-seed baseline's at that iteration
+    (positive = better), over the seeds both have there. An early speed-up shows as a gap that
+    closes; a lasting effect, as one that stays to the end."""
+    curves = {}
+    for r in records:
+        if r["status"] == "ok":
+            curves.setdefault((r["variant"], r["mode"]), {})[r["seed"]] = {
+                m["iter"]: m["val_loss"] for m in read_metrics(run_dir_of(r)) if m.get("type") == "eval"}
+    base = curves.get(baseline_key, {})
+    out = {}
+    for key, by_seed in curves.items():
+        if key == baseline_key:
+            continue
+        points = []
+        for it in sorted(set().union(*by_seed.values())):
+            pairs = [(base[s][it], v[it]) for s, v in by_seed.items() if it in v and it in base.get(s, {})]
+            if not pairs:
+                continue
+            pct = np.array([100.0 * (b - v) / b for b, v in pairs])
+            half = (stats.t.ppf(0.5 + confidence / 2, len(pct) - 1) * pct.std(ddof=1) / math.sqrt(len(pct))
+                    if len(pct) > 1 else math.nan)
+            points.append((it, float(pct.mean()), float(pct.mean() - half), float(pct.mean() + half), len(pct)))
+        out[key] = points
+    return out
+
+
+DIAGNOSTIC_METRICS = ("isoscore", "var_top1", "cosine")  # isotropy, its top direction, and the mean cosine
+
+
+SHARED_SITE = "residual"  # every variant has a residual stream: one column comparable across them
+
+
+def diagnostic_effects(records, baseline_key, run_dir_of, read_metrics, metrics=DIAGNOSTIC_METRICS):
+    """At the last evaluation of each run, each metric after centering (the representation the
+    model goes on with), averaged over layers, at two places: the sites the variant centers
+    ("own"; for the baseline the same sites, uncentered) and the residual stream. Per variant, its
+    mean difference from the same-seed baseline: {(variant, mode): {(place, metric): difference}}."""
+    def final_values(run_dir, sites):
+        evals = [m for m in read_metrics(run_dir) if m.get("type") == "eval"]
+        values = {}
+        for k, v in (evals[-1] if evals else {}).items():
+            parts = k.split("/")  # diag/<site>/<layer>/<metric>_after
+            if len(parts) == 4 and parts[0] == "diag" and parts[3].endswith("_after") and v is not None:
+                metric, site = parts[3][:-len("_after")], parts[1]
+                if metric in metrics:
+                    for place in (["own"] if site in sites else []) + ([SHARED_SITE] if site == SHARED_SITE else []):
+                        values.setdefault((place, metric), []).append(v)
+        return {k: float(np.mean(v)) for k, v in values.items()}
+
+    ok = [r for r in records if r["status"] == "ok"]
+    base = {r["seed"]: r for r in ok if (r["variant"], r["mode"]) == baseline_key}
+    effects = {}
+    for r in ok:
+        key = (r["variant"], r["mode"])
+        if key == baseline_key or r["seed"] not in base:
+            continue
+        sites = {site for flag, sites in PLACEMENTS.items() if r["config"].get(flag) for site in sites}
+        mine, theirs = final_values(run_dir_of(r), sites), final_values(run_dir_of(base[r["seed"]]), sites)
+        for name in set(mine) & set(theirs):
+            effects.setdefault(key, {}).setdefault(name, []).append(mine[name] - theirs[name])
+    return {k: {name: float(np.mean(d)) for name, d in e.items()} for k, e in effects.items()}
+
+
+def diagnostic_correlations(effects, improvements):
+    """{(site, metric): (Spearman rho, p, n)} over the variants with both a diagnostic difference
+    (diagnostic_effects) and a mean improvement ({(variant, mode): %}); 4 variants at least."""
+    out = {}
+    for name in sorted({n for e in effects.values() for n in e}):
+        keys = [k for k in effects if name in effects[k] and k in improvements]
+        if len(keys) >= 4:
+            rho, p = stats.spearmanr([effects[k][name] for k in keys], [improvements[k] for k in keys])
+            out[name] = (float(rho), float(p), len(keys))
+    return out
+
+
+def diagnostics_table(effects, improvements, correlations, names=None):
+    """Markdown lines: per variant its improvement and the change of each metric at each site
+    (mean over layers, after centering, last evaluation, minus the same-seed baseline's), then
+    the rank correlation of each column with the improvement."""
+    columns = sorted({n for e in effects.values() for n in e})
+    if not columns:
+        return []
+    lines = ["| method | mode | improvement (%) | " + " | ".join(
+        f"Δ {m} ({'centered sites' if place == 'own' else place})" for place, m in columns) + " |",
+             "|" + "---|" * (len(columns) + 3)]
+    for key in sorted(effects, key=lambda k: -improvements.get(k, -math.inf)):
+        variant, mode = key
+        lines.append(f"| {(names or {}).get(variant, variant)} | {plots.mode_label(mode)} | "
+                     f"{fmt(improvements.get(key, math.nan))} | "
+                     + " | ".join(fmt(effects[key].get(c, math.nan), "+.3f") for c in columns) + " |")
+    lines.append("| Spearman ρ with the improvement (p) | | | " + " | ".join(
+        f"{correlations[c][0]:+.2f} ({correlations[c][1]:.2g})" if c in correlations else "n/a" for c in columns) + " |")
+    return lines
 
 
 def analyse(records, iters, metric, baseline_key, run_dir_of=None, read_metrics=None):

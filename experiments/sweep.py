@@ -216,13 +216,15 @@ def make_executor(executor, jobs=1, nproc=1, gpus=None, cpus=None, slurm=None):
 
 
 def run_sweep(name, runs, out_root, *, executor="local", jobs=1, nproc=1, overrides=(), slurm=None,
-              wait=True, log=print, config_dir=CONFIG_DIR, gpus=None, cpus=None, trainer=TRAINER):
+              wait=True, log=print, config_dir=CONFIG_DIR, gpus=None, cpus=None, trainer=TRAINER, execute=True):
     """Do every run of the list that has no final record yet in <out_root>/<name>; returns the
     records of the given runs that have one, by run id (all of them, unless a Slurm sweep was
     started with wait=False and some are still queued or running). The plan is checked first:
     a ConfigError, before anything runs. Raises UserError when another sweep holds the folder, and
     (any executor but Slurm's) when runs to do are still queued or running as its Slurm jobs.
-    gpus, cpus: what the local executor shares out (default: what this machine has)."""
+    gpus, cpus: what the local executor shares out (default: what this machine has).
+    execute=False runs nothing: the records the folder holds for the runs, after the same checks
+    (a report on a sweep still under way, or on an archived one)."""
     if nproc < 1 or jobs < 1:
         raise ConfigError("--jobs and --nproc must be at least 1")
     out_root = os.path.abspath(out_root)
@@ -233,6 +235,12 @@ def run_sweep(name, runs, out_root, *, executor="local", jobs=1, nproc=1, overri
     runner = make_executor(executor, jobs=jobs, nproc=nproc, gpus=gpus, cpus=cpus, slurm=slurm)
     sweep = Sweep(sweep_dir, runner.name, tuple(overrides), nproc, os.path.abspath(config_dir), os.getcwd(),
                   tuple(configs.items()), trainer)
+    if not execute:
+        done = read_results(sweep_dir)
+        conflict = settings_conflict(sweep, runs, done)
+        if conflict:
+            raise ConfigError(conflict)
+        return {r.run_id: done[r.run_id] for r in runs if r.run_id in done}
     os.makedirs(sweep_dir, exist_ok=True)
     with SweepLock(sweep_dir):
         done = read_results(sweep_dir)

@@ -77,3 +77,21 @@ def at_chosen_rates(records, chosen, test_seeds, key=RATE_KEY):
     seeds = set(test_seeds)
     return [r for r in records if r["seed"] in seeds and key in r.get("params", {})
             and chosen.get((r["variant"], r["mode"])) == rate_of(r, key)]
+
+
+def edge_rates(table, chosen):
+    """{(variant, mode): "lowest" or "highest"} for each variant whose chosen rate is at the edge
+    of its grid: its optimum may lie outside, and the grid should be widened."""
+    edges = {}
+    for key, rate in chosen.items():
+        rates = sorted(table[key], key=float)
+        if len(rates) > 1 and rate in (rates[0], rates[-1]):
+            edges[key] = "lowest" if rate == rates[0] else "highest"
+    return edges
+
+
+def borderline(groups, band):
+    """{(variant, mode): Holm-corrected p} of the comparisons (experiments.stats.compare_records
+    groups, corrected) whose p lies within band = (low, high): too close to call on these seeds."""
+    return {k: g["comparison"]["p_holm"] for k, g in groups.items()
+            if g["comparison"] and band[0] <= g["comparison"]["p_holm"] <= band[1]}

@@ -11,7 +11,14 @@ Without --tune every variant trains at the config's learning rate on seeds 1..N.
 --tune=True each variant, the baseline included, is first trained at every rate of --rates on
 the selection seeds (1001, 1002, ...); its rate is the one with the lowest mean validation loss
 (best checkpoint); then it trains at that rate on the fresh test seeds 1..N, and only those runs
-are compared, on their test loss. The report has the whole grid and the chosen rates.
+are compared, on their test loss. The report has the whole grid and the chosen rates. A
+variant whose Holm-corrected p on the test seeds lies between 0.01 and 0.1 then gets more test
+seeds (--extend_to, default twice --seeds), the baseline with it, and the report says which.
+
+--report_only=True trains nothing: the report of what the sweep folder holds so far (a sweep
+still under way, or one archived in results/ with scripts/archive_sweep.py: --out_root=results).
+A variant whose grid is not complete gets no rate yet, one whose test seeds are not complete is
+left out of the comparison, and the page says so.
 
 Any variant (--variants), mode (--modes), dataset, width or other training key (--key=value,
 e.g. --n_embd=256) and any executor of the sweep machinery (--jobs, --executor=slurm, ...) go
@@ -27,13 +34,15 @@ import time
 
 import _repo_root  # noqa: F401  (the repository's modules become importable)
 from configurator import ConfigError, UserError
-from experiments import report
+from diagnostics import plot_diagnostics
+from experiments import plots, report
 from experiments.cli import (CommandLine, add_sweep_arguments, boolean, comma_list, guarded, name_not_ok,
                              print_plan, sweep_options)
 from experiments.plan import BASELINE, BASELINE_MODE, MODES, Run, check_plan, plan_runs
 from experiments.records import read_metrics
 from experiments.sweep import run_sweep
-from experiments.tuning import RATE_KEY, at_chosen_rates, check_disjoint, choose_rates, selection_table
+from experiments.tuning import (RATE_KEY, TEST_METRIC, at_chosen_rates, borderline, check_disjoint, choose_rates,
+                                edge_rates, selection_table)
 
 # (config, name in the prior report, its claimed improvement in %)
 METHODS = [
@@ -43,8 +52,13 @@ METHODS = [
     ("value_centered", "Value only", 1.13),
     ("baseline", "Baseline", 0.0),
 ]
+OTHER_METHODS = [  # measured by the prior report too, not in its table: not run unless asked (--variants)
+    ("mlp_centered", "MLP", -0.6),
+    ("residual_centered", "Residual stream", -11.7),
+]
 SELECTION_SEED_BASE = 1000  # selection seeds are 1001, 1002, ...: never a test seed 1..N
 DEFAULT_RATES = ["1e-3", "2e-3", "4e-3", "8e-3", "1.6e-2"]
+EXTEND_BAND = (0.01, 0.1)  # Holm p of a cell that gets the extra test seeds (--extend_to)
 
 
 def rate_list(text):
@@ -76,16 +90,27 @@ def plan_and_check(args, overrides, variants):
 
 def tuned_phases(args, name, overrides, runs, log):
     """Phase 1 (the grid on the selection seeds), the choice, phase 2 (the test seeds at the
-    chosen rates). Returns (records of phase 2, the selection table, the chosen rates, the
-    records of phase 1 not ok, the (variant, mode) pairs left without a rate), or None while
-    runs are still queued (Slurm without --wait)."""
-    phase1 = run_sweep(name, runs, args.out_root, overrides=overrides, **sweep_options(args))
-    if len(phase1) < len(runs):
+    chosen rates), then the extra test seeds of the borderline variants. Returns a dict: records
+    (the test runs at the chosen rates), table, chosen, selection_not_ok, unrated (no eligible
+    rate), pending (with --report_only: variants whose grid or test seeds are not complete),
+    extended ({(variant, mode): Holm p at --seeds}); or None while runs are still queued (Slurm
+    without --wait)."""
+    options = {**sweep_options(args), "execute": not args.report_only}
+
+    def sweep(planned):
+        return run_sweep(name, planned, args.out_root, overrides=overrides, **options)
+
+    def missing(planned, recorded):
+        return {(r.variant, r.mode) for r in planned if r.run_id not in recorded}
+
+    phase1 = sweep(runs)
+    if len(phase1) < len(runs) and not args.report_only:
         log(f"phase 1: {len(runs) - len(phase1)} runs still queued or running; run the same command again")
         return None
     table = selection_table(phase1.values(), args.selection_seeds)
-    chosen = choose_rates(table)
-    unrated = sorted({(r.variant, r.mode) for r in runs} - set(chosen))
+    grid_pending = missing(runs, phase1)
+    chosen = {k: rate for k, rate in choose_rates(table).items() if k not in grid_pending}
+    unrated = sorted({(r.variant, r.mode) for r in runs} - set(chosen) - grid_pending)
     if (BASELINE, BASELINE_MODE) in unrated:
         raise UserError("no learning rate of the grid finished ok on every selection seed for the baseline; "
                         f"see the train.log files in {os.path.join(os.path.abspath(args.out_root), name)}")
@@ -93,74 +118,173 @@ def tuned_phases(args, name, overrides, runs, log):
         print(f"warning: no learning rate of the grid finished ok on every selection seed for "
               f"{', '.join(f'{v}/{m}' for v, m in unrated)}: left out of the test comparison", file=sys.stderr)
     log("chosen rates (lowest mean validation loss on the selection seeds): "
-        + ", ".join(f"{v}/{m} {r}" for (v, m), r in sorted(chosen.items())))
-    phase2_runs = [Run(v, m, seed, args.iters, ((RATE_KEY, rate),))
-                   for (v, m), rate in sorted(chosen.items()) for seed in args.test_seeds]
-    phase2 = run_sweep(name, phase2_runs, args.out_root, overrides=overrides, **sweep_options(args))
-    if len(phase2) < len(phase2_runs):
+        + (", ".join(f"{v}/{m} {r}" for (v, m), r in sorted(chosen.items())) or "none yet"))
+    result = {"table": table, "chosen": chosen, "unrated": unrated, "extended": {},
+              "selection_not_ok": [r for r in phase1.values() if r["status"] != "ok"],
+              "recorded": list(phase1.values())}  # every run of the command so far
+
+    def test_runs(keys, seeds):
+        return [Run(v, m, seed, args.iters, ((RATE_KEY, chosen[(v, m)]),)) for v, m in sorted(keys) for seed in seeds]
+
+    phase2_runs = test_runs(chosen, args.test_seeds)
+    phase2 = sweep(phase2_runs)
+    if len(phase2) < len(phase2_runs) and not args.report_only:
         log(f"phase 2: {len(phase2_runs) - len(phase2)} runs still queued or running; run the same command again")
         return None
-    selection_not_ok = [r for r in phase1.values() if r["status"] != "ok"]
-    return at_chosen_rates(phase2.values(), chosen, args.test_seeds), table, chosen, selection_not_ok, unrated
+    result["recorded"] += phase2.values()
+    pending = grid_pending | missing(phase2_runs, phase2)
+    if (BASELINE, BASELINE_MODE) in pending:  # nothing to compare with yet
+        return {**result, "records": [], "pending": sorted(pending)}
+    complete = {k: rate for k, rate in chosen.items() if k not in pending}
+    records = at_chosen_rates(phase2.values(), complete, args.test_seeds)
+
+    # Phase 3: a borderline variant (and the baseline, which it is paired with) gets more seeds;
+    # decided on the whole family only (with --report_only, once every test run is there).
+    extra_seeds = list(range(args.seeds + 1, args.extend_to + 1))
+    if extra_seeds and not pending:
+        analysis = report.analyse(records, args.iters, TEST_METRIC, (BASELINE, BASELINE_MODE))
+        close = borderline(analysis["groups"], EXTEND_BAND)
+        if close:
+            phase3_runs = test_runs([*close, (BASELINE, BASELINE_MODE)], extra_seeds)
+            phase3 = sweep(phase3_runs)
+            result["recorded"] += phase3.values()
+            if missing(phase3_runs, phase3):
+                if not args.report_only:
+                    log(f"phase 3: {len(phase3_runs) - len(phase3)} runs still queued or running; "
+                        f"run the same command again")
+                    return None
+                result["extension_pending"] = sorted(close)
+            else:
+                records += at_chosen_rates(phase3.values(), chosen, extra_seeds)
+                result["extended"] = close
+    return {**result, "records": records, "pending": sorted(pending)}
 
 
-def build_report(args, name, records, table, chosen, wall, selection_not_ok=(), unrated=()):
-    """Write results.md, results.json and the plots; returns the markdown text. selection_not_ok,
-    unrated: with --tune, the selection runs not ok and the (variant, mode) pairs with no rate."""
+def build_report(args, name, phases, wall):
+    """Write results.md, results.json and the plots; returns (markdown text, report folder,
+    figures). phases: tuned_phases' dict (without --tune: records alone). With --report_only a
+    report of what is there: the grid so far, and the comparison of the complete variants."""
     sweep_dir = os.path.join(os.path.abspath(args.out_root), name)
-    ok = [r for r in records if r["status"] == "ok"]
-    metric = "test_loss" if ok and all(r.get("test_loss") is not None for r in ok) else None
-    if metric is None:
-        raise UserError(f"runs in {sweep_dir} have no test loss (the dataset has no test split, or they "
-                        f"trained before it had one): re-run the dataset's prepare.py if needed, and give "
-                        f"--name=NEW for a sweep folder of its own")
-    analysis = report.analyse(records, args.iters, metric, (BASELINE, BASELINE_MODE),
-                              run_dir_of=lambda r: os.path.join(sweep_dir, r["run_id"]), read_metrics=read_metrics)
-    if analysis is None:
-        raise UserError(f"no baseline run finished ok; see the train.log files in {sweep_dir}")
-    names = {v: n for v, n, _ in METHODS}
-    prior = {v: claim for v, _, claim in METHODS if v != BASELINE}
+    records, table, chosen = phases["records"], phases.get("table"), phases.get("chosen")
+    pending, extended = phases.get("pending", []), phases.get("extended", {})
+    names = {v: n for v, n, _ in METHODS + OTHER_METHODS}
+    prior = {v: claim for v, _, claim in METHODS + OTHER_METHODS if v != BASELINE}
     command = "python scripts/run_best_advanced_1k.py " + " ".join(args.argv)
     seeds = ", ".join(map(str, args.test_seeds))
     what = (f"{args.dataset}, {args.iters} iterations, modes {', '.join(args.modes)}, test seeds {seeds}"
+            + (f" (up to {args.extend_to} for a variant whose Holm p lies in [{EXTEND_BAND[0]}, {EXTEND_BAND[1]}])"
+               if args.tune and args.extend_to > args.seeds else "")
             + (f"; learning rate tuned per variant on selection seeds {', '.join(map(str, args.selection_seeds))}"
                if args.tune else ", the config's learning rate"))
+    recorded = phases.get("recorded", records)
     sections = [[f"`{command}`", "", what + ". Improvement = relative decrease of the test loss against the "
                  "same-seed baseline, in percent (positive = better).", "",
-                 f"Wall time of this call: {wall / 60:.1f} min; runs' own wall time: "
-                 f"{sum(r.get('wall_s') or 0 for r in records) / 60:.1f} min; machine: {report.machine()}."]]
+                 f"Runs' own wall time: {sum(r.get('wall_s') or 0 for r in recorded) / 3600:.2f} h over "
+                 f"{len(recorded)} runs" + ("" if args.report_only else f"; this call: {wall / 60:.1f} min")
+                 + f"; machine: {machine_of(recorded)}."]]
+    if pending:
+        sections.append([f"**Partial**: {len(pending)} of the variants have not finished their "
+                         f"{'grid or test seeds' if args.tune else 'runs'} and are not in the comparison: "
+                         + ", ".join(f"{names.get(v, v)} / {m}" for v, m in pending) + "."])
     if args.tune:
+        edges = edge_rates(table, chosen)
         sections.append(["## Learning-rate selection (validation loss of the best checkpoint, mean over the "
                          "selection seeds; bold: chosen)", ""] + report.grid_table(table, chosen))
-    sections.append(["## Test comparison", ""] + report.comparison_table(
-        analysis, metric, names=names, rates=chosen if args.tune else None, prior=prior))
-    sections.append(report.notes(analysis, metric))
-    not_ok = [r for r in records if r["status"] != "ok"]
-    if not_ok:
-        sections.append(["Runs not ok (left out): " + ", ".join(f"{r['run_id']} ({r['status']})" for r in not_ok)])
-    if selection_not_ok:
-        sections.append(["Selection runs not ok (their rate not eligible): "
-                         + ", ".join(f"{r['run_id']} ({r['status']})" for r in selection_not_ok)])
-    if unrated:
-        sections.append(["No eligible learning rate (left out of the test comparison): "
-                         + ", ".join(f"{names.get(v, v)} / {m}" for v, m in unrated)])
+        if edges:
+            sections.append(["Chosen at the edge of the grid (the optimum may lie outside it): "
+                             + ", ".join(f"{names.get(v, v)} / {m} ({side})" for (v, m), side in sorted(edges.items()))])
+    figures = []
     report_dir = args.report_dir or sweep_dir
     os.makedirs(report_dir, exist_ok=True)
     title = f"{args.dataset}, {args.iters} iterations" + (", tuned rates" if args.tune else "")
-    figures = report.report_plots(report_dir, analysis, title, metric,
-                                  [os.path.join(sweep_dir, r["run_id"]) for r in ok], prior=prior,
-                                  table=table, chosen=chosen)
+    ok = [r for r in records if r["status"] == "ok"]
+    analysis = None
+    if ok:
+        if not all(r.get("test_loss") is not None for r in ok):
+            raise UserError(f"runs in {sweep_dir} have no test loss (the dataset has no test split, or they "
+                            f"trained before it had one): re-run the dataset's prepare.py if needed, and give "
+                            f"--name=NEW for a sweep folder of its own")
+        analysis = report.analyse(records, args.iters, TEST_METRIC, (BASELINE, BASELINE_MODE),
+                                  run_dir_of=lambda r: os.path.join(sweep_dir, r["run_id"]), read_metrics=read_metrics)
+    if analysis is None and not args.report_only:
+        raise UserError(f"no baseline run finished ok; see the train.log files in {sweep_dir}")
+    if analysis is None:
+        sections.append(["## Test comparison", "", "Not yet: the baseline's test runs are not all there."])
+        if args.tune and table:
+            figures.append(os.path.basename(plots.rate_grid(table, chosen, os.path.join(report_dir, "rate_grid.png"))))
+    else:
+        sections.append(["## Test comparison", ""] + report.comparison_table(
+            analysis, TEST_METRIC, names=names, rates=chosen if args.tune else None, prior=prior))
+        sections.append(report.notes(analysis, TEST_METRIC))
+        if extended:
+            sections.append([f"More seeds: {', '.join(f'{names.get(v, v)} / {m} (Holm p {p:.3g} on seeds 1-{args.seeds})' for (v, m), p in sorted(extended.items()))} "
+                             f"and the baseline were given test seeds {args.seeds + 1}-{args.extend_to}, as the protocol "
+                             f"does for a p in [{EXTEND_BAND[0]}, {EXTEND_BAND[1]}]; their row is on every seed. "
+                             f"Adding seeds because p was close makes that p slightly optimistic (optional stopping)."])
+        if phases.get("extension_pending"):
+            sections.append(["Extra test seeds under way for: " + ", ".join(
+                f"{names.get(v, v)} / {m}" for v, m in phases["extension_pending"]) + " (compared on the first seeds here)."])
+        run_dir_of = lambda r: os.path.join(sweep_dir, r["run_id"])  # noqa: E731
+        improvements = {k: g["comparison"]["mean_pct"] for k, g in analysis["groups"].items() if g["comparison"]}
+        effects = report.diagnostic_effects(records, (BASELINE, BASELINE_MODE), run_dir_of, read_metrics)
+        correlations = report.diagnostic_correlations(effects, improvements)
+        table_lines = report.diagnostics_table(effects, improvements, correlations, names)
+        if table_lines:
+            sections.append(["## Diagnostics at the end of training (test runs; change against the same-seed "
+                             "baseline, mean over layers and seeds, after centering)", ""] + table_lines
+                            + ["", "IsoScore: 1 = isotropic, near 0 = one direction; var_top1: the share of variance "
+                               "on the top principal direction; cosine: mean pairwise cosine of the vectors. "
+                               "Spearman ρ over the variants: does the change go with the loss improvement? "
+                               "(Uncorrected, exploratory.)"])
+        figures = report.report_plots(report_dir, analysis, title, TEST_METRIC, [run_dir_of(r) for r in ok], prior=prior,
+                                      table=table, chosen=chosen)
+        curves = report.improvement_curves(records, (BASELINE, BASELINE_MODE), run_dir_of, read_metrics)
+        if any(curves.values()):
+            plots.improvement_over_training(curves, os.path.join(report_dir, "improvement_over_training.png"), title=title)
+            figures.append("improvement_over_training.png")
+        figures += diagnostics_figures(report_dir, ok, run_dir_of)
+    not_ok = [r for r in records if r["status"] != "ok"]
+    if not_ok:
+        sections.append(["Runs not ok (left out): " + ", ".join(f"{r['run_id']} ({r['status']})" for r in not_ok)])
+    if phases.get("selection_not_ok"):
+        sections.append(["Selection runs not ok (their rate not eligible): "
+                         + ", ".join(f"{r['run_id']} ({r['status']})" for r in phases["selection_not_ok"])])
+    if phases.get("unrated"):
+        sections.append(["No eligible learning rate (left out of the test comparison): "
+                         + ", ".join(f"{names.get(v, v)} / {m}" for v, m in phases["unrated"])])
     data = {"command": command, "dataset": args.dataset, "iters": args.iters, "modes": args.modes,
-            "test_seeds": args.test_seeds, "tuned": args.tune, "metric": metric,
+            "test_seeds": args.test_seeds, "tuned": args.tune, "metric": TEST_METRIC,
             "selection_seeds": args.selection_seeds if args.tune else None,
-            "grid": table, "chosen_rates": chosen, "family": analysis["family"],
-            "comparisons": analysis["groups"], "equal_wall_time": analysis["wall_time"],
-            "noise_floor": analysis["noise_floor"], "runs": records, "wall_s_this_call": round(wall, 1),
-            "selection_not_ok": [r["run_id"] for r in selection_not_ok],
-            "no_rate": [f"{v}/{m}" for v, m in unrated],
-            "machine": report.machine()}
+            "grid": table, "chosen_rates": chosen, "pending": pending, "extended": extended,
+            "family": analysis and analysis["family"], "comparisons": analysis and analysis["groups"],
+            "equal_wall_time": analysis and analysis["wall_time"],
+            "noise_floor": analysis and analysis["noise_floor"], "runs": records, "wall_s_this_call": round(wall, 1),
+            "selection_not_ok": [r["run_id"] for r in phases.get("selection_not_ok", [])],
+            "no_rate": [f"{v}/{m}" for v, m in phases.get("unrated", [])],
+            "machine": machine_of(recorded)}
     text = report.write_report(report_dir, "Centering vs baseline: " + title, sections, data, figures)
     return text, report_dir, figures
+
+
+def machine_of(records):
+    """Where the runs trained (their provenance), else this machine."""
+    hosts = sorted({f"{r['provenance'].get('hostname')}, {r['provenance'].get('device')}, torch "
+                    f"{r['provenance'].get('torch')}" for r in records if r.get("provenance")})
+    return "; ".join(hosts) or report.machine()
+
+
+def diagnostics_figures(report_dir, runs, run_dir_of):
+    """The diagnostics over training of the test runs, per mode (the baseline in each):
+    diagnostics/<mode>/diag_<metric>.png. Returns their paths relative to report_dir."""
+    paths = []
+    for mode in sorted({r["mode"] for r in runs} - {BASELINE_MODE}):
+        groups = {}
+        for r in runs:
+            if r["mode"] in (mode, BASELINE_MODE):
+                groups.setdefault(plots.label(r["variant"], r["mode"]), []).append(read_metrics(run_dir_of(r)))
+        out_dir = os.path.join(report_dir, "diagnostics", mode)
+        paths += [os.path.relpath(p, report_dir) for p in plot_diagnostics(groups, out_dir, list(report.DIAGNOSTIC_METRICS))]
+    return paths
 
 
 def main(argv=None):
@@ -181,6 +305,11 @@ def main(argv=None):
     parser.add_argument("--name", default=None,
                         help="sweep folder name (default: best_advanced_1k[-tuned][-<dataset>])")
     parser.add_argument("--report_dir", default=None, help="where the report goes (default: the sweep folder)")
+    parser.add_argument("--extend_to", type=int, default=None,
+                        help=f"with --tune: test seeds of a variant whose Holm p on --seeds lies in "
+                             f"[{EXTEND_BAND[0]}, {EXTEND_BAND[1]}] (default: twice --seeds; --extend_to=0: none)")
+    parser.add_argument("--report_only", type=boolean, default=False, metavar="True|False",
+                        help="True (or --report_only alone): train nothing; report what the sweep folder holds")
     add_sweep_arguments(parser)
     args, overrides = parser.parse_with_overrides(argv)
     args.argv = sys.argv[1:] if argv is None else list(argv)
@@ -192,6 +321,13 @@ def main(argv=None):
         args.selection_seeds = 2 if args.selection_seeds is None else args.selection_seeds
         if args.seeds < 1 or args.selection_seeds < 1:
             raise ConfigError("--seeds and --selection_seeds must be at least 1")
+        if args.extend_to is not None and not args.tune:
+            raise ConfigError("--extend_to goes with --tune=True")
+        args.extend_to = 2 * args.seeds if args.extend_to is None else args.extend_to
+        if args.extend_to and args.extend_to < args.seeds:
+            raise ConfigError(f"--extend_to must be 0 or at least --seeds ({args.seeds}), got {args.extend_to}")
+        if args.report_only and args.dry_run:
+            raise ConfigError("--report_only and --dry_run do not go together")
         if any(o.startswith(f"--{RATE_KEY}=") for o in overrides) and args.tune:
             raise ConfigError(f"--tune=True chooses {RATE_KEY} itself: give the grid as --rates")
         args.test_seeds = list(range(1, args.seeds + 1))
@@ -207,25 +343,26 @@ def main(argv=None):
                 print(f"then {len(args.test_seeds)} test seeds per variant and mode at its chosen rate")
             return 0
         t0 = time.time()
-        table = chosen = None
-        selection_not_ok, unrated = [], []
         if args.tune:
             phases = tuned_phases(args, name, all_overrides, runs, print)
             if phases is None:
                 return 0
-            records, table, chosen, selection_not_ok, unrated = phases
         else:
-            done = run_sweep(name, runs, args.out_root, overrides=all_overrides, **sweep_options(args))
-            if len(done) < len(runs):
+            done = run_sweep(name, runs, args.out_root, overrides=all_overrides, execute=not args.report_only,
+                             **sweep_options(args))
+            if len(done) < len(runs) and not args.report_only:
                 print(f"{len(runs) - len(done)} runs still queued or running; run the same command again")
                 return 0
-            records = list(done.values())
-        text, report_dir, figures = build_report(args, name, records, table, chosen, time.time() - t0,
-                                                 selection_not_ok, unrated)
+            phases = {"records": list(done.values()),
+                      "pending": sorted({(r.variant, r.mode) for r in runs if r.run_id not in done})}
+            phases["records"] = [r for r in phases["records"] if (r["variant"], r["mode"]) not in phases["pending"]]
+        text, report_dir, figures = build_report(args, name, phases, time.time() - t0)
         print(text)
-        print(f"written to {report_dir}: results.md, results.json, {', '.join(figures)}")
-        not_ok = selection_not_ok + [r for r in records if r["status"] != "ok"]
-        return name_not_ok(not_ok, len(records) + (len(runs) if args.tune else 0), sweep_dir)
+        print(f"written to {report_dir}: results.md, results.json{''.join(', ' + f for f in figures)}")
+        if args.report_only:
+            return 0
+        not_ok = phases.get("selection_not_ok", []) + [r for r in phases["records"] if r["status"] != "ok"]
+        return name_not_ok(not_ok, len(phases["records"]) + (len(runs) if args.tune else 0), sweep_dir)
 
     return guarded(body)
 

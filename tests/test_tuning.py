@@ -95,10 +95,16 @@ def test_tuned_comparison_end_to_end(char_data, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     sweep_dir = tmp_path / "best_advanced_1k-tuned"
     runs = {x["run_id"]: x for x in read_jsonl(str(sweep_dir / "results.jsonl"))}
-    assert len(runs) == 8  # 2 variants x 2 rates x 1 selection seed, then 2 variants x 2 test seeds
+    report = json.loads((sweep_dir / "results.json").read_text())
+    # 2 variants x 2 rates x 1 selection seed, then 2 variants x 2 test seeds (and 2 more each
+    # when the variant's p came out between 0.01 and 0.1)
+    assert len(runs) == (12 if report["extended"] else 8)
+    if report["extended"]:
+        runs = {k: x for k, x in runs.items() if x["seed"] not in (3, 4)}  # the rest of the checks: seeds 1, 2
+        report["comparisons"] = {k: {**g, "mean": sum(v for s, v in g["losses"].items() if int(s) <= 2) / 2}
+                                 for k, g in report["comparisons"].items()}
 
     # the chosen rate is the validation argmin on the selection seed, whatever the test losses
-    report = json.loads((sweep_dir / "results.json").read_text())
     for key, variant, mode in (("baseline/none", "baseline", "none"), ("value_centered/momentum", "value_centered", "momentum")):
         selection = {x["params"]["learning_rate"]: x["best_val_loss"] for x in runs.values()
                      if x["variant"] == variant and x["seed"] == 1001}
@@ -118,6 +124,19 @@ def test_tuned_comparison_end_to_end(char_data, tmp_path):
         assert text in table
     for png in ("improvement.png", "rate_grid.png", "val_curves.png"):
         assert (sweep_dir / png).stat().st_size > 10_000
+
+    # a report of the folder as it is, training nothing: with a test run's record gone, the
+    # variant is named as not finished and left out, and nothing is run again
+    results_file = sweep_dir / "results.jsonl"
+    kept = [line for line in results_file.read_text().splitlines() if '"value_centered-momentum-s2-' not in line]
+    results_file.write_text("\n".join(kept) + "\n")
+    partial = subprocess.run(script + TINY + ["--report_only", f"--report_dir={tmp_path / 'partial'}"],
+                             capture_output=True, text=True, env=env)
+    assert partial.returncode == 0, partial.stderr[-2000:]
+    text = (tmp_path / "partial" / "results.md").read_text()
+    assert "**Partial**: 1 of the variants" in text and "Value only / momentum" in text
+    assert "| Value only |" not in text and "lr 3e-3" in text  # not compared; the grid is there
+    assert len(read_jsonl(str(results_file))) == len(kept)
 
     # the same folder with another width is refused before anything runs
     again = subprocess.run(script + TINY[:2] + ["--n_embd=24"] + TINY[3:], capture_output=True, text=True, env=env)
@@ -183,3 +202,62 @@ def test_report_tables_show_the_grid_and_label_non_causal_modes(tmp_path):
     report.write_report(str(tmp_path), "t", [grid.split("\n")],
                         {"grid": table, "analysis": analysis}, [])
     assert json.loads((tmp_path / "results.json").read_text())["grid"]["baseline/none"]["1e-3"]["mean"] == 2.0
+
+
+def test_borderline_variants_get_more_test_seeds_with_the_baseline(tmp_path, monkeypatch):
+    """The phases of --tune=True, on records made up here (no training): a variant whose Holm p
+    on the test seeds lies in [0.01, 0.1] gets seeds 6-10, and so does the baseline; a clear one
+    does not. With --report_only, an unfinished variant is named, not compared, and nothing is
+    decided about extra seeds until the whole family is there."""
+    import argparse
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("run_best", os.path.join(REPO_ROOT, "scripts", "run_best_advanced_1k.py"))
+    run_best = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_best)
+    base = [2.00, 2.01, 1.99, 2.02, 2.00, 2.01, 1.98, 2.00, 2.02, 1.99]
+    gains = {"clear": [3.0, 3.1, 2.9, 3.0, 3.05], "close": [1.0, 0.4, 1.5, -0.2, 0.8] + [0.9, 0.5, 1.1, 0.7, 0.6]}
+    store, asked = {}, []
+
+    def fake_sweep(name, runs, out_root, overrides=(), execute=True, **options):
+        asked.append((execute, [r.run_id for r in runs]))
+        for r in runs:
+            if execute and r.run_id not in store:
+                loss = base[r.seed - 1] if r.seed <= 10 else 2.0 + (float(dict(r.params)["learning_rate"]) - 4e-3) ** 2
+                if r.variant != "baseline" and r.seed <= 10:
+                    loss *= 1 - gains[r.variant][r.seed - 1] / 100
+                store[r.run_id] = {"run_id": r.run_id, "variant": r.variant, "mode": r.mode, "seed": r.seed,
+                                   "iters": r.iters, "params": dict(r.params), "status": "ok", "best_val_loss": loss,
+                                   "test_loss": loss, "wall_s": 1.0}
+        return {r.run_id: store[r.run_id] for r in runs if r.run_id in store}
+
+    monkeypatch.setattr(run_best, "run_sweep", fake_sweep)
+    args = argparse.Namespace(report_only=False, selection_seeds=[1001, 1002], test_seeds=[1, 2, 3, 4, 5], seeds=5,
+                              extend_to=10, iters=100, out_root=str(tmp_path), executor="local", jobs=1, nproc=1,
+                              gpus=None, cpus=None, config_dir=None, partition=None, time_min=60, gpus_per_run=0,
+                              cpus_per_run=2, wait=True, rates=["2e-3", "4e-3"])
+    grid = run_best.plan_runs(["baseline", "clear", "close"], ["momentum"], args.selection_seeds, [100],
+                              {"learning_rate": args.rates})
+
+    # report only, before the test phase of "close" has run: it is pending, nothing extended
+    fake_sweep("s", grid, "", execute=True)
+    fake_sweep("s", [run_best.Run(v, m, s, 100, (("learning_rate", "4e-3"),)) for v, m in
+                     (("baseline", "none"), ("clear", "momentum")) for s in range(1, 6)], "", execute=True)
+    args.report_only = True
+    partial = run_best.tuned_phases(args, "s", [], grid, lambda *a: None)
+    assert partial["pending"] == [("close", "momentum")] and partial["extended"] == {}
+    assert {(r["variant"], r["seed"]) for r in partial["records"]} == {(v, s) for v in ("baseline", "clear") for s in range(1, 6)}
+    assert all(execute is False for execute, _ in asked[2:])
+
+    # the whole command: "close" comes out borderline, so it and the baseline get seeds 6-10
+    args.report_only = False
+    done = run_best.tuned_phases(args, "s", [], grid, lambda *a: None)
+    assert done["chosen"] == {("baseline", "none"): "4e-3", ("clear", "momentum"): "4e-3", ("close", "momentum"): "4e-3"}
+    assert 0.01 <= done["extended"][("close", "momentum")] <= 0.1 and ("clear", "momentum") not in done["extended"]
+    assert sorted(asked[-1][1]) == sorted(f"{v}-s{s}-i100-learning_rate=4e-3"
+                                          for v in ("baseline-none", "close-momentum") for s in range(6, 11))
+    seeds = {}
+    for r in done["records"]:
+        seeds.setdefault(r["variant"], set()).add(r["seed"])
+    assert seeds == {"baseline": set(range(1, 11)), "close": set(range(1, 11)), "clear": set(range(1, 6))}
+    assert done["pending"] == []
