@@ -25,6 +25,7 @@ import math
 import os
 import re
 import resource
+import signal
 import sys
 import time
 import warnings
@@ -871,6 +872,9 @@ def main(argv=None, config_cls=TrainConfig, model_cls=GPT, model_config_cls=GPTC
             print(f"done: {summary['iters']} iterations, best val loss {summary['best_val_loss']:.4f}{test}")
 
     argv = sys.argv[1:] if argv is None else argv
+    # Ctrl-C stops training, also in a run a sweep started in the background (which inherits
+    # SIGINT ignored): the sweep stops its runs with SIGINT
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     return run_command(config_cls, argv, run, f"{os.path.basename(sys.argv[0])} [config.py ...] [--key=value ...]")
 
 

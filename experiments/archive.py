@@ -8,7 +8,8 @@ results/ folder) and a fresh clone can report on them, plot them, or continue th
 An archived run keeps its results record, run.json, train.log and metrics.jsonl (gzipped:
 experiments.records.read_metrics reads either); checkpoints (ckpt.pt, best.pt) stay behind. Only
 runs with a final status are copied, so a run still under way is never half-archived, and the
-destination's lock is taken, so no sweep is writing there meanwhile.
+destination's lock is taken, so no sweep is writing there meanwhile. A run's record goes in last:
+an archive that was interrupted is simply run again.
 """
 
 import gzip
@@ -20,6 +21,7 @@ from experiments.records import FINAL_STATUSES, METRICS_FILE, RESULTS_FILE, appe
 from experiments.sweep import SweepLock
 
 KEPT_FILES = ("run.json", "train.log")  # besides the metrics; never a checkpoint
+CHECKPOINT = "ckpt.pt"  # train.py's resume checkpoint: a run folder with one holds work
 
 
 def archive_sweep(src, dst, log=print):
@@ -33,14 +35,18 @@ def archive_sweep(src, dst, log=print):
     finished = {k: r for k, r in read_results(src).items() if r["status"] in FINAL_STATUSES}
     os.makedirs(dst, exist_ok=True)
     with SweepLock(dst):
-        held = read_results(dst)
+        # a failed record there is no result (a sweep would run it again): the finished one replaces it
+        held = {k: r for k, r in read_results(dst).items() if r["status"] in FINAL_STATUSES}
         for run_id, record in finished.items():
             if run_id in held and held[run_id] != record:
                 raise UserError(f"{dst} holds {run_id} with another record: archive into a folder of its own")
-            if run_id not in held and os.path.exists(os.path.join(dst, run_id)):
+            if run_id not in held and os.path.exists(os.path.join(dst, run_id, CHECKPOINT)):
                 raise UserError(f"{dst} holds {run_id} started but not finished: finish or remove it first")
         new = [k for k in finished if k not in held]
         for run_id in new:
+            # a folder without record or checkpoint there: an archive that was interrupted, or a
+            # run that died before its first checkpoint (it would start over): replaced
+            shutil.rmtree(os.path.join(dst, run_id), ignore_errors=True)
             copy_run(os.path.join(src, run_id), os.path.join(dst, run_id))
             append_record(os.path.join(dst, RESULTS_FILE), finished[run_id])  # last: the run counts as done
     log(f"{dst}: {len(new)} runs copied, {len(finished) - len(new)} already there")

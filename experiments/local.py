@@ -93,16 +93,22 @@ class LocalExecutor:
 
 
 def stop(attempts):
-    """Interrupt every running training (each in its own process group, as Ctrl-C would), then wait."""
-    for attempt in attempts:
-        signal_group(attempt.process, signal.SIGINT)
-    for attempt in attempts:
-        try:
-            attempt.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            signal_group(attempt.process, signal.SIGKILL)
-            attempt.process.wait()
-        attempt.log_file.close()
+    """Interrupt every running training (each in its own process group, as Ctrl-C would), then wait.
+    A second Ctrl-C or kill meanwhile is ignored: it would leave the trainings running."""
+    handlers = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for attempt in attempts:
+            signal_group(attempt.process, signal.SIGINT)
+        for attempt in attempts:
+            try:
+                attempt.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                signal_group(attempt.process, signal.SIGKILL)
+                attempt.process.wait()
+            attempt.log_file.close()
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
 
 
 def signal_group(process, sig):

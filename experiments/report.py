@@ -16,7 +16,7 @@ from scipy import stats
 
 from experiments import plots
 from experiments.plan import BASELINE_MODE
-from experiments.stats import ALPHA, compare_records, correct_comparisons, equal_wall_time, noise_floor
+from experiments.stats import ALPHA, compare_records, correct_comparisons, equal_wall_time, noise_floor, spearman_test
 from model_advanced_centering import PLACEMENTS
 
 METRIC_NAMES = {"test_loss": "test loss", "final_val_loss": "val loss (last evaluation)",
@@ -113,14 +113,15 @@ def diagnostic_effects(records, baseline_key, run_dir_of, read_metrics, metrics=
 
 
 def diagnostic_correlations(effects, improvements):
-    """{(site, metric): (Spearman rho, p, n)} over the variants with both a diagnostic difference
-    (diagnostic_effects) and a mean improvement ({(variant, mode): %}); 4 variants at least."""
+    """{(site, metric): (Spearman rho, permutation p, n)} over the (variant, mode) rows with both
+    a diagnostic difference (diagnostic_effects) and a mean improvement ({(variant, mode): %});
+    4 rows at least."""
     out = {}
     for name in sorted({n for e in effects.values() for n in e}):
         keys = [k for k in effects if name in effects[k] and k in improvements]
         if len(keys) >= 4:
-            rho, p = stats.spearmanr([effects[k][name] for k in keys], [improvements[k] for k in keys])
-            out[name] = (float(rho), float(p), len(keys))
+            rho, p, _ = spearman_test([effects[k][name] for k in keys], [improvements[k] for k in keys])
+            out[name] = (rho, p, len(keys))
     return out
 
 
@@ -218,9 +219,10 @@ def notes(analysis, metric):
     return out
 
 
-def grid_table(table, chosen):
+def grid_table(table, chosen, unfinished=()):
     """Markdown lines of the whole learning-rate grid: mean selection loss per variant and rate,
-    the chosen rate in bold; a rate where a selection seed did not finish ok says so."""
+    the chosen rate in bold; a rate where a selection seed did not finish ok says so, and a
+    variant in unfinished (its grid not complete yet) has no rate chosen yet."""
     rates = sorted({rate for cells in table.values() for rate in cells}, key=float)
     lines = ["| method | mode | " + " | ".join(f"lr {r}" for r in rates) + " | chosen |",
              "|" + "---|" * (len(rates) + 3)]
@@ -236,7 +238,7 @@ def grid_table(table, chosen):
             cells.append(f"**{text}**" if chosen.get(key) == rate else text)
         variant, mode = key
         lines.append(f"| {variant} | {'-' if mode == BASELINE_MODE else plots.mode_label(mode)} | "
-                     + " | ".join(cells) + f" | {chosen.get(key, 'none eligible')} |")
+                     + " | ".join(cells) + f" | {chosen.get(key, 'grid unfinished' if key in unfinished else 'none eligible')} |")
     return lines
 
 

@@ -18,7 +18,6 @@ import fcntl
 import json
 import os
 import shlex
-import signal
 import socket
 import subprocess
 import sys
@@ -97,9 +96,9 @@ class Sweep:
         log_file.write(f"$ {shown_env} {shlex.join(cmd)}\n")
         log_file.flush()
         # own process group (locally): Ctrl-C reaches the sweep, which then stops its runs itself
+        # with SIGINT (the trainer listens to it even where it was started with SIGINT ignored)
         process = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, cwd=self.cwd,
-                                   env={**os.environ, **env_changes}, start_new_session=new_session,
-                                   preexec_fn=hear_interrupts if new_session else None)
+                                   env={**os.environ, **env_changes}, start_new_session=new_session)
         return Attempt(run, process, log_file, time.time(), made)
 
     def finish(self, attempt, returncode):
@@ -110,12 +109,6 @@ class Sweep:
                            attempt.provenance, self.config_of(run))
         append_record(os.path.join(self.sweep_dir, RESULTS_FILE), record)
         return record
-
-
-def hear_interrupts():
-    """In a run's process before it starts: SIGINT back to its default. A sweep started in the
-    background has it ignored, and its runs would inherit that; the sweep stops them with it."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def describe_device(config_device, threads, gpus):

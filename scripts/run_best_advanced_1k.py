@@ -39,7 +39,7 @@ from experiments import plots, report
 from experiments.cli import (CommandLine, add_sweep_arguments, boolean, comma_list, guarded, name_not_ok,
                              print_plan, sweep_options)
 from experiments.plan import BASELINE, BASELINE_MODE, MODES, Run, check_plan, plan_runs
-from experiments.records import read_metrics
+from experiments.records import FINAL_STATUSES, read_metrics
 from experiments.sweep import run_sweep
 from experiments.tuning import (RATE_KEY, TEST_METRIC, at_chosen_rates, borderline, check_disjoint, choose_rates,
                                 edge_rates, selection_table)
@@ -101,7 +101,10 @@ def tuned_phases(args, name, overrides, runs, log):
         return run_sweep(name, planned, args.out_root, overrides=overrides, **options)
 
     def missing(planned, recorded):
-        return {(r.variant, r.mode) for r in planned if r.run_id not in recorded}
+        # a failed run is done for this call, which ran it; for --report_only it is not: the
+        # next call runs it again
+        return {(r.variant, r.mode) for r in planned if r.run_id not in recorded
+                or (args.report_only and recorded[r.run_id]["status"] not in FINAL_STATUSES)}
 
     phase1 = sweep(runs)
     if len(phase1) < len(runs) and not args.report_only:
@@ -140,9 +143,12 @@ def tuned_phases(args, name, overrides, runs, log):
 
     # Phase 3: a borderline variant (and the baseline, which it is paired with) gets more seeds;
     # decided on the whole family only (with --report_only, once every test run is there).
+    # A failed test run (run again by the next call) keeps the family undecided.
     extra_seeds = list(range(args.seeds + 1, args.extend_to + 1))
-    if extra_seeds and not pending:
+    analysis = None
+    if extra_seeds and not pending and all(r["status"] in FINAL_STATUSES for r in records):
         analysis = report.analyse(records, args.iters, TEST_METRIC, (BASELINE, BASELINE_MODE))
+    if analysis is not None:  # None without an ok baseline run: nothing to compare with
         close = borderline(analysis["groups"], EXTEND_BAND)
         if close:
             phase3_runs = test_runs([*close, (BASELINE, BASELINE_MODE)], extra_seeds)
@@ -188,8 +194,9 @@ def build_report(args, name, phases, wall):
                          + ", ".join(f"{names.get(v, v)} / {m}" for v, m in pending) + "."])
     if args.tune:
         edges = edge_rates(table, chosen)
+        unfinished = {k for k in pending if k in table and k not in chosen}
         sections.append(["## Learning-rate selection (validation loss of the best checkpoint, mean over the "
-                         "selection seeds; bold: chosen)", ""] + report.grid_table(table, chosen))
+                         "selection seeds; bold: chosen)", ""] + report.grid_table(table, chosen, unfinished))
         if edges:
             sections.append(["Chosen at the edge of the grid (the optimum may lie outside it): "
                              + ", ".join(f"{names.get(v, v)} / {m} ({side})" for (v, m), side in sorted(edges.items()))])
@@ -209,7 +216,7 @@ def build_report(args, name, phases, wall):
     if analysis is None and not args.report_only:
         raise UserError(f"no baseline run finished ok; see the train.log files in {sweep_dir}")
     if analysis is None:
-        sections.append(["## Test comparison", "", "Not yet: the baseline's test runs are not all there."])
+        sections.append(["## Test comparison", "", baseline_missing(args, pending, records)])
         if args.tune and table:
             figures.append(os.path.basename(plots.rate_grid(table, chosen, os.path.join(report_dir, "rate_grid.png"))))
     else:
@@ -219,11 +226,14 @@ def build_report(args, name, phases, wall):
         if extended:
             sections.append([f"More seeds: {', '.join(f'{names.get(v, v)} / {m} (Holm p {p:.3g} on seeds 1-{args.seeds})' for (v, m), p in sorted(extended.items()))} "
                              f"and the baseline were given test seeds {args.seeds + 1}-{args.extend_to}, as the protocol "
-                             f"does for a p in [{EXTEND_BAND[0]}, {EXTEND_BAND[1]}]; their row is on every seed. "
+                             f"does for a p in [{EXTEND_BAND[0]}, {EXTEND_BAND[1]}]; their row is on every seed (so its mean "
+                             f"is over more seeds than the other rows'). "
                              f"Adding seeds because p was close makes that p slightly optimistic (optional stopping)."])
         if phases.get("extension_pending"):
-            sections.append(["Extra test seeds under way for: " + ", ".join(
-                f"{names.get(v, v)} / {m}" for v, m in phases["extension_pending"]) + " (compared on the first seeds here)."])
+            sections.append(["Extra test seeds due (not yet run) for: " + ", ".join(
+                f"{names.get(v, v)} / {m}" for v, m in phases["extension_pending"])
+                + f" and the baseline, as the protocol does for a Holm p in [{EXTEND_BAND[0]}, {EXTEND_BAND[1]}]; "
+                f"compared here on seeds 1-{args.seeds} only."])
         run_dir_of = lambda r: os.path.join(sweep_dir, r["run_id"])  # noqa: E731
         improvements = {k: g["comparison"]["mean_pct"] for k, g in analysis["groups"].items() if g["comparison"]}
         effects = report.diagnostic_effects(records, (BASELINE, BASELINE_MODE), run_dir_of, read_metrics)
@@ -234,8 +244,9 @@ def build_report(args, name, phases, wall):
                              "baseline, mean over layers and seeds, after centering)", ""] + table_lines
                             + ["", "IsoScore: 1 = isotropic, near 0 = one direction; var_top1: the share of variance "
                                "on the top principal direction; cosine: mean pairwise cosine of the vectors. "
-                               "Spearman ρ over the variants: does the change go with the loss improvement? "
-                               "(Uncorrected, exploratory.)"])
+                               "Spearman ρ over the rows (variant × mode): does the change go with the loss improvement? Its p "
+                               "is a permutation test over the orderings of the rows (exact up to 8 rows); "
+                               "uncorrected, exploratory."])
         figures = report.report_plots(report_dir, analysis, title, TEST_METRIC, [run_dir_of(r) for r in ok], prior=prior,
                                       table=table, chosen=chosen)
         curves = report.improvement_curves(records, (BASELINE, BASELINE_MODE), run_dir_of, read_metrics)
@@ -264,6 +275,16 @@ def build_report(args, name, phases, wall):
             "machine": machine_of(recorded)}
     text = report.write_report(report_dir, "Centering vs baseline: " + title, sections, data, figures)
     return text, report_dir, figures
+
+
+def baseline_missing(args, pending, records):
+    """Why there is no test comparison yet, in one line."""
+    if (BASELINE, BASELINE_MODE) in pending:
+        return ("Not yet: the baseline's " + ("learning-rate grid or " if args.tune else "")
+                + "test runs are not all finished.")
+    if records:
+        return "None: no test run of the baseline finished ok (see the runs not ok below)."
+    return "Not yet: no test runs."
 
 
 def machine_of(records):
@@ -353,7 +374,7 @@ def main(argv=None):
             if len(done) < len(runs) and not args.report_only:
                 print(f"{len(runs) - len(done)} runs still queued or running; run the same command again")
                 return 0
-            phases = {"records": list(done.values()),
+            phases = {"records": list(done.values()), "recorded": list(done.values()),
                       "pending": sorted({(r.variant, r.mode) for r in runs if r.run_id not in done})}
             phases["records"] = [r for r in phases["records"] if (r["variant"], r["mode"]) not in phases["pending"]]
         text, report_dir, figures = build_report(args, name, phases, time.time() - t0)

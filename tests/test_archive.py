@@ -64,3 +64,20 @@ def test_archived_sweep_reads_as_before_and_a_sweep_restored_from_it_does_only_t
     assert r.returncode != 0 and "holds baseline-none-s1-i20 with another record" in r.stderr
     assert "Traceback" not in r.stderr and sorted(p.name for p in other.iterdir()) == ["results.jsonl", "sweep.lock"]
     assert archive(tmp_path / "nowhere", other).returncode != 0
+
+    # an archive cut short: one run's folder copied without its record, another run failed there;
+    # archiving again completes it; a run there with a checkpoint and no record is refused
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    (cut / "baseline-none-s1-i20").mkdir()
+    (cut / "baseline-none-s1-i20" / "train.log").write_text("half")
+    (cut / "results.jsonl").write_text(json.dumps({**results(src / "results.jsonl")[1], "status": "failed"}) + "\n")
+    r = archive(src, cut)
+    assert r.returncode == 0, r.stderr
+    assert "2 runs copied, 0 already there" in r.stdout
+    assert sorted(p.name for p in (cut / "baseline-none-s1-i20").iterdir()) == ["metrics.jsonl.gz", "run.json", "train.log"]
+    assert [x["status"] for x in results(cut / "results.jsonl")] == ["failed", "ok", "ok"]
+    (tmp_path / "busy" / "baseline-none-s2-i20").mkdir(parents=True)
+    (tmp_path / "busy" / "baseline-none-s2-i20" / "ckpt.pt").write_bytes(b"x")
+    r = archive(src, tmp_path / "busy")
+    assert r.returncode != 0 and "started but not finished" in r.stderr

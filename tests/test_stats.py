@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from experiments.stats import (correct_comparisons, equal_wall_time, exact_test_note, holm, mean_std, min_exact_p,
+from experiments.stats import (correct_comparisons, spearman_test, equal_wall_time, exact_test_note, holm, mean_std, min_exact_p,
                                noise_floor, paired_comparison, permutation_test, sign_test)
 
 
@@ -117,3 +117,21 @@ def test_equal_wall_time_interpolates_the_slower_variant_at_the_baselines_time()
     # a faster variant is not extrapolated past its last evaluation
     fast = {s: dict(slow[s], step_ms=5.0) for s in (1, 2)}
     assert equal_wall_time(base, fast)["mean_pct"] == pytest.approx(25.0)
+
+
+def test_spearman_permutation_p_is_exact_for_few_points_and_agrees_with_enumeration():
+    # four points in perfect order: rho 1, and 2 of the 24 orderings reach |rho| = 1
+    rho, p, exact = spearman_test([1.0, 2.0, 3.0, 4.0], [0.1, 0.5, 0.7, 2.0])
+    assert rho == pytest.approx(1.0) and exact and p == pytest.approx(2 / 24)
+    rho, p, _ = spearman_test([1.0, 2.0, 3.0, 4.0, 5.0], [5.0, 3.0, 4.0, 1.0, 2.0])
+    assert rho == pytest.approx(-0.8)
+    # by hand over the 120 orderings of 5 ranks: those with |rho| >= 0.8
+    import itertools
+    r = np.arange(5) - 2.0
+    hits = sum(abs(float(np.dot(r, np.array(o) - 2.0)) / 10.0) >= 0.8 - 1e-12 for o in itertools.permutations(range(5)))
+    assert p == pytest.approx(hits / 120)
+    assert math.isnan(spearman_test([1, 1, 1, 1], [1, 2, 3, 4])[1])
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=12)
+    rho, p, exact = spearman_test(x, x + rng.normal(size=12) * 0.1, resamples=2000)
+    assert not exact and rho > 0.9 and p == pytest.approx(1 / 2001)

@@ -204,11 +204,11 @@ def test_report_tables_show_the_grid_and_label_non_causal_modes(tmp_path):
     assert json.loads((tmp_path / "results.json").read_text())["grid"]["baseline/none"]["1e-3"]["mean"] == 2.0
 
 
-def test_borderline_variants_get_more_test_seeds_with_the_baseline(tmp_path, monkeypatch):
-    """The phases of --tune=True, on records made up here (no training): a variant whose Holm p
-    on the test seeds lies in [0.01, 0.1] gets seeds 6-10, and so does the baseline; a clear one
-    does not. With --report_only, an unfinished variant is named, not compared, and nothing is
-    decided about extra seeds until the whole family is there."""
+def fake_tuned_sweep(tmp_path, monkeypatch):
+    """scripts/run_best_advanced_1k.py with run_sweep replaced by made-up records (no training):
+    baseline test losses `BASE`, variant "clear" 3% better, "close" about 0.7% better and noisy
+    (a Holm p in [0.01, 0.1] on seeds 1-5). Returns (module, fake sweep, the sweeps asked for as
+    (execute, run ids), args of --tune=True --seeds=5 --extend_to=10, the rate grid's runs)."""
     import argparse
     import importlib.util
 
@@ -231,6 +231,7 @@ def test_borderline_variants_get_more_test_seeds_with_the_baseline(tmp_path, mon
                                    "test_loss": loss, "wall_s": 1.0}
         return {r.run_id: store[r.run_id] for r in runs if r.run_id in store}
 
+    fake_sweep.store = store
     monkeypatch.setattr(run_best, "run_sweep", fake_sweep)
     args = argparse.Namespace(report_only=False, selection_seeds=[1001, 1002], test_seeds=[1, 2, 3, 4, 5], seeds=5,
                               extend_to=10, iters=100, out_root=str(tmp_path), executor="local", jobs=1, nproc=1,
@@ -238,6 +239,15 @@ def test_borderline_variants_get_more_test_seeds_with_the_baseline(tmp_path, mon
                               cpus_per_run=2, wait=True, rates=["2e-3", "4e-3"])
     grid = run_best.plan_runs(["baseline", "clear", "close"], ["momentum"], args.selection_seeds, [100],
                               {"learning_rate": args.rates})
+    return run_best, fake_sweep, asked, args, grid
+
+
+def test_borderline_variants_get_more_test_seeds_with_the_baseline(tmp_path, monkeypatch):
+    """The phases of --tune=True, on records made up here (no training): a variant whose Holm p
+    on the test seeds lies in [0.01, 0.1] gets seeds 6-10, and so does the baseline; a clear one
+    does not. With --report_only, an unfinished variant is named, not compared, and nothing is
+    decided about extra seeds until the whole family is there."""
+    run_best, fake_sweep, asked, args, grid = fake_tuned_sweep(tmp_path, monkeypatch)
 
     # report only, before the test phase of "close" has run: it is pending, nothing extended
     fake_sweep("s", grid, "", execute=True)
@@ -261,3 +271,32 @@ def test_borderline_variants_get_more_test_seeds_with_the_baseline(tmp_path, mon
         seeds.setdefault(r["variant"], set()).add(r["seed"])
     assert seeds == {"baseline": set(range(1, 11)), "close": set(range(1, 11)), "clear": set(range(1, 6))}
     assert done["pending"] == []
+
+
+def test_report_only_never_trains_the_extra_seeds_and_waits_for_failed_runs(tmp_path, monkeypatch):
+    """--report_only on a complete family with a borderline variant names the extra seeds as due
+    without running them; a failed test run (which the next call runs again) leaves its variant
+    pending and the extension undecided; a baseline none of whose test runs finished ok gives a
+    family with nothing to compare, not a crash."""
+    run_best, fake_sweep, asked, args, grid = fake_tuned_sweep(tmp_path, monkeypatch)
+    fake_sweep("s", grid, "", execute=True)
+    test_runs = [run_best.Run(v, m, s, 100, (("learning_rate", "4e-3"),)) for v, m in
+                 (("baseline", "none"), ("clear", "momentum"), ("close", "momentum")) for s in range(1, 6)]
+    fake_sweep("s", test_runs, "", execute=True)
+    trained = len(fake_sweep.store)
+    args.report_only = True
+    phases = run_best.tuned_phases(args, "s", [], grid, lambda *a: None)
+    assert phases["extension_pending"] == [("close", "momentum")] and phases["extended"] == {}
+    assert len(fake_sweep.store) == trained and all(execute is False for execute, _ in asked[2:])
+    assert {r["seed"] for r in phases["records"]} == set(range(1, 6))
+
+    fake_sweep.store["clear-momentum-s3-i100-learning_rate=4e-3"]["status"] = "failed"
+    phases = run_best.tuned_phases(args, "s", [], grid, lambda *a: None)
+    assert phases["pending"] == [("clear", "momentum")] and "extension_pending" not in phases
+    fake_sweep.store["clear-momentum-s3-i100-learning_rate=4e-3"]["status"] = "ok"
+
+    for seed in range(1, 6):
+        fake_sweep.store[f"baseline-none-s{seed}-i100-learning_rate=4e-3"].update(status="diverged", test_loss=None)
+    args.report_only = False
+    phases = run_best.tuned_phases(args, "s", [], grid, lambda *a: None)
+    assert phases["extended"] == {} and phases["pending"] == [] and len(fake_sweep.store) == trained
