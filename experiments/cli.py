@@ -162,21 +162,26 @@ def name_not_ok(not_ok, total, sweep_dir):
     return 1
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill PID`), handled as Ctrl-C is."""
+
+
 def interrupt(signum, frame):
-    raise KeyboardInterrupt
+    raise Terminated
 
 
 def guarded(body):
     """Run body() -> exit status, turning a UserError into one line and its status, and Ctrl-C
     or `kill PID` (SIGTERM: how schedulers and scripts stop a job, and the only way to stop one
-    started in the background, where Ctrl-C's SIGINT is ignored) into status 130: a sweep
-    interrupts its trainings first, so the same command continues later."""
+    started in the background, where Ctrl-C's SIGINT is ignored) into status 130 or 143 (the
+    shell's 128 + signal number): a sweep interrupts its trainings first, so the same command
+    continues later."""
     signal.signal(signal.SIGTERM, interrupt)
     try:
         return body()
     except UserError as e:
         fail(str(e), e.status)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         print("\ninterrupted: finished runs are recorded; run the same command again to continue",
               file=sys.stderr)
-        return 130
+        return 128 + (signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT)

@@ -81,7 +81,7 @@ def test_background_sweep_stops_on_sigterm_and_stops_its_runs(char_data, tmp_pat
     started = time.time()
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "run the same command again" in err
+    assert proc.returncode == 143 and "run the same command again" in err
     assert time.time() - started < 20  # the run heard the sweep's SIGINT (not killed after the grace period)
     assert not (tmp_path / "bg" / "results.jsonl").exists()  # an interrupted run leaves no record
     log = (tmp_path / "bg" / "baseline-none-s1-i100000" / "train.log").read_text()
