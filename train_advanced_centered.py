@@ -44,7 +44,7 @@ class CenteredTrainConfig(CenteringOptions, train.TrainConfig):
 
 
 def announce(cfg):
-    # the banner points to what was measured: no variant is known to help (RESULTS.md)
+    # the banner points to what each variant measured under the tuned protocol (RESULTS.md)
     print(f"{describe_centering(cfg)} (what each variant measured: RESULTS.md)")
     warning = leak_warning(cfg)
     if warning:
