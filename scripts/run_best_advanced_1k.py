@@ -53,8 +53,8 @@ METHODS = [
     ("baseline", "Baseline", 0.0),
 ]
 OTHER_METHODS = [  # measured by the prior report too, not in its table: not run unless asked (--variants)
-    ("mlp_centered", "MLP", -0.6),
-    ("residual_centered", "Residual stream", -11.7),
+    ("mlp_centered", "MLP", -0.57),
+    ("residual_centered", "Residual stream", -11.73),
 ]
 SELECTION_SEED_BASE = 1000  # selection seeds are 1001, 1002, ...: never a test seed 1..N
 DEFAULT_RATES = ["1e-3", "2e-3", "4e-3", "8e-3", "1.6e-2"]
@@ -205,7 +205,7 @@ def build_report(args, name, phases, wall):
     os.makedirs(report_dir, exist_ok=True)
     title = f"{args.dataset}, {args.iters} iterations" + (", tuned rates" if args.tune else "")
     ok = [r for r in records if r["status"] == "ok"]
-    analysis = None
+    analysis, curves, effects, correlations = None, {}, {}, {}
     if ok:
         if not all(r.get("test_loss") is not None for r in ok):
             raise UserError(f"runs in {sweep_dir} have no test loss (the dataset has no test split, or they "
@@ -272,7 +272,11 @@ def build_report(args, name, phases, wall):
             "noise_floor": analysis and analysis["noise_floor"], "runs": records, "wall_s_this_call": round(wall, 1),
             "selection_not_ok": [r["run_id"] for r in phases.get("selection_not_ok", [])],
             "no_rate": [f"{v}/{m}" for v, m in phases.get("unrated", [])],
-            "machine": machine_of(recorded)}
+            "machine": machine_of(recorded),
+            "improvement_over_training": {k: [dict(zip(("iter", "mean_pct", "ci_low", "ci_high", "n"), point))
+                                              for point in points] for k, points in curves.items()},
+            "diagnostics": {"changes": effects, "spearman": {k: dict(zip(("rho", "p", "n"), v))
+                                                             for k, v in correlations.items()}}}
     text = report.write_report(report_dir, "Centering vs baseline: " + title, sections, data, figures)
     return text, report_dir, figures
 
