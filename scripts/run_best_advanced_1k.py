@@ -28,6 +28,7 @@ need a --name of their own. Writes results.md, results.json and the
 plots to --report_dir (default: the sweep folder) and prints the tables.
 """
 
+import json
 import os
 import sys
 import time
@@ -263,7 +264,7 @@ def build_report(args, name, phases, wall):
     if phases.get("unrated"):
         sections.append(["No eligible learning rate (left out of the test comparison): "
                          + ", ".join(f"{names.get(v, v)} / {m}" for v, m in phases["unrated"])])
-    data = {"command": command, "dataset": args.dataset, "iters": args.iters, "modes": args.modes,
+    data = {**report_identity(args), "command": command, "modes": args.modes,
             "test_seeds": args.test_seeds, "tuned": args.tune, "metric": TEST_METRIC,
             "selection_seeds": args.selection_seeds if args.tune else None,
             "grid": table, "chosen_rates": chosen, "pending": pending, "extended": extended,
@@ -289,6 +290,29 @@ def baseline_missing(args, pending, records):
     if records:
         return "None: no test run of the baseline finished ok (see the runs not ok below)."
     return "Not yet: no test runs."
+
+
+def report_identity(args):
+    """What makes two commands' reports the same report (more seeds do not): kept in
+    results.json, so that a report folder is never taken over by another experiment's report."""
+    return {"dataset": args.dataset, "iters": args.iters, "tuned": args.tune,
+            "variants": sorted({BASELINE, *args.variants}), "mode_set": sorted(args.modes)}
+
+
+def check_report_dir(args, report_dir):
+    """Refuse (UserError), before anything trains, a report folder that holds the report of
+    another experiment (a sweep folder shared by two commands, e.g. other modes reusing the
+    baseline's runs): writing there would silently replace it."""
+    path = os.path.join(report_dir, "results.json")
+    if not os.path.isfile(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        old = json.load(f)
+    new = report_identity(args)
+    differ = [k for k in new if k in old and old[k] != new[k]]
+    if differ:
+        raise UserError(f"{report_dir} holds the report of another command ({', '.join(f'{k} {old[k]}' for k in differ)}; "
+                        f"now {', '.join(str(new[k]) for k in differ)}): give --report_dir=NEW for this one")
 
 
 def machine_of(records):
@@ -362,6 +386,8 @@ def main(argv=None):
         name = sweep_name(args)
         sweep_dir = os.path.join(os.path.abspath(args.out_root), name)
         runs, configs = plan_and_check(args, all_overrides, variants)
+        if not args.dry_run:
+            check_report_dir(args, args.report_dir or sweep_dir)
         if args.dry_run:
             print_plan(runs, sweep_dir, configs)
             if args.tune:

@@ -133,6 +133,13 @@ def test_tuned_comparison_end_to_end(char_data, tmp_path):
     assert "| Value only |" not in text and "lr 3e-3" in text  # not compared; the grid is there
     assert len(read_jsonl(str(results_file))) == len(kept)
 
+    # another experiment's command on the same folder (other modes, sharing the baseline's runs)
+    # would replace this report: refused before anything trains, unless it reports elsewhere
+    other = subprocess.run([a.replace("--modes=momentum", "--modes=adaptive") for a in script] + TINY,
+                           capture_output=True, text=True, env=env)
+    assert other.returncode == 1 and "holds the report of another command" in other.stderr
+    assert "Traceback" not in other.stderr and len(read_jsonl(str(results_file))) == len(kept)
+
     # the same folder with another width is refused before anything runs
     again = subprocess.run(script + TINY[:2] + ["--n_embd=24"] + TINY[3:], capture_output=True, text=True, env=env)
     assert again.returncode == 2 and "other settings" in again.stderr and "n_embd=16, now 24" in again.stderr
