@@ -70,8 +70,13 @@ def test_slurm_sweep_records_a_failing_run_and_finishes_the_others(slurm, char_d
     by_id = {x["run_id"]: x for x in results(tmp_path / "f" / "results.jsonl")}
     assert by_id["baseline-none-s1-i40"]["status"] == "ok" and by_id["baseline-none-s1-i40"]["last_iter"] == 40
     assert by_id["half-adaptive-s1-i40"]["status"] == "failed" and by_id["half-adaptive-s1-i40"]["returncode"] == 2
+    # the failed run is run again by the second call when its first job had already ended by then
+    # (a failed run is not final), so each record names the job of its run's latest submission;
+    # the baseline's job is never submitted twice
+    latest = json.loads((tmp_path / "f" / "slurm_jobs.json").read_text())
+    assert latest["baseline-none-s1-i40"] == jobs["baseline-none-s1-i40"]
     for run_id, record in by_id.items():
-        assert record["executor"] == "slurm" and record["provenance"]["slurm_job_id"] == jobs[run_id]
+        assert record["executor"] == "slurm" and record["provenance"]["slurm_job_id"] == latest[run_id]
     assert "float16 needs CUDA" in (tmp_path / "f" / "half-adaptive-s1-i40" / "train.log").read_text()
 
 
