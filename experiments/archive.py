@@ -15,9 +15,11 @@ an archive that was interrupted is simply run again.
 import gzip
 import os
 import shutil
+from types import SimpleNamespace
 
 from configurator import UserError
 from experiments.records import FINAL_STATUSES, METRICS_FILE, RESULTS_FILE, append_record, read_results
+from experiments.slurm import slurm_runs_under_way
 from experiments.sweep import SweepLock
 
 KEPT_FILES = ("run.json", "train.log")  # besides the metrics; never a checkpoint
@@ -43,10 +45,15 @@ def archive_sweep(src, dst, log=print):
             if run_id not in held and os.path.exists(os.path.join(dst, run_id, CHECKPOINT)):
                 raise UserError(f"{dst} holds {run_id} started but not finished: finish or remove it first")
         new = [k for k in finished if k not in held]
+        queued = slurm_runs_under_way(dst, [SimpleNamespace(run_id=k) for k in new], held) if new else []
+        if queued:  # its job would append a record after the archived one, which then loses
+            raise UserError(f"{dst} has Slurm jobs queued or running for {', '.join(queued[:3])}"
+                            f"{', ...' if len(queued) > 3 else ''}: collect them (--executor=slurm --wait) first")
         for run_id in new:
             # a folder without record or checkpoint there: an archive that was interrupted, or a
             # run that died before its first checkpoint (it would start over): replaced
-            shutil.rmtree(os.path.join(dst, run_id), ignore_errors=True)
+            if os.path.isdir(os.path.join(dst, run_id)):
+                shutil.rmtree(os.path.join(dst, run_id))
             copy_run(os.path.join(src, run_id), os.path.join(dst, run_id))
             append_record(os.path.join(dst, RESULTS_FILE), finished[run_id])  # last: the run counts as done
     log(f"{dst}: {len(new)} runs copied, {len(finished) - len(new)} already there")

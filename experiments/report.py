@@ -177,9 +177,10 @@ def comparison_table(analysis, metric, names=None, rates=None, prior=None):
     head += ["val improvement at equal wall time (step-time overhead)"] if wall else []
     head += ["prior report's claim"] if prior else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    def improvement(key_group):
+    def improvement(key_group):  # a comparison without a mean (no shared ok seed) goes last
         c = key_group[1]["comparison"]
-        return -(c["mean_pct"] if c else 0.0)
+        mean = c["mean_pct"] if c else 0.0
+        return (math.isnan(mean), -mean)
 
     for rank, (key, g) in enumerate(sorted(groups.items(), key=improvement), 1):
         variant, mode = key

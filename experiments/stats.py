@@ -89,9 +89,12 @@ def spearman_test(x, y, seed=0, resamples=MONTE_CARLO_RESAMPLES):
     `resamples` seeded random ones, p = (hits + 1) / (resamples + 1). (scipy's t approximation
     is far off for a handful of points: it gives p = 0 for four perfectly ranked ones, whose
     exact p is 2/24.)"""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) < 3 or not (np.isfinite(x).all() and np.isfinite(y).all()):
+        return math.nan, math.nan, True
     rx, ry = stats.rankdata(x), stats.rankdata(y)
     n = len(rx)
-    if n < 3 or np.ptp(rx) == 0 or np.ptp(ry) == 0:
+    if np.ptp(rx) == 0 or np.ptp(ry) == 0:
         return math.nan, math.nan, True
     rx, ry = rx - rx.mean(), ry - ry.mean()
     norm = math.sqrt(float(rx @ rx) * float(ry @ ry))

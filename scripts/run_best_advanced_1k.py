@@ -147,8 +147,12 @@ def tuned_phases(args, name, overrides, runs, log):
     # A failed test run (run again by the next call) keeps the family undecided.
     extra_seeds = list(range(args.seeds + 1, args.extend_to + 1))
     analysis = None
-    if extra_seeds and not pending and all(r["status"] in FINAL_STATUSES for r in records):
-        analysis = report.analyse(records, args.iters, TEST_METRIC, (BASELINE, BASELINE_MODE))
+    if extra_seeds and not pending:
+        unfinished = [r["run_id"] for r in records if r["status"] not in FINAL_STATUSES]
+        if unfinished:
+            result["extension_undecided"] = unfinished
+        else:
+            analysis = report.analyse(records, args.iters, TEST_METRIC, (BASELINE, BASELINE_MODE))
     if analysis is not None:  # None without an ok baseline run: nothing to compare with
         close = borderline(analysis["groups"], EXTEND_BAND)
         if close:
@@ -235,6 +239,9 @@ def build_report(args, name, phases, wall):
                 f"{names.get(v, v)} / {m}" for v, m in phases["extension_pending"])
                 + f" and the baseline, as the protocol does for a Holm p in [{EXTEND_BAND[0]}, {EXTEND_BAND[1]}]; "
                 f"compared here on seeds 1-{args.seeds} only."])
+        if phases.get("extension_undecided"):
+            sections.append(["Extra test seeds for a borderline variant: not decided yet, since test runs failed ("
+                             + ", ".join(phases["extension_undecided"]) + "); the same command runs them again."])
         run_dir_of = lambda r: os.path.join(sweep_dir, r["run_id"])  # noqa: E731
         improvements = {k: g["comparison"]["mean_pct"] for k, g in analysis["groups"].items() if g["comparison"]}
         effects = report.diagnostic_effects(records, (BASELINE, BASELINE_MODE), run_dir_of, read_metrics)
@@ -255,7 +262,9 @@ def build_report(args, name, phases, wall):
             plots.improvement_over_training(curves, os.path.join(report_dir, "improvement_over_training.png"), title=title)
             figures.append("improvement_over_training.png")
         figures += diagnostics_figures(report_dir, ok, run_dir_of)
-    not_ok = [r for r in records if r["status"] != "ok"]
+    # every test run not ok, also of a variant left out as unfinished (--report_only)
+    not_ok = [r for r in phases.get("recorded", records) if r["status"] != "ok"
+              and not (args.tune and r["seed"] in args.selection_seeds)]
     if not_ok:
         sections.append(["Runs not ok (left out): " + ", ".join(f"{r['run_id']} ({r['status']})" for r in not_ok)])
     if phases.get("selection_not_ok"):
@@ -296,7 +305,7 @@ def report_identity(args):
     """What makes two commands' reports the same report (more seeds do not): kept in
     results.json, so that a report folder is never taken over by another experiment's report."""
     return {"dataset": args.dataset, "iters": args.iters, "tuned": args.tune,
-            "variants": sorted({BASELINE, *args.variants}), "mode_set": sorted(args.modes)}
+            "variants": sorted({BASELINE, *args.variants}), "mode_set": sorted(set(args.modes))}
 
 
 def check_report_dir(args, report_dir):
@@ -306,13 +315,25 @@ def check_report_dir(args, report_dir):
     path = os.path.join(report_dir, "results.json")
     if not os.path.isfile(path):
         return
-    with open(path, encoding="utf-8") as f:
-        old = json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            old = json.load(f)
+        if not isinstance(old, dict):
+            raise ValueError("not a report")
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path} cannot be read ({e}): remove it, or give --report_dir=NEW") from None
     new = report_identity(args)
+    if "mode_set" not in old and isinstance(old.get("modes"), list):  # a report from before these keys
+        old["mode_set"] = sorted(set(old["modes"]))
     differ = [k for k in new if k in old and old[k] != new[k]]
+    if "variants" not in old:  # an older report: the variants it shows must be among this command's
+        shown = {str(k).split("/")[0] for k in {**(old.get("grid") or {}), **(old.get("comparisons") or {})}}
+        shown |= {r.get("variant") for r in old.get("runs") or [] if isinstance(r, dict)}
+        if not shown <= set(new["variants"]):
+            differ.append("variants")
     if differ:
-        raise UserError(f"{report_dir} holds the report of another command ({', '.join(f'{k} {old[k]}' for k in differ)}; "
-                        f"now {', '.join(str(new[k]) for k in differ)}): give --report_dir=NEW for this one")
+        raise UserError(f"{report_dir} holds the report of another command (other {', '.join(differ)}): "
+                        f"give --report_dir=NEW for this one")
 
 
 def machine_of(records):

@@ -302,3 +302,29 @@ def test_report_only_never_trains_the_extra_seeds_and_waits_for_failed_runs(tmp_
     args.report_only = False
     phases = run_best.tuned_phases(args, "s", [], grid, lambda *a: None)
     assert phases["extended"] == {} and phases["pending"] == [] and len(fake_sweep.store) == trained
+
+
+def test_a_report_folder_of_another_experiment_is_refused_also_in_the_older_format(tmp_path, monkeypatch):
+    """check_report_dir: the same command (or a partial report of it) may write again; other
+    modes or variants may not, also where results.json predates the identity keys; an
+    unreadable results.json is one line, not a traceback."""
+    from configurator import UserError
+
+    run_best = fake_tuned_sweep(tmp_path, monkeypatch)[0]
+    import argparse
+    args = argparse.Namespace(dataset="shakespeare_char", iters=100, tune=True, variants=["clear", "close"],
+                              modes=["momentum"])
+    report = tmp_path / "results.json"
+    report.write_text(json.dumps({"dataset": "shakespeare_char", "iters": 100, "tuned": True, "modes": ["momentum"],
+                                  "grid": {"baseline/none": {}, "clear/momentum": {}}, "runs": []}))
+    run_best.check_report_dir(args, str(tmp_path))  # older format, a partial report of this command
+    for change in ({"modes": ["adaptive"]}, {"variants": ["mlp_centered"]}, {"iters": 150}):
+        with pytest.raises(UserError, match="holds the report of another command"):
+            run_best.check_report_dir(argparse.Namespace(**{**vars(args), **change}), str(tmp_path))
+    report.write_text(json.dumps({**run_best.report_identity(args), "command": "x"}))
+    run_best.check_report_dir(args, str(tmp_path))
+    with pytest.raises(UserError, match="other mode_set"):
+        run_best.check_report_dir(argparse.Namespace(**{**vars(args), "modes": ["momentum", "adaptive"]}), str(tmp_path))
+    report.write_text("{not json")
+    with pytest.raises(UserError, match="cannot be read"):
+        run_best.check_report_dir(args, str(tmp_path))
