@@ -97,7 +97,11 @@ def principal_variances(points):
     x = (x - x.mean(0)).float()
     # the nonzero eigenvalues of x^T x (n x n) and x x^T (N x N) are the same: take the smaller
     gram = x.T @ x if dim <= count else x @ x.T
-    eigenvalues = torch.linalg.eigvalsh(gram).double().flip(0).clamp(min=0) / (count - 1)
+    try:
+        eigenvalues = torch.linalg.eigvalsh(gram)
+    except torch.linalg.LinAlgError:  # float32 can fail to converge on an ill-conditioned matrix
+        eigenvalues = torch.linalg.eigvalsh(gram.double())
+    eigenvalues = eigenvalues.double().flip(0).clamp(min=0) / (count - 1)
     return torch.cat([eigenvalues, eigenvalues.new_zeros(dim - eigenvalues.numel())])
 
 

@@ -313,3 +313,21 @@ def test_cost_benchmark_reports_the_share_of_the_run(char_data, capsys):
                                        "--eval_interval=2"]) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("run: 4 iterations") and "3 evaluations logged diagnostics" in line and line.endswith("without them")
+
+
+def test_principal_variances_fall_back_to_float64_when_float32_fails(monkeypatch):
+    """A degenerate representation (residual centering in momentum mode) once made float32 eigvalsh
+    fail to converge and killed the training; float64 is tried then, with the same answer."""
+    import torch
+    from diagnostics import principal_variances
+    points = torch.randn(40, 8)
+    expected = principal_variances(points)
+    real = torch.linalg.eigvalsh
+
+    def float32_fails(matrix):
+        if matrix.dtype == torch.float32:
+            raise torch.linalg.LinAlgError("failed to converge")
+        return real(matrix)
+
+    monkeypatch.setattr(torch.linalg, "eigvalsh", float32_fails)
+    assert torch.allclose(principal_variances(points), expected, rtol=1e-5, atol=1e-7)
