@@ -93,7 +93,8 @@ def tuned_phases(args, name, overrides, runs, log):
     """Phase 1 (the grid on the selection seeds), the choice, phase 2 (the test seeds at the
     chosen rates), then the extra test seeds of the borderline variants. Returns a dict: records
     (the test runs at the chosen rates), table, chosen, selection_not_ok, unrated (no eligible
-    rate), pending (with --report_only: variants whose grid or test seeds are not complete),
+    rate), pending (variants whose grid or test seeds are not complete; a failed selection run
+    keeps its variant's grid incomplete),
     extended ({(variant, mode): Holm p at --seeds}); or None while runs are still queued (Slurm
     without --wait)."""
     options = {**sweep_options(args), "execute": not args.report_only}
@@ -112,7 +113,14 @@ def tuned_phases(args, name, overrides, runs, log):
         log(f"phase 1: {len(runs) - len(phase1)} runs still queued or running; run the same command again")
         return None
     table = selection_table(phase1.values(), args.selection_seeds)
-    grid_pending = missing(runs, phase1)
+    # a failed selection run (a crash, not a divergence) is run again by the next call: its
+    # variant's rate waits for it, rather than being chosen from the rest of the grid now
+    grid_failed = [r.run_id for r in runs if r.run_id in phase1 and phase1[r.run_id]["status"] not in FINAL_STATUSES]
+    grid_pending = missing(runs, phase1) | {(r.variant, r.mode) for r in runs if r.run_id in grid_failed}
+    if grid_failed and not args.report_only:
+        log(f"phase 1: {len(grid_failed)} selection runs failed ({', '.join(grid_failed[:3])}"
+            f"{', ...' if len(grid_failed) > 3 else ''}): their variants get a rate and test runs once the "
+            f"same command has run them again")
     chosen = {k: rate for k, rate in choose_rates(table).items() if k not in grid_pending}
     unrated = sorted({(r.variant, r.mode) for r in runs} - set(chosen) - grid_pending)
     if (BASELINE, BASELINE_MODE) in unrated:
@@ -268,7 +276,8 @@ def build_report(args, name, phases, wall):
     if not_ok:
         sections.append(["Runs not ok (left out): " + ", ".join(f"{r['run_id']} ({r['status']})" for r in not_ok)])
     if phases.get("selection_not_ok"):
-        sections.append(["Selection runs not ok (their rate not eligible): "
+        sections.append(["Selection runs not ok (a diverged run's rate is not eligible; a failed run is run "
+                         "again by the next call, and its variant waits for it): "
                          + ", ".join(f"{r['run_id']} ({r['status']})" for r in phases["selection_not_ok"])])
     if phases.get("unrated"):
         sections.append(["No eligible learning rate (left out of the test comparison): "

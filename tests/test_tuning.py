@@ -146,9 +146,10 @@ def test_tuned_comparison_end_to_end(char_data, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_selection_run_not_ok_fails_the_command_and_a_variant_without_rate_is_named(char_data, tmp_path):
-    """A variant whose selection runs all fail gets no rate: it is named on stderr and in the
-    report, the others are compared, and the command exits 1 naming the failed selection run."""
+def test_a_failed_selection_run_fails_the_command_and_its_variant_waits(char_data, tmp_path):
+    """A variant whose selection run fails (a crash, run again by the next call) gets no rate
+    in this call: it is named as not finished in the report, the others are compared, and the
+    command exits 1 naming the failed selection run."""
     import shutil
     config_dir = tmp_path / "config"
     config_dir.mkdir()
@@ -164,17 +165,17 @@ def test_a_selection_run_not_ok_fails_the_command_and_a_variant_without_rate_is_
     failed = "half-momentum-s1001-i20-learning_rate=1e-2"
     assert r.returncode == 1, r.stderr[-2000:]
     err = r.stderr.strip().splitlines()
-    assert ("warning: no learning rate of the grid finished ok on every selection seed for half/momentum: "
-            "left out of the test comparison") in err
     assert err[-1].startswith(f"error: 1 of 7 runs did not finish ok: {failed} (failed, exit 2)")
+    assert f"phase 1: 1 selection runs failed ({failed})" in r.stdout
     sweep_dir = tmp_path / "best_advanced_1k-tuned"
     report = json.loads((sweep_dir / "results.json").read_text())  # written before the command failed
-    assert report["no_rate"] == ["half/momentum"] and report["selection_not_ok"] == [failed]
+    assert report["no_rate"] == [] and report["selection_not_ok"] == [failed]
+    assert report["pending"] == [["half", "momentum"]]
     assert set(report["chosen_rates"]) == {"baseline/none", "value_centered/momentum"}
     assert len(report["runs"]) == 4 and all(x["status"] == "ok" for x in report["runs"])
     table = (sweep_dir / "results.md").read_text()
-    assert "No eligible learning rate (left out of the test comparison): half / momentum" in table
-    assert f"Selection runs not ok (their rate not eligible): {failed} (failed)" in table
+    assert "**Partial**: 1 of the variants" in table and "half / momentum" in table
+    assert f"a failed run is run again by the next call, and its variant waits for it): {failed} (failed)" in table
 
 
 def test_report_tables_show_the_grid_and_label_non_causal_modes(tmp_path):
@@ -302,6 +303,34 @@ def test_report_only_never_trains_the_extra_seeds_and_waits_for_failed_runs(tmp_
     args.report_only = False
     phases = run_best.tuned_phases(args, "s", [], grid, lambda *a: None)
     assert phases["extended"] == {} and phases["pending"] == [] and len(fake_sweep.store) == trained
+
+
+def test_a_failed_selection_run_holds_its_variant_back_and_a_diverged_one_drops_its_rate(tmp_path, monkeypatch):
+    """A selection run that failed (a crash: the next call runs it again) leaves its variant
+    without a rate and without test runs in this call, rather than choosing from the rest of
+    the grid; a diverged one makes only its rate ineligible. The next call, with the failed run
+    now ok, chooses the variant's rate from the whole grid."""
+    run_best, fake_sweep, asked, args, grid = fake_tuned_sweep(tmp_path, monkeypatch)
+    crashed, diverged = "clear-momentum-s1001-i100-learning_rate=4e-3", "close-momentum-s1002-i100-learning_rate=4e-3"
+    for run_id, status in ((crashed, "failed"), (diverged, "diverged")):
+        variant, mode = run_id.split("-")[:2]
+        seed = int(run_id.split("-s")[1].split("-")[0])
+        fake_sweep.store[run_id] = {"run_id": run_id, "variant": variant, "mode": mode, "seed": seed, "iters": 100,
+                                    "params": {"learning_rate": "4e-3"}, "status": status, "best_val_loss": None,
+                                    "test_loss": None, "wall_s": 1.0}
+    lines = []
+    phases = run_best.tuned_phases(args, "s", [], grid, lines.append)
+    assert phases["chosen"] == {("baseline", "none"): "4e-3", ("close", "momentum"): "2e-3"}
+    assert phases["pending"] == [("clear", "momentum")] and phases["unrated"] == []
+    asked_of_clear = {run_id.split("-")[2] for _, ids in asked for run_id in ids if run_id.startswith("clear-")}
+    assert asked_of_clear == {"s1001", "s1002"}  # its grid only: no test run of "clear" was asked for
+    assert any(line.startswith(f"phase 1: 1 selection runs failed ({crashed})") for line in lines)
+    assert {r["variant"] for r in phases["records"]} == {"baseline", "close"}
+
+    del fake_sweep.store[crashed]  # the next call runs it again, and now it finishes ok
+    phases = run_best.tuned_phases(args, "s", [], grid, lines.append)
+    assert phases["chosen"][("clear", "momentum")] == "4e-3" and phases["pending"] == []
+    assert {r["seed"] for r in phases["records"] if r["variant"] == "clear"} == set(range(1, 6))
 
 
 def test_a_report_folder_of_another_experiment_is_refused_also_in_the_older_format(tmp_path, monkeypatch):
