@@ -19,6 +19,10 @@ from configurator import ConfigError
 from experiments.sweep import child_environment, describe_device
 
 POLL_S = 0.1
+# a run still starting (importing torch) after this long has not yet restored its SIGINT handler,
+# which a sweep in the background passes on ignored: it then gets SIGTERM, which it cannot ignore
+SIGINT_GRACE_S = 3
+STOP_GRACE_S = 30  # then SIGKILL (checkpoints are written atomically: the run stays resumable)
 
 
 def visible_gpus():
@@ -93,18 +97,22 @@ class LocalExecutor:
 
 
 def stop(attempts):
-    """Interrupt every running training (each in its own process group, as Ctrl-C would), then wait.
-    A second Ctrl-C or kill meanwhile is ignored: it would leave the trainings running."""
+    """Interrupt every running training (each in its own process group, as Ctrl-C would), then wait;
+    one still running after SIGINT_GRACE_S gets SIGTERM, after STOP_GRACE_S more SIGKILL. A second
+    Ctrl-C or kill meanwhile is ignored: it would leave the trainings running."""
     handlers = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         for attempt in attempts:
             signal_group(attempt.process, signal.SIGINT)
+        for sig, grace in ((signal.SIGTERM, SIGINT_GRACE_S), (signal.SIGKILL, STOP_GRACE_S)):
+            deadline = time.time() + grace
+            for attempt in attempts:
+                try:
+                    attempt.process.wait(timeout=max(0.0, deadline - time.time()))
+                except subprocess.TimeoutExpired:
+                    signal_group(attempt.process, sig)
         for attempt in attempts:
-            try:
-                attempt.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                signal_group(attempt.process, signal.SIGKILL)
-                attempt.process.wait()
+            attempt.process.wait()
             attempt.log_file.close()
     finally:
         for sig, handler in handlers.items():

@@ -88,6 +88,32 @@ def test_background_sweep_stops_on_sigterm_and_stops_its_runs(char_data, tmp_pat
     assert "KeyboardInterrupt" in log[len(trainer_log):]  # it was interrupted, not killed
 
 
+def test_stopping_a_run_that_still_ignores_sigint_takes_sigterm_not_the_kill_grace(tmp_path):
+    """A run a background sweep started inherits SIGINT ignored until the trainer restores it; one
+    stopped in that window (or one that never listens) gets SIGTERM after a short grace, not
+    SIGKILL after the long one; one that hears SIGINT ends by it."""
+    from types import SimpleNamespace
+
+    from experiments import local
+
+    def start(code):
+        log_file = open(tmp_path / f"log{len(started)}.txt", "w")
+        process = subprocess.Popen([sys.executable, "-c", "import signal, sys, time\n" + code + "\n"
+                                    "print('ready', flush=True)\ntime.sleep(120)"],
+                                   stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        started.append(SimpleNamespace(process=process, log_file=log_file))
+        while "ready" not in (tmp_path / f"log{len(started) - 1}.txt").read_text():
+            time.sleep(0.02)
+
+    started = []
+    start("signal.signal(signal.SIGINT, signal.SIG_IGN)")  # deaf to SIGINT
+    start("signal.signal(signal.SIGINT, lambda *a: sys.exit(7))")  # hears it
+    t0 = time.time()
+    local.stop(started)
+    assert time.time() - t0 < local.SIGINT_GRACE_S + 5 < local.STOP_GRACE_S
+    assert started[0].process.returncode == -signal.SIGTERM and started[1].process.returncode == 7
+
+
 @pytest.mark.slow
 def test_failed_run_is_recorded_and_the_sweep_goes_on(char_data, tmp_path):
     config_dir = tmp_path / "config"
