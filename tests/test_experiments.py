@@ -239,7 +239,7 @@ def test_records_read_the_test_split_and_survive_concurrent_appends(tmp_path):
     import multiprocessing
 
     from experiments.plan import Run
-    from experiments.records import append_record, read_jsonl, summarize
+    from experiments.records import read_jsonl, summarize
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
