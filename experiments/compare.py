@@ -1,0 +1,100 @@
+"""
+One table across several reports (results.json of run_best_advanced_1k.py): the same cells
+measured at other widths, datasets or iteration counts, each from its own tuned comparison. A
+row per cell (variant / mode), a column per report, labelled by the settings in which the reports
+differ. Nothing is recomputed: each figure is the one its own report decided on, and each p is
+Holm-corrected within that report's own family (the footer says how large each family was).
+"""
+
+import json
+import os
+
+from configurator import UserError
+from experiments.plan import BASELINE, BASELINE_MODE
+from experiments.plots import mode_label
+from experiments.report import fmt
+from train import SESSION_KEYS
+
+REPORT_FILE = "results.json"
+# differ between runs of one report, or say nothing about the setting
+NOT_A_SETTING = SESSION_KEYS | {"seed", "learning_rate"}
+BASELINE_CELL = f"{BASELINE}/{BASELINE_MODE}"
+
+
+def load_report(folder):
+    path = os.path.join(folder, REPORT_FILE)
+    try:
+        with open(path) as f:
+            report = json.load(f)
+    except FileNotFoundError:
+        raise UserError(f"{folder} has no {REPORT_FILE}: give a report folder of run_best_advanced_1k.py")
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path} cannot be read: {e}")
+    if not isinstance(report, dict) or not isinstance(report.get("comparisons"), dict) or not report.get("runs"):
+        raise UserError(f"{path} is not a comparison report (no comparisons or runs)")
+    return report
+
+
+def setting_of(report):
+    """The settings a report's baseline runs trained with (the config of its first baseline run)."""
+    baseline = [r for r in report["runs"] if r.get("variant") == BASELINE and isinstance(r.get("config"), dict)]
+    config = baseline[0]["config"] if baseline else {}
+    return {k: v for k, v in config.items() if k not in NOT_A_SETTING}
+
+
+def labels_of(reports, folders):
+    """A column label per report: the settings in which the reports differ (key=value), else the
+    folder's name."""
+    settings = [setting_of(r) for r in reports]
+    keys = sorted({k for s in settings for k in s})
+    differing = [k for k in keys if len({json.dumps(s.get(k), sort_keys=True) for s in settings}) > 1]
+    labels = [", ".join(f"{k}={s.get(k)}" for k in differing) for s in settings]
+    if not differing or len(set(labels)) < len(labels):
+        labels = [os.path.basename(os.path.normpath(f)) for f in folders]
+    return labels
+
+
+def cell_text(report, cell):
+    group = report["comparisons"].get(cell)
+    if group is None:
+        return "not measured"
+    rate = report.get("chosen_rates", {}).get(cell)
+    at = f"lr {rate}: " if rate else ""
+    c = group.get("comparison")
+    if c is None:  # the baseline
+        return f"{at}{group['mean']:.4f} ± {fmt(group.get('std'), '.4f')} (n={len(group['losses'])})"
+    return (f"{at}{fmt(c['mean_pct'])}% [{fmt(c['ci_low'])}, {fmt(c['ci_high'])}] (n={c['n']}), "
+            f"p {fmt(c['p_holm'], '.2g')}, {c['decision']}")
+
+
+def cell_name(cell):
+    variant, mode = cell.split("/")
+    return variant if mode == BASELINE_MODE else f"{variant} ({mode_label(mode)})"
+
+
+def across_reports(folders, cells=None):
+    """Markdown lines: the table and its footer. cells: "variant/mode" names to show (default: every
+    cell of the first report, then those only later reports have); the baseline comes first."""
+    if len(folders) < 2:
+        raise UserError("give two or more report folders to compare")
+    reports = [load_report(f) for f in folders]
+    if cells is None:
+        cells = []
+        for report in reports:
+            cells += [c for c in report["comparisons"] if c not in cells]
+    else:
+        unknown = [c for c in cells if not any(c in r["comparisons"] for r in reports)]
+        if unknown:
+            raise UserError(f"no report has {', '.join(unknown)} (cells are variant/mode, e.g. value_centered/momentum)")
+    cells = [BASELINE_CELL] + [c for c in cells if c != BASELINE_CELL]
+    labels = labels_of(reports, folders)
+    lines = ["| cell | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    for cell in cells:
+        lines.append(f"| {cell_name(cell)} | " + " | ".join(cell_text(r, cell) for r in reports) + " |")
+    families = "; ".join(f"{label}: {r.get('family', '?')} comparisons, {r.get('metric', '?')}"
+                         for label, r in zip(labels, reports))
+    lines += ["", "Baseline: chosen rate, its test loss (mean ± std, seeds). Other cells: chosen rate, "
+              "improvement over the same-seed baseline (95% CI, seeds), p Holm-corrected within its own "
+              f"report's family ({families}), and that report's decision. Reports: "
+              + ", ".join(f"`{f}`" for f in folders) + "."]
+    return lines

@@ -1,0 +1,63 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO_ROOT
+
+
+def write_report(folder, n_embd, cells, family, rates):
+    """A results.json as run_best_advanced_1k.py writes it, with only what the table reads."""
+    folder.mkdir()
+    comparisons = {"baseline/none": {"losses": {"1": 2.0, "2": 2.02}, "mean": 2.01, "std": 0.0141, "comparison": None}}
+    for cell, (mean, low, high, p, decision) in cells.items():
+        comparisons[cell] = {"losses": {"1": 2.0, "2": 2.0}, "mean": 2.0, "std": 0.01,
+                             "comparison": {"n": 2, "mean_pct": mean, "ci_low": low, "ci_high": high,
+                                            "p_holm": p, "decision": decision}}
+    config = {"n_embd": n_embd, "n_layer": 4, "seed": 1, "learning_rate": 1e-3, "out_dir": str(folder), "device": "cpu"}
+    runs = [{"variant": "baseline", "mode": "none", "seed": 1, "config": config}]
+    (folder / "results.json").write_text(json.dumps({"comparisons": comparisons, "runs": runs, "family": family,
+                                                     "metric": "test_loss", "chosen_rates": rates}))
+
+
+def test_one_row_per_cell_one_column_per_report_labelled_by_what_differs(tmp_path):
+    from experiments.compare import across_reports
+
+    write_report(tmp_path / "a", 64, {"value_centered/momentum": (-4.95, -7.18, -2.72, 0.0014, "worse"),
+                                      "mlp_centered/adaptive": (0.5, 0.1, 0.9, 0.03, "better")}, 2,
+                 {"baseline/none": "8e-3", "value_centered/momentum": "8e-3", "mlp_centered/adaptive": "4e-3"})
+    write_report(tmp_path / "b", 128, {"value_centered/momentum": (-1.64, -2.26, -1.03, 0.0019, "worse")}, 12,
+                 {"baseline/none": "4e-3", "value_centered/momentum": "4e-3"})
+    lines = across_reports([str(tmp_path / "a"), str(tmp_path / "b")])
+    assert lines[0] == "| cell | n_embd=64 | n_embd=128 |"  # seed, rate and out_dir differ too, but are no setting
+    assert lines[2].startswith("| baseline | lr 8e-3: 2.0100 ± 0.0141 (n=2) | lr 4e-3: 2.0100")
+    assert lines[3] == ("| value_centered (momentum) | lr 8e-3: -4.95% [-7.18, -2.72] (n=2), p 0.0014, worse "
+                        "| lr 4e-3: -1.64% [-2.26, -1.03] (n=2), p 0.0019, worse |")
+    assert lines[4] == ("| mlp_centered (adaptive, non-causal) | lr 4e-3: +0.50% [+0.10, +0.90] (n=2), p 0.03, better "
+                        "| not measured |")
+    assert "n_embd=64: 2 comparisons, test_loss; n_embd=128: 12 comparisons" in lines[-1]
+
+    only = across_reports([str(tmp_path / "a"), str(tmp_path / "b")], cells=["value_centered/momentum"])
+    assert len(only) == 2 + 2 + 2 and "mlp_centered" not in "\n".join(only[:-1])
+
+    # reports that differ in no setting are labelled by their folders
+    write_report(tmp_path / "c", 64, {}, 0, {})
+    assert across_reports([str(tmp_path / "a"), str(tmp_path / "c")])[0] == "| cell | a | c |"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["{a}"], "error: give two or more report folders to compare"),
+    (["{a}", "{missing}"], "has no results.json: give a report folder of run_best_advanced_1k.py"),
+    (["{a}", "{broken}"], "cannot be read"),
+    (["{a}", "{a}", "--cells=foo/bar"], "error: no report has foo/bar"),
+])
+def test_bad_input_is_one_line_and_exit_1(tmp_path, args, message):
+    write_report(tmp_path / "a", 64, {}, 0, {})
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "results.json").write_text("{not json")
+    folders = {"a": tmp_path / "a", "missing": tmp_path / "missing", "broken": tmp_path / "broken"}
+    r = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "scripts", "compare_reports.py"),
+                        *[a.format(**folders) for a in args]], capture_output=True, text=True)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
