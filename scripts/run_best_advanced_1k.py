@@ -115,11 +115,11 @@ def tuned_phases(args, name, overrides, runs, log):
     table = selection_table(phase1.values(), args.selection_seeds)
     # a failed selection run (a crash, not a divergence) is run again by the next call: its
     # variant's rate waits for it, rather than being chosen from the rest of the grid now
-    grid_failed = [r.run_id for r in runs if r.run_id in phase1 and phase1[r.run_id]["status"] not in FINAL_STATUSES]
-    grid_pending = missing(runs, phase1) | {(r.variant, r.mode) for r in runs if r.run_id in grid_failed}
-    if grid_failed and not args.report_only:
-        log(f"phase 1: {len(grid_failed)} selection runs failed ({', '.join(grid_failed[:3])}"
-            f"{', ...' if len(grid_failed) > 3 else ''}): their variants get a rate and test runs once the "
+    failed = [r for r in runs if r.run_id in phase1 and phase1[r.run_id]["status"] not in FINAL_STATUSES]
+    grid_pending = missing(runs, phase1) | {(r.variant, r.mode) for r in failed}
+    if failed and not args.report_only:
+        log(f"phase 1: {len(failed)} selection runs failed ({', '.join(r.run_id for r in failed[:3])}"
+            f"{', ...' if len(failed) > 3 else ''}): their variants get a rate and test runs once the "
             f"same command has run them again")
     chosen = {k: rate for k, rate in choose_rates(table).items() if k not in grid_pending}
     unrated = sorted({(r.variant, r.mode) for r in runs} - set(chosen) - grid_pending)
