@@ -8,4 +8,5 @@ n_layer = 6
 n_head = 6
 n_embd = 384
 dropout = 0.2
+learning_rate = 1e-3  # nanoGPT's rate for this shape, not tuned here (--tune=True tunes it)
 eval_windows = 1000
