@@ -273,8 +273,10 @@ def _append_many(path, worker):
 
 @pytest.mark.slow
 def test_jobs_2_gives_the_records_of_jobs_1(char_data, tmp_path):
-    """Two runs at once, each with half the cores, end exactly as one at a time; the relative
-    --out_root is the same folder for checkpoints and records."""
+    """Two runs at once, each with half the cores, end as one at a time, to float rounding: CPU
+    kernels sum in a thread-count-dependent order, so 1 and 2 threads differ in the last bits
+    (about 1e-7), never more; the relative --out_root is the same folder for checkpoints and
+    records."""
     args = ["--name=j", "--out_root=rel", "--variants=baseline,embeddings_centered", "--modes=momentum",
             "--seeds=1", "--iters=30", "--cpus=2", f"--data_dir={char_data}", *TINY]
     by_jobs = {}
@@ -298,7 +300,8 @@ def test_jobs_2_gives_the_records_of_jobs_1(char_data, tmp_path):
     for run_id, one in by_jobs[1].items():
         two = by_jobs[2][run_id]
         assert one["status"] == two["status"] == "ok"
-        assert (one["final_val_loss"], one["best_val_loss"]) == (two["final_val_loss"], two["best_val_loss"])
+        for key in ("final_val_loss", "best_val_loss", "test_loss"):
+            assert one[key] == pytest.approx(two[key], rel=1e-5, abs=0), key
 
 
 STAND_IN_TRAINER = """
