@@ -24,7 +24,7 @@ BASELINE_CELL = f"{BASELINE}/{BASELINE_MODE}"
 def load_report(folder):
     path = os.path.join(folder, REPORT_FILE)
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             report = json.load(f)
     except FileNotFoundError:
         raise UserError(f"{folder} has no {REPORT_FILE}: give a report folder of run_best_advanced_1k.py")
