@@ -107,7 +107,7 @@ def diagnostic_effects(records, baseline_key, run_dir_of, read_metrics, metrics=
             continue
         sites = {site for flag, sites in PLACEMENTS.items() if r["config"].get(flag) for site in sites}
         mine, theirs = final_values(run_dir_of(r), sites), final_values(run_dir_of(base[r["seed"]]), sites)
-        for name in set(mine) & set(theirs):
+        for name in sorted(set(mine) & set(theirs)):  # sorted: the same results.json on every regeneration
             effects.setdefault(key, {}).setdefault(name, []).append(mine[name] - theirs[name])
     return {k: {name: float(np.mean(d)) for name, d in e.items()} for k, e in effects.items()}
 
