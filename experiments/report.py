@@ -204,9 +204,15 @@ def comparison_table(analysis, metric, names=None, rates=None, prior=None):
     return lines
 
 
-def notes(analysis, metric):
-    """The lines under the table: the family, the exact tests' limits, the noise floor, the
-    equal-wall-time method."""
+def _mean_or_low(group):
+    """A group's mean paired improvement, for ordering (the baseline and empty rows last)."""
+    c = group["comparison"]
+    return c["mean_pct"] if c and c["n"] else -math.inf
+
+
+def notes(analysis, metric, names=None):
+    """The lines under the table: the family, the exact tests' limits, the noise floor, a robust
+    view of each row (median per-seed improvement, seeds ahead), the equal-wall-time method."""
     comparisons = [g["comparison"] for g in analysis["groups"].values() if g["comparison"]]
     floor = analysis["noise_floor"]
     out = [f"Decision: paired t-test on the per-seed improvement, Holm-Bonferroni corrected over the "
@@ -218,6 +224,13 @@ def notes(analysis, metric):
                f"std {fmt(floor['std'], '.4f')} ({fmt(floor['std_pct'], '.2f')}% of the mean, n={floor['n']}); "
                f"baseline against baseline (A/A over {floor['aa_pairs']} pair(s) of seeds, unpaired): relative "
                f"differences of std {fmt(floor['aa_std_pct'], '.2f')}%, at most {fmt(floor['aa_max_pct'], '.2f')}%.")
+    robust = [f"{(names or {}).get(variant, variant)} ({plots.mode_label(mode)}) {fmt(c['median_pct'])}%, "
+              f"{c['seeds_ahead']}/{c['n']}"
+              for (variant, mode), g in sorted(analysis["groups"].items(), key=lambda kg: -_mean_or_low(kg[1]))
+              if (c := g["comparison"]) and c["n"]]
+    if robust:
+        out.append("Robust view, beside the decision and not part of it (one bad seed moves a mean, not these): "
+                   "median per-seed improvement, and the seeds on which the variant is ahead: " + "; ".join(robust) + ".")
     if analysis["wall_time"]:
         out.append(EQUAL_WALL_TIME_METHOD)
     if any(m in plots.BATCH_STATISTICS_MODES for _, m in analysis["groups"]):

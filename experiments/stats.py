@@ -131,12 +131,17 @@ def paired_comparison(baseline, variant, confidence=0.95):
     t-interval of that mean, the two-sided p-value of the paired t-test ("p_value"), of the
     exact sign test ("p_sign") and of the permutation test ("p_permutation"), and a note when n
     is too small for the exact tests. Seeds present in only one side are ignored.
-    "significant" (the interval excludes 0) is uncorrected; see `holm` for the decision."""
+    "significant" (the interval excludes 0) is uncorrected; see `holm` for the decision.
+    "median_pct" and "seeds_ahead" (seeds where the variant is better) are a robust view of the
+    same differences, not part of any decision."""
     seeds, improvement = relative_improvement_pct(baseline, variant)
     n = len(seeds)
     p_perm, exact = permutation_test(improvement)
     result = {"n": n, "seeds": seeds, "improvement_pct": improvement.tolist(),
               "mean_pct": float(improvement.mean()) if n else math.nan,
+              # robust view beside the decision: one bad seed moves the mean, not these
+              "median_pct": float(np.median(improvement)) if n else math.nan,
+              "seeds_ahead": int((improvement > 0).sum()),
               "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan, "significant": False,
               "p_sign": sign_test(improvement), "p_permutation": p_perm, "permutation_exact": exact,
               "exact_note": exact_test_note(n)}

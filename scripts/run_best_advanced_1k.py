@@ -235,7 +235,7 @@ def build_report(args, name, phases, wall):
     else:
         sections.append(["## Test comparison", ""] + report.comparison_table(
             analysis, TEST_METRIC, names=names, rates=chosen if args.tune else None, prior=prior))
-        sections.append(report.notes(analysis, TEST_METRIC))
+        sections.append(report.notes(analysis, TEST_METRIC, names))
         if extended:
             sections.append([f"More seeds: {', '.join(f'{names.get(v, v)} / {m} (Holm p {p:.3g} on seeds 1-{args.seeds})' for (v, m), p in sorted(extended.items()))} "
                              f"and the baseline were given test seeds {args.seeds + 1}-{args.extend_to}, as the protocol "

@@ -19,6 +19,10 @@ def test_paired_comparison_known_answer():
     t = 2 * math.sqrt(3)
     assert r["p_value"] == pytest.approx(2 * (0.5 - t / (2 * math.sqrt(2 + t * t))))
     assert r["significant"] is False  # the interval includes 0
+    assert r["median_pct"] == pytest.approx(2.0) and r["seeds_ahead"] == 3
+    # one bad seed moves the mean below zero, not the median or the count
+    r = paired_comparison(baseline, {1: 99.0, 2: 98.0, 3: 110.0})
+    assert r["mean_pct"] == pytest.approx(-7 / 3) and r["median_pct"] == pytest.approx(1.0) and r["seeds_ahead"] == 2
 
 
 def test_consistent_large_improvement_is_significant_and_worse_is_negative():
