@@ -165,6 +165,14 @@ def analyse(records, iters, metric, baseline_key, run_dir_of=None, read_metrics=
             "noise_floor": noise_floor(groups[baseline_key]["losses"])}
 
 
+def by_improvement(key_group):
+    """Sort key of a (key, group) item: largest mean paired improvement first, the baseline at 0,
+    a comparison without a mean (no shared ok seed) last."""
+    c = key_group[1]["comparison"]
+    mean = c["mean_pct"] if c else 0.0
+    return (math.isnan(mean), -mean)
+
+
 def comparison_table(analysis, metric, names=None, rates=None, prior=None):
     """Markdown lines: one row per variant, largest mean paired improvement first, the baseline
     at 0 (ranking by mean loss would mix seed sets when some rows have more seeds). names:
@@ -177,12 +185,7 @@ def comparison_table(analysis, metric, names=None, rates=None, prior=None):
     head += ["val improvement at equal wall time (step-time overhead)"] if wall else []
     head += ["prior report's claim"] if prior else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    def improvement(key_group):  # a comparison without a mean (no shared ok seed) goes last
-        c = key_group[1]["comparison"]
-        mean = c["mean_pct"] if c else 0.0
-        return (math.isnan(mean), -mean)
-
-    for rank, (key, g) in enumerate(sorted(groups.items(), key=improvement), 1):
+    for rank, (key, g) in enumerate(sorted(groups.items(), key=by_improvement), 1):
         variant, mode = key
         c = g["comparison"]
         cells = [str(rank), (names or {}).get(variant, variant), "-" if mode == BASELINE_MODE else plots.mode_label(mode)]
@@ -204,12 +207,6 @@ def comparison_table(analysis, metric, names=None, rates=None, prior=None):
     return lines
 
 
-def _mean_or_low(group):
-    """A group's mean paired improvement, for ordering (the baseline and empty rows last)."""
-    c = group["comparison"]
-    return c["mean_pct"] if c and c["n"] else -math.inf
-
-
 def notes(analysis, metric, names=None):
     """The lines under the table: the family, the exact tests' limits, the noise floor, a robust
     view of each row (median per-seed improvement, seeds ahead), the equal-wall-time method."""
@@ -226,7 +223,7 @@ def notes(analysis, metric, names=None):
                f"differences of std {fmt(floor['aa_std_pct'], '.2f')}%, at most {fmt(floor['aa_max_pct'], '.2f')}%.")
     robust = [f"{(names or {}).get(variant, variant)} ({plots.mode_label(mode)}) {fmt(c['median_pct'])}%, "
               f"{c['seeds_ahead']}/{c['n']}"
-              for (variant, mode), g in sorted(analysis["groups"].items(), key=lambda kg: -_mean_or_low(kg[1]))
+              for (variant, mode), g in sorted(analysis["groups"].items(), key=by_improvement)
               if (c := g["comparison"]) and c["n"]]
     if robust:
         out.append("Robust view, beside the decision and not part of it (one bad seed moves a mean, not these): "
