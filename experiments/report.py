@@ -207,14 +207,16 @@ def comparison_table(analysis, metric, names=None, rates=None, prior=None):
     return lines
 
 
-def notes(analysis, metric, names=None):
-    """The lines under the table: the family, the exact tests' limits, the noise floor, a robust
-    view of each row (median per-seed improvement, seeds ahead), the equal-wall-time method."""
+def notes(analysis, metric, names=None, decision=None):
+    """The lines under the table: the decision rule (decision: the line of another rule than the
+    fixed-design Holm one), the exact tests' limits, the noise floor, a robust view of each row
+    (median per-seed improvement, seeds ahead), the equal-wall-time method."""
     comparisons = [g["comparison"] for g in analysis["groups"].values() if g["comparison"]]
     floor = analysis["noise_floor"]
-    out = [f"Decision: paired t-test on the per-seed improvement, Holm-Bonferroni corrected over the "
-           f"{analysis['family']} comparisons of this table, p (Holm) <= {ALPHA}; the raw p is beside it. "
-           f"Sign and permutation tests are exact (two-sided; 'MC': Monte Carlo for n > 16)."]
+    out = [decision or (
+        f"Decision: paired t-test on the per-seed improvement, Holm-Bonferroni corrected over the "
+        f"{analysis['family']} comparisons of this table, p (Holm) <= {ALPHA}; the raw p is beside it. "
+        f"Sign and permutation tests are exact (two-sided; 'MC': Monte Carlo for n > 16).")]
     small = sorted({c["exact_note"] for c in comparisons if c["exact_note"]})
     out += [f"Note: {n}." for n in small]
     out.append(f"Noise floor: the baseline's {METRIC_NAMES.get(metric, metric)} varies with the seed alone by "
@@ -236,6 +238,63 @@ def notes(analysis, metric, names=None):
                    "position sees later tokens. `adaptive`'s loss is that of a causal model trained non-causally; "
                    "`simple`'s is not a causal model's loss at all.")
     return out
+
+
+DECISION_WORDS = {"better": "better", "worse": "worse", "undecided": "no detectable difference"}
+
+
+def decision_text(entry, margin):
+    """A cell's decision in words: "equivalent within +-m", "no detectable difference" while
+    undecided (never "level"), with the seeds it was decided on."""
+    if entry["decision"] == "equivalent":
+        word = f"equivalent within ±{margin:g}%"
+    else:
+        word = DECISION_WORDS[entry["decision"]]
+    return word + (f" (at {entry['decided_at']} seeds)" if entry["decided_at"] else "")
+
+
+def sequential_table(decided, plan, analysis, names=None, rates=None, prior=None):
+    """Markdown lines of the seed plan's decisions (experiments.seed_plan.decide, with
+    add_detectable_effects): per cell, its seeds, improvement with the 95% interval, the effect
+    its look detects with 80% power, the Holm-corrected p of the difference and of the
+    equivalence tests against that look's level, and the decision. Sorted as comparison_table."""
+    head = ["rank", "method", "mode", "lr", "seeds", "improvement vs baseline (95% CI)",
+            f"detectable at 80% power", "p (difference, Holm)", "p (equivalence ±m, Holm)", "level of the look",
+            "decision"] + (["prior report's claim"] if prior else [])
+    lines = [f"Seed plan, declared before the runs: {plan.describe()}.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = [(key, entry) for key, entry in decided["cells"].items() if entry["comparison"]]
+    rows.sort(key=lambda item: (math.isnan(item[1]["comparison"]["mean_pct"]), -item[1]["comparison"]["mean_pct"]))
+    for rank, (key, entry) in enumerate(rows, 1):
+        variant, mode = key
+        c = entry["comparison"]
+        cells = [str(rank), (names or {}).get(variant, variant), plots.mode_label(mode), (rates or {}).get(key, ""),
+                 str(c["n"]), f"{fmt(c['mean_pct'])}% [{fmt(c['ci_low'])}, {fmt(c['ci_high'])}]",
+                 f"±{fmt(c['mde_pct'], '.2f')}%", fmt(c["p_holm"], ".3g"), fmt(c["p_tost_holm"], ".3g"),
+                 fmt(c["level"], ".3g"), decision_text(entry, plan.margin)]
+        if prior:
+            cells.append(f"{prior[variant]:+g}%" if variant in prior else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    waiting = [key for key, entry in decided["cells"].items() if not entry["comparison"]]
+    if waiting:
+        lines += ["", "No look complete yet for: " + ", ".join(f"{(names or {}).get(v, v)} / {m}" for v, m in waiting)]
+    return lines
+
+
+def sequential_note(decided, plan):
+    """The decision rule of a seed plan, and where it stands, in the lines under its table."""
+    state = ("every cell is decided" if decided["next"] is None and all(
+        e["decided_at"] for e in decided["cells"].values())
+        else "the last look is done" if decided["next"] is None
+        else f"{decided['look'] + 1} of {len(plan.looks)} looks done; next: seeds up to {decided['next'][0]} "
+             f"for {len(decided['next'][1])} undecided cells and the baseline")
+    return (f"Decision (seed plan, declared before the runs): at each look the cells not yet decided get "
+            f"seeds up to the look's count; the paired t-tests (better/worse) and the two one-sided tests of "
+            f"equivalence within ±{plan.margin:g}% (TOST) are each Holm-corrected over the "
+            f"{len(decided['cells'])} cells at the look's share of alpha {plan.alpha:g}; a decided cell stops. "
+            f"Each family's error rate over all looks is at most {plan.alpha:g} (experiments/seed_plan.py, "
+            f"checked by simulation in tests/test_seed_plan.py). \"Detectable\" is the effect that its look's "
+            f"strictest Holm level finds with 80% power given the spread of its seeds. Now: {state}.")
 
 
 def grid_table(table, chosen, unfinished=()):

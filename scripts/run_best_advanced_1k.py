@@ -41,6 +41,7 @@ from experiments.cli import (CommandLine, add_sweep_arguments, boolean, comma_li
                              print_plan, sweep_options)
 from experiments.plan import BASELINE, BASELINE_MODE, MODES, Run, check_plan, plan_runs
 from experiments.records import FINAL_STATUSES, read_metrics
+from experiments.seed_plan import SeedPlan, add_detectable_effects, decide
 from experiments.sweep import run_sweep
 from experiments.tuning import (RATE_KEY, TEST_METRIC, at_chosen_rates, borderline, check_disjoint, choose_rates,
                                 edge_rates, selection_table)
@@ -60,6 +61,40 @@ OTHER_METHODS = [  # measured by the prior report too, not in its table: not run
 SELECTION_SEED_BASE = 1000  # selection seeds are 1001, 1002, ...: never a test seed 1..N
 DEFAULT_RATES = ["1e-3", "2e-3", "4e-3", "8e-3", "1.6e-2"]
 EXTEND_BAND = (0.01, 0.1)  # Holm p of a cell that gets the extra test seeds (--extend_to)
+
+
+def seed_plan(args):
+    """The SeedPlan of --looks, --spend and --margin (ConfigError for a bad one), or None."""
+    if args.looks is None:
+        if args.spend is not None or args.margin is not None:
+            raise ConfigError("--spend and --margin go with --looks")
+        return None
+    if not args.tune:
+        raise ConfigError("--looks goes with --tune=True")
+    if args.margin is None:
+        raise ConfigError("--looks needs --margin (the equivalence margin, percent of the test loss), declared before the runs")
+    if any(o in args.argv_keys for o in ("seeds", "extend_to")):
+        raise ConfigError("--looks replaces --seeds and --extend_to: give the seeds of each look")
+    if args.spend is None:
+        return SeedPlan.proportional(tuple(args.looks), args.margin)
+    return SeedPlan(tuple(args.looks), tuple(args.spend), args.margin)
+
+
+def cells_of(args):
+    """--cells as (variants, modes, [(variant, mode)]); --variants and --modes do not go with it."""
+    if args.variants is not None or args.modes is not None:
+        raise ConfigError("--cells replaces --variants and --modes: give one or the other")
+    if not args.tune:
+        raise ConfigError("--cells goes with --tune=True")
+    cells = []
+    for text in args.cells:
+        variant, slash, mode = text.partition("/")
+        if not slash or not variant or not mode or variant == BASELINE:
+            raise ConfigError(f"--cells takes variant/mode pairs of centered variants, got '{text}'")
+        cells.append((variant, mode))
+    if not cells:
+        raise ConfigError("--cells is empty")
+    return sorted({v for v, _ in cells}), sorted({m for _, m in cells}), cells
 
 
 def rate_list(text):
@@ -84,6 +119,8 @@ def plan_and_check(args, overrides, variants):
     if args.tune:
         check_disjoint(args.selection_seeds, args.test_seeds)
         runs = plan_runs(variants, args.modes, args.selection_seeds, [args.iters], {RATE_KEY: args.rates})
+        if args.cells:  # the cells asked for, not every variant x mode
+            runs = [r for r in runs if r.variant == BASELINE or (r.variant, r.mode) in args.cells]
     else:
         runs = plan_runs(variants, args.modes, args.test_seeds, [args.iters])
     return runs, check_plan(runs, variants, args.modes, overrides, args.config_dir)
@@ -138,6 +175,8 @@ def tuned_phases(args, name, overrides, runs, log):
     def test_runs(keys, seeds):
         return [Run(v, m, seed, args.iters, ((RATE_KEY, chosen[(v, m)]),)) for v, m in sorted(keys) for seed in seeds]
 
+    if args.plan:
+        return sequential_phase(args, result, grid_pending, sweep, test_runs, log)
     phase2_runs = test_runs(chosen, args.test_seeds)
     phase2 = sweep(phase2_runs)
     if len(phase2) < len(phase2_runs) and not args.report_only:
@@ -179,6 +218,42 @@ def tuned_phases(args, name, overrides, runs, log):
     return {**result, "records": records, "pending": sorted(pending)}
 
 
+def sequential_phase(args, result, grid_pending, sweep, test_runs, log):
+    """The test phase under the seed plan (--looks): every cell and the baseline on the first
+    look's seeds; then, look by look, the cells still undecided and the baseline on the next
+    look's seeds, until every cell is decided or the last look is done (experiments/seed_plan.py).
+    Returns tuned_phases' dict with "sequential" (decide's result), or None while runs are queued."""
+    baseline = (BASELINE, BASELINE_MODE)
+    chosen = result["chosen"]
+    cells = [k for k in sorted(chosen) if k != baseline]
+    pending = sorted(grid_pending)
+    if baseline in grid_pending or not cells:
+        return {**result, "records": [], "pending": pending}
+    seeds_of = {key: args.plan.looks[0] for key in [baseline, *cells]}
+    while True:
+        planned = [run for key, n in seeds_of.items() for run in test_runs([key], range(1, n + 1))]
+        recorded = sweep(planned)
+        if len(recorded) < len(planned) and not args.report_only:
+            log(f"test phase: {len(planned) - len(recorded)} runs still queued or running; run the same command again")
+            return None
+        records = at_chosen_rates(recorded.values(), chosen, range(1, args.plan.looks[-1] + 1))
+        losses = {key: {} for key in [baseline, *cells]}
+        for r in records:
+            if r["status"] == "ok":
+                losses[(r["variant"], r["mode"])][r["seed"]] = r[TEST_METRIC]
+        decided = decide(args.plan, losses[baseline], {key: losses[key] for key in cells})
+        wanted = decided["next"]
+        if wanted is None or all(seeds_of[key] >= wanted[0] for key in [baseline, *wanted[1]]):
+            break  # decided, or the look waits for runs that did not finish ok (named in the report)
+        log(f"look at {args.plan.looks[decided['look']]} seeds done; {len(wanted[1])} cells undecided: "
+            f"seeds up to {wanted[0]} for them and the baseline")
+        for key in [baseline, *wanted[1]]:
+            seeds_of[key] = wanted[0]
+    add_detectable_effects(decided, len(cells))
+    result["recorded"] += recorded.values()
+    return {**result, "records": records, "pending": pending, "sequential": decided}
+
+
 def build_report(args, name, phases, wall):
     """Write results.md, results.json and the plots; returns (markdown text, report folder,
     figures). phases: tuned_phases' dict (without --tune: records alone). With --report_only a
@@ -190,7 +265,9 @@ def build_report(args, name, phases, wall):
     prior = {v: claim for v, _, claim in METHODS + OTHER_METHODS if v != BASELINE}
     command = "python scripts/run_best_advanced_1k.py " + " ".join(args.argv)
     seeds = ", ".join(map(str, args.test_seeds))
-    what = (f"{args.dataset}, {args.iters} iterations, modes {', '.join(args.modes)}, test seeds {seeds}"
+    what = (f"{args.dataset}, {args.iters} iterations, "
+            + (f"cells {', '.join(f'{v}/{m}' for v, m in args.cells)}" if args.cells else f"modes {', '.join(args.modes)}")
+            + (f", test seeds by the seed plan (1 to {args.plan.looks[-1]} at most)" if args.plan else f", test seeds {seeds}")
             + (f" (up to {args.extend_to} for a variant whose Holm p lies in [{EXTEND_BAND[0]}, {EXTEND_BAND[1]}])"
                if args.tune and args.extend_to > args.seeds else "")
             + (f"; learning rate tuned per variant on selection seeds {', '.join(map(str, args.selection_seeds))}"
@@ -233,9 +310,15 @@ def build_report(args, name, phases, wall):
         if args.tune and table:
             figures.append(os.path.basename(plots.rate_grid(table, chosen, os.path.join(report_dir, "rate_grid.png"))))
     else:
-        sections.append(["## Test comparison", ""] + report.comparison_table(
-            analysis, TEST_METRIC, names=names, rates=chosen if args.tune else None, prior=prior))
-        sections.append(report.notes(analysis, TEST_METRIC, names))
+        if phases.get("sequential"):
+            sections.append(["## Test comparison (decisions under the seed plan)", ""] + report.sequential_table(
+                phases["sequential"], args.plan, analysis, names=names, rates=chosen, prior=prior))
+            sections.append(report.notes(analysis, TEST_METRIC, names,
+                                         decision=report.sequential_note(phases["sequential"], args.plan)))
+        else:
+            sections.append(["## Test comparison", ""] + report.comparison_table(
+                analysis, TEST_METRIC, names=names, rates=chosen if args.tune else None, prior=prior))
+            sections.append(report.notes(analysis, TEST_METRIC, names))
         if extended:
             sections.append([f"More seeds: {', '.join(f'{names.get(v, v)} / {m} (Holm p {p:.3g} on seeds 1-{args.seeds})' for (v, m), p in sorted(extended.items()))} "
                              f"and the baseline were given test seeds {args.seeds + 1}-{args.extend_to}, as the protocol "
@@ -286,6 +369,7 @@ def build_report(args, name, phases, wall):
             "test_seeds": args.test_seeds, "tuned": args.tune, "metric": TEST_METRIC,
             "selection_seeds": args.selection_seeds if args.tune else None,
             "grid": table, "chosen_rates": chosen, "pending": pending, "extended": extended,
+            "sequential": phases.get("sequential"),
             "family": analysis and analysis["family"], "comparisons": analysis and analysis["groups"],
             "equal_wall_time": analysis and analysis["wall_time"],
             "noise_floor": analysis and analysis["noise_floor"], "runs": records, "wall_s_this_call": round(wall, 1),
@@ -313,8 +397,14 @@ def baseline_missing(args, pending, records):
 def report_identity(args):
     """What makes two commands' reports the same report (more seeds do not): kept in
     results.json, so that a report folder is never taken over by another experiment's report."""
-    return {"dataset": args.dataset, "iters": args.iters, "tuned": args.tune,
-            "variants": sorted({BASELINE, *args.variants}), "mode_set": sorted(set(args.modes))}
+    identity = {"dataset": args.dataset, "iters": args.iters, "tuned": args.tune,
+                "variants": sorted({BASELINE, *args.variants}), "mode_set": sorted(set(args.modes))}
+    if args.plan:  # the plan and its margin are declared once: another plan needs a report of its own
+        identity["seed_plan"] = {"looks": list(args.plan.looks), "spend": list(args.plan.spend),
+                                 "margin": args.plan.margin, "alpha": args.plan.alpha}
+    if args.cells:
+        identity["cells"] = sorted(f"{v}/{m}" for v, m in args.cells)
+    return identity
 
 
 def check_report_dir(args, report_dir):
@@ -371,10 +461,23 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=3, help="number of test seeds (1..N); more is better")
     parser.add_argument("--dataset", default="shakespeare_char", help="dataset folder under data/")
     parser.add_argument("--iters", type=int, default=1000, help="training iterations of every run")
-    parser.add_argument("--variants", type=comma_list(str), default=[v for v, _, _ in METHODS],
+    parser.add_argument("--variants", type=comma_list(str), default=None,
                         help="comma-separated config names (default: the prior report's five; the baseline is added)")
-    parser.add_argument("--modes", type=comma_list(str), default=["adaptive"],
-                        help=f"comma-separated centering modes of the centered variants, of {', '.join(MODES)}")
+    parser.add_argument("--modes", type=comma_list(str), default=None,
+                        help=f"comma-separated centering modes of the centered variants, of {', '.join(MODES)} "
+                             f"(default: adaptive)")
+    parser.add_argument("--cells", type=comma_list(str), default=None,
+                        help="instead of --variants and --modes: comma-separated variant/mode pairs, e.g. "
+                             "embeddings_centered/momentum,value_centered/adaptive")
+    parser.add_argument("--looks", type=comma_list(int), default=None,
+                        help="with --tune: the seed plan, test seeds at each look, e.g. 10,20,30,40; the undecided "
+                             "cells get more seeds look by look (replaces --seeds and the extension rule)")
+    parser.add_argument("--spend", type=comma_list(float), default=None,
+                        help="with --looks: the share of alpha spent at each look, summing to 1 (default: in "
+                             "proportion to the seeds each look adds)")
+    parser.add_argument("--margin", type=float, default=None,
+                        help="with --looks: the equivalence margin, percent of the test loss (e.g. 0.5); "
+                             "declare it before the runs")
     parser.add_argument("--tune", type=boolean, default=False, metavar="True|False",
                         help="True (or --tune alone): tune the learning rate per variant on the selection seeds first")
     parser.add_argument("--rates", type=rate_list, default=None,
@@ -392,6 +495,7 @@ def main(argv=None):
     add_sweep_arguments(parser)
     args, overrides = parser.parse_with_overrides(argv)
     args.argv = sys.argv[1:] if argv is None else list(argv)
+    args.argv_keys = {a[2:].partition("=")[0] for a in args.argv if a.startswith("--")}
 
     def body():
         if not args.tune and (args.rates or args.selection_seeds):
@@ -405,10 +509,18 @@ def main(argv=None):
         args.extend_to = 2 * args.seeds if args.extend_to is None else args.extend_to
         if args.extend_to and args.extend_to < args.seeds:
             raise ConfigError(f"--extend_to must be 0 or at least --seeds ({args.seeds}), got {args.extend_to}")
+        args.plan = seed_plan(args)
+        if args.cells is not None:
+            args.variants, args.modes, args.cells = cells_of(args)
+        else:
+            args.variants = [v for v, _, _ in METHODS] if args.variants is None else args.variants
+            args.modes = ["adaptive"] if args.modes is None else args.modes
         if args.report_only and args.dry_run:
             raise ConfigError("--report_only and --dry_run do not go together")
         if any(o.startswith(f"--{RATE_KEY}=") for o in overrides) and args.tune:
             raise ConfigError(f"--tune=True chooses {RATE_KEY} itself: give the grid as --rates")
+        if args.plan:  # the seeds go by the plan; extension is the plan's business
+            args.seeds, args.extend_to = args.plan.looks[-1], 0
         args.test_seeds = list(range(1, args.seeds + 1))
         args.selection_seeds = list(range(SELECTION_SEED_BASE + 1, SELECTION_SEED_BASE + 1 + args.selection_seeds))
         variants = [BASELINE] + [v for v in args.variants if v != BASELINE]
@@ -421,7 +533,8 @@ def main(argv=None):
         if args.dry_run:
             print_plan(runs, sweep_dir, configs)
             if args.tune:
-                print(f"then {len(args.test_seeds)} test seeds per variant and mode at its chosen rate")
+                print(f"then test seeds by the seed plan ({args.plan.describe()})" if args.plan else
+                      f"then {len(args.test_seeds)} test seeds per variant and mode at its chosen rate")
             return 0
         t0 = time.time()
         if args.tune:

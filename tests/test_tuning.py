@@ -242,7 +242,7 @@ def fake_tuned_sweep(tmp_path, monkeypatch):
     args = argparse.Namespace(report_only=False, selection_seeds=[1001, 1002], test_seeds=[1, 2, 3, 4, 5], seeds=5,
                               extend_to=10, iters=100, out_root=str(tmp_path), executor="local", jobs=1, nproc=1,
                               gpus=None, cpus=None, config_dir=None, partition=None, time_min=60, gpus_per_run=0,
-                              cpus_per_run=2, wait=True, rates=["2e-3", "4e-3"])
+                              cpus_per_run=2, wait=True, rates=["2e-3", "4e-3"], plan=None)
     grid = run_best.plan_runs(["baseline", "clear", "close"], ["momentum"], args.selection_seeds, [100],
                               {"learning_rate": args.rates})
     return run_best, fake_sweep, asked, args, grid
@@ -277,6 +277,31 @@ def test_borderline_variants_get_more_test_seeds_with_the_baseline(tmp_path, mon
         seeds.setdefault(r["variant"], set()).add(r["seed"])
     assert seeds == {"baseline": set(range(1, 11)), "close": set(range(1, 11)), "clear": set(range(1, 6))}
     assert done["pending"] == []
+
+
+def test_the_seed_plan_gives_seeds_look_by_look_to_the_undecided_cells(tmp_path, monkeypatch):
+    """--looks: every cell and the baseline get the first look's seeds; a clear cell is decided
+    there and stops; the unclear one and the baseline go on to the next look; --report_only
+    afterwards trains nothing and reaches the same decisions."""
+    from experiments.seed_plan import SeedPlan
+    run_best, fake_sweep, asked, args, grid = fake_tuned_sweep(tmp_path, monkeypatch)
+    args.plan = SeedPlan((5, 10), (0.5, 0.5), margin=0.5)
+    done = run_best.tuned_phases(args, "s", [], grid, lambda *a: None)
+    cells = done["sequential"]["cells"]
+    assert cells[("clear", "momentum")]["decision"] == "better" and cells[("clear", "momentum")]["decided_at"] == 5
+    assert cells[("close", "momentum")]["decision"] == "better" and cells[("close", "momentum")]["decided_at"] == 10
+    assert cells[("close", "momentum")]["comparison"]["mde_pct"] > 0
+    clear_tests = {run_id for _, ids in asked for run_id in ids if run_id.startswith("clear-") and "-s100" not in run_id}
+    assert clear_tests == {f"clear-momentum-s{s}-i100-learning_rate=4e-3" for s in range(1, 6)}  # it stopped
+    seeds = {}
+    for r in done["records"]:
+        seeds.setdefault(r["variant"], set()).add(r["seed"])
+    assert seeds == {"baseline": set(range(1, 11)), "close": set(range(1, 11)), "clear": set(range(1, 6))}
+    trained = len(fake_sweep.store)
+    args.report_only = True
+    again = run_best.tuned_phases(args, "s", [], grid, lambda *a: None)
+    assert len(fake_sweep.store) == trained
+    assert {k: v["decision"] for k, v in again["sequential"]["cells"].items()} == {k: v["decision"] for k, v in cells.items()}
 
 
 def test_report_only_never_trains_the_extra_seeds_and_waits_for_failed_runs(tmp_path, monkeypatch):
@@ -345,7 +370,7 @@ def test_a_report_folder_of_another_experiment_is_refused_also_in_the_older_form
     run_best = fake_tuned_sweep(tmp_path, monkeypatch)[0]
     import argparse
     args = argparse.Namespace(dataset="shakespeare_char", iters=100, tune=True, variants=["clear", "close"],
-                              modes=["momentum"])
+                              modes=["momentum"], plan=None, cells=None)
     report = tmp_path / "results.json"
     report.write_text(json.dumps({"dataset": "shakespeare_char", "iters": 100, "tuned": True, "modes": ["momentum"],
                                   "grid": {"baseline/none": {}, "clear/momentum": {}}, "runs": []}))
@@ -357,6 +382,38 @@ def test_a_report_folder_of_another_experiment_is_refused_also_in_the_older_form
     run_best.check_report_dir(args, str(tmp_path))
     with pytest.raises(UserError, match="other mode_set"):
         run_best.check_report_dir(argparse.Namespace(**{**vars(args), "modes": ["momentum", "adaptive"]}), str(tmp_path))
+    # a seed plan's margin is declared once: another margin (or no plan) is another report
+    from experiments.seed_plan import SeedPlan
+    planned = argparse.Namespace(**{**vars(args), "plan": SeedPlan.proportional((5, 10), 0.5)})
+    report.write_text(json.dumps({**run_best.report_identity(planned), "command": "x"}))
+    run_best.check_report_dir(planned, str(tmp_path))
+    with pytest.raises(UserError, match="other seed_plan"):
+        run_best.check_report_dir(argparse.Namespace(**{**vars(planned), "plan": SeedPlan.proportional((5, 10), 1.0)}),
+                                  str(tmp_path))
     report.write_text("{not json")
     with pytest.raises(UserError, match="cannot be read"):
         run_best.check_report_dir(args, str(tmp_path))
+
+
+def test_seed_plan_and_cells_options_are_checked(tmp_path, capsys):
+    """--looks needs --tune and a declared --margin and replaces --seeds; --cells replaces
+    --variants x --modes (the dry run plans only the cells asked for and the baseline)."""
+    import run_best_advanced_1k as run_best
+    from conftest import run_main
+    base = [f"--out_root={tmp_path}", "--iters=10", "--n_embd=32", "--dry_run"]
+    for extra, message in [(["--looks=5,10"], "--looks goes with --tune=True"),
+                           (["--tune", "--looks=5,10"], "--looks needs --margin"),
+                           (["--tune", "--looks=5,10", "--margin=0.5", "--seeds=5"], "replaces --seeds"),
+                           (["--tune", "--looks=10,5", "--margin=0.5"], "increasing"),
+                           (["--tune", "--looks=5,10", "--margin=0.5", "--spend=0.5,0.6"], "summing to 1"),
+                           (["--tune", "--margin=0.5"], "go with --looks"),
+                           (["--tune", "--cells=value_centered"], "variant/mode pairs"),
+                           (["--tune", "--cells=value_centered/momentum", "--modes=adaptive"], "replaces --variants")]:
+        status, out, err = run_main(run_best.main, base + extra, capsys)
+        assert status == 2 and message in err and "Traceback" not in err, (extra, err)
+    status, out, err = run_main(run_best.main, base + ["--tune", "--rates=1e-3", "--looks=5,10", "--margin=0.5",
+                                                       "--cells=value_centered/momentum,embeddings_centered/adaptive"], capsys)
+    assert status == 0, err
+    planned = {line.split()[0].rsplit("-s", 1)[0] for line in out.splitlines() if "-s100" in line}
+    assert planned == {"baseline-none", "value_centered-momentum", "embeddings_centered-adaptive"}
+    assert "test seeds by the seed plan" in out and "±0.5%" in out
