@@ -12,12 +12,13 @@ destination's lock is taken, so no sweep is writing there meanwhile. A run's rec
 an archive that was interrupted is simply run again.
 """
 
+import fnmatch
 import gzip
 import os
 import shutil
 from types import SimpleNamespace
 
-from configurator import UserError
+from configurator import ConfigError, UserError
 from experiments.records import FINAL_STATUSES, METRICS_FILE, RESULTS_FILE, append_record, read_results
 from experiments.slurm import slurm_runs_under_way
 from experiments.sweep import SweepLock
@@ -26,8 +27,9 @@ KEPT_FILES = ("run.json", "train.log")  # besides the metrics; never a checkpoin
 CHECKPOINT = "ckpt.pt"  # train.py's resume checkpoint: a run folder with one holds work
 
 
-def archive_sweep(src, dst, log=print):
-    """Copy the finished runs of sweep folder src that dst does not hold yet into dst. Returns
+def archive_sweep(src, dst, log=print, only=None):
+    """Copy the finished runs of sweep folder src that dst does not hold yet into dst (only: the
+    runs whose id matches one of these shell-style patterns; a pattern matching none is refused). Returns
     (number copied, number dst already held). A run dst holds with another record, or has
     started but not finished, is refused (UserError) before anything is copied."""
     if not os.path.isfile(os.path.join(src, RESULTS_FILE)):
@@ -35,6 +37,11 @@ def archive_sweep(src, dst, log=print):
     if os.path.abspath(src) == os.path.abspath(dst):
         raise UserError("the source and the destination are the same folder")
     finished = {k: r for k, r in read_results(src).items() if r["status"] in FINAL_STATUSES}
+    if only is not None:
+        unmatched = [p for p in only if not any(fnmatch.fnmatchcase(k, p) for k in finished)]
+        if not only or unmatched:
+            raise ConfigError(f"--only: no finished run of {src} matches {', '.join(unmatched) or 'an empty list'}")
+        finished = {k: r for k, r in finished.items() if any(fnmatch.fnmatchcase(k, p) for p in only)}
     os.makedirs(dst, exist_ok=True)
     with SweepLock(dst):
         # a failed record there is no result (a sweep would run it again): the finished one replaces it

@@ -97,13 +97,29 @@ def git_state(repo=REPO_ROOT):
         return None, None
 
 
+def cpu_model():
+    """The processor's model name and the vector units that change float rounding (runs on two
+    CPUs of one seed agree for a few hundred steps, then drift apart), e.g. 'AMD EPYC (avx512)';
+    None where /proc/cpuinfo is not there."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            info = f.read()
+    except OSError:
+        return None
+    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    units = [name for name, flag in (("amx", "amx_bf16"), ("avx512", "avx512f"), ("avx2", "avx2")) if flag in flags]
+    return fields.get("model name", "unknown") + (f" ({units[0]})" if units else "")
+
+
 def provenance(device, slurm_job_id=None):
     """Where and with what a run was made; device is a description such as 'cpu (2 threads)'.
     Runs made by Slurm jobs also name their job."""
     import torch
     commit, dirty = git_state()
     made = {"git_commit": commit, "git_dirty": dirty, "torch": torch.__version__, "device": device,
-            "hostname": socket.gethostname(), "python": platform.python_version()}
+            "hostname": socket.gethostname(), "python": platform.python_version(), "cpu": cpu_model()}
     if slurm_job_id is not None:
         made["slurm_job_id"] = slurm_job_id
     return made

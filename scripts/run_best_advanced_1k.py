@@ -231,7 +231,10 @@ def sequential_phase(args, result, grid_pending, sweep, test_runs, log):
         return {**result, "records": [], "pending": pending}
     seeds_of = {key: args.plan.looks[0] for key in [baseline, *cells]}
     while True:
-        planned = [run for key, n in seeds_of.items() for run in test_runs([key], range(1, n + 1))]
+        # by seed, the baseline first: a seed's pair trains side by side, on one machine, even when
+        # a look spans two sessions (two CPUs round differently, and the runs drift apart)
+        planned = sorted((run for key, n in seeds_of.items() for run in test_runs([key], range(1, n + 1))),
+                         key=lambda run: (run.seed, run.variant != BASELINE, run.variant, run.mode))
         recorded = sweep(planned)
         if len(recorded) < len(planned) and not args.report_only:
             log(f"test phase: {len(planned) - len(recorded)} runs still queued or running; run the same command again")
@@ -437,8 +440,9 @@ def check_report_dir(args, report_dir):
 
 def machine_of(records):
     """Where the runs trained (their provenance), else this machine."""
-    hosts = sorted({f"{r['provenance'].get('hostname')}, {r['provenance'].get('device')}, torch "
-                    f"{r['provenance'].get('torch')}" for r in records if r.get("provenance")})
+    hosts = sorted({f"{r['provenance'].get('hostname')}, " + (f"{r['provenance']['cpu']}, " if r["provenance"].get("cpu") else "")
+                    + f"{r['provenance'].get('device')}, torch {r['provenance'].get('torch')}"
+                    for r in records if r.get("provenance")})
     return "; ".join(hosts) or report.machine()
 
 

@@ -81,3 +81,22 @@ def test_archived_sweep_reads_as_before_and_a_sweep_restored_from_it_does_only_t
     (tmp_path / "busy" / "baseline-none-s2-i20" / "ckpt.pt").write_bytes(b"x")
     r = archive(src, tmp_path / "busy")
     assert r.returncode != 0 and "started but not finished" in r.stderr
+
+
+def test_only_copies_the_runs_that_match(tmp_path):
+    """--only: the runs whose id matches a pattern, e.g. another sweep's selection runs; a pattern
+    that matches nothing is one line and exit 2, before anything is copied."""
+    from experiments.records import append_record
+    src = tmp_path / "src"
+    for run_id in ("baseline-none-s1-i20", "baseline-none-s1001-i20", "value_centered-momentum-s1002-i20"):
+        (src / run_id).mkdir(parents=True)
+        (src / run_id / "run.json").write_text("{}")
+        append_record(str(src / "results.jsonl"), {"run_id": run_id, "status": "ok"})
+    r = subprocess.run([sys.executable, ARCHIVE, str(src), str(tmp_path / "none"), "--only=*-s9*"],
+                       capture_output=True, text=True, env=ENV)
+    assert r.returncode == 2 and r.stderr.startswith("error: --only") and not (tmp_path / "none").exists()
+    r = subprocess.run([sys.executable, ARCHIVE, str(src), str(tmp_path / "dst"), "--only=*-s100?-*"],
+                       capture_output=True, text=True, env=ENV)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "dst").iterdir() if p.is_dir()) == [
+        "baseline-none-s1001-i20", "value_centered-momentum-s1002-i20"]

@@ -291,7 +291,7 @@ def test_jobs_2_gives_the_records_of_jobs_1(char_data, tmp_path):
         for run_id, record in by_jobs[jobs].items():
             assert (cwd / "rel" / "j" / run_id / "ckpt.pt").exists()
             assert record["config"]["out_dir"] == str(cwd / "rel" / "j" / run_id)
-            assert record["executor"] == "local" and record["provenance"]["torch"]
+            assert record["executor"] == "local" and record["provenance"]["torch"] and "cpu" in record["provenance"]
             assert record["test_loss"] > 0 and record["test_bpb"] > 0  # from the run's test record
             assert record["provenance"]["device"] == ("cpu (2 threads)" if jobs == 1 else "cpu (1 thread)")
             header = (cwd / "rel" / "j" / run_id / "train.log").read_text().splitlines()[0]
