@@ -554,11 +554,17 @@ def stale_temporary_files(out_dir):
     return stale
 
 
+def run_files_in(folder):
+    """The RUN_FILES that folder holds: any at all means it holds a run, which every command that
+    writes a checkpoint or a model there must not replace unasked."""
+    return [name for name in RUN_FILES if os.path.exists(os.path.join(folder, name))]
+
+
 def check_out_dir(cfg):
     """Refuse a fresh run into a folder that holds a run, unless cfg.overwrite; make sure the folder
     exists and is writable. Returns the run files the fresh run replaces: clear_out_dir deletes
     them once every other check has passed, so a run that cannot start deletes nothing."""
-    held = [name for name in RUN_FILES if os.path.exists(os.path.join(cfg.out_dir, name))]
+    held = run_files_in(cfg.out_dir)
     if cfg.init_from == "scratch" and held and not cfg.overwrite:
         raise ConfigError(f"{cfg.out_dir} already holds a run ({', '.join(held)}): continue it with "
                           f"--init_from=resume, replace it with --overwrite=True, or choose another --out_dir")
