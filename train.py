@@ -54,7 +54,7 @@ class TrainConfig:
     eval_windows: int = 200  # fixed validation windows of block_size tokens, the same at every eval
     # validation decides; fewer train windows than eval_windows: evaluation is a large share of a short run
     train_eval_windows: int = 100  # fixed train-split windows for the train-loss figure (a diagnostic)
-    eval_only: bool = False  # evaluate once and exit, writing nothing
+    eval_only: bool = False  # evaluate once and exit, writing and deleting nothing (a run in out_dir: its ckpt.pt)
     # (with False, a resumed run replays the iterations since its last checkpoint, exactly)
     always_save_checkpoint: bool = True  # ckpt.pt at every eval; False: only at improving evals and the end
     init_from: str = "scratch"  # 'scratch' or 'resume' (from out_dir/ckpt.pt)
@@ -564,6 +564,8 @@ def check_out_dir(cfg):
     """Refuse a fresh run into a folder that holds a run, unless cfg.overwrite; make sure the folder
     exists and is writable. Returns the run files the fresh run replaces: clear_out_dir deletes
     them once every other check has passed, so a run that cannot start deletes nothing."""
+    if cfg.eval_only:
+        return []  # evaluation writes nothing: the folder is only read, if it exists at all
     held = run_files_in(cfg.out_dir)
     if cfg.init_from == "scratch" and held and not cfg.overwrite:
         raise ConfigError(f"{cfg.out_dir} already holds a run ({', '.join(held)}): continue it with "
@@ -632,7 +634,7 @@ def resume_config(cfg, ckpt, model_config_cls, path):
     resumed = dataclasses.replace(cfg, **{k: v for k, v in saved.items() if k not in given})
     if hasattr(resumed, "validate"):
         resumed.validate()
-    changes = {k: (saved[k], getattr(cfg, k)) for k in differs if k not in ("init_from", "overwrite")}
+    changes = {k: (saved[k], getattr(cfg, k)) for k in differs if k not in ("init_from", "overwrite", "eval_only")}
     return resumed, changes
 
 
@@ -657,11 +659,16 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
     ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
     best_path = os.path.join(cfg.out_dir, "best.pt")
     ckpt, changes = None, {}
-    if cfg.overwrite and cfg.init_from == "resume":
+    if cfg.overwrite and cfg.init_from == "resume" and not cfg.eval_only:
         raise ConfigError("--overwrite=True would delete the run that --init_from=resume continues: give one of them")
-    if cfg.init_from == "resume":
+    # evaluation only reads: in a folder that holds a run it evaluates the run's checkpoint
+    evaluates_run = cfg.eval_only and (cfg.init_from == "resume" or bool(run_files_in(cfg.out_dir)))
+    if evaluates_run and not os.path.exists(ckpt_path):
+        raise TrainingError(f"no checkpoint at {ckpt_path} to evaluate (the run stopped before its first one)")
+    if cfg.init_from == "resume" or evaluates_run:
         ckpt = load_resumable_checkpoint(ckpt_path, model_cls)
         cfg, changes = resume_config(cfg, ckpt, model_config_cls, ckpt_path)
+        cfg = dataclasses.replace(cfg, init_from="resume")  # the model starts from the checkpoint
     replaced = check_out_dir(cfg)  # refuses early; deletes nothing
     rt = setup_runtime(cfg)
     say = log if rt.master else (lambda *a, **k: None)
@@ -731,14 +738,19 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
                         broadcast_buffers=False)
 
     # every check that can fail has passed (runtime, data, model): only now is the old run deleted
-    clear_out_dir(cfg.out_dir, replaced, rt, say)
+    if cfg.eval_only:
+        if cfg.overwrite:
+            say("note: --eval_only=True only reads the run: --overwrite=True deletes nothing")
+    else:
+        clear_out_dir(cfg.out_dir, replaced, rt, say)
     metrics = MetricsLog(cfg.out_dir, rt.master and not cfg.eval_only)  # evaluation alone records nothing
     start_iter = iter_num
     if cfg.init_from == "resume":
         metrics.truncate_after(iter_num)
-        say(f"resuming from {ckpt_path} at iteration {iter_num}")
+        doing = "evaluating" if cfg.eval_only else "resuming"
+        say(f"{doing} from {ckpt_path} at iteration {iter_num}")
         if changes:
-            say("resuming with " + ", ".join(f"{k}={new!r} (was {old!r})" for k, (old, new) in changes.items()))
+            say(f"{doing} with " + ", ".join(f"{k}={new!r} (was {old!r})" for k, (old, new) in changes.items()))
             metrics.write({"type": "resume", "iter": iter_num, "changed": {k: list(v) for k, v in changes.items()}})
     if cfg.wandb_log and rt.master:
         import wandb

@@ -101,6 +101,31 @@ def test_overwrite_that_cannot_start_deletes_nothing(tiny_config, bad, message, 
     assert os.path.exists(stale)  # nothing at all deleted
 
 
+def test_eval_only_evaluates_the_run_and_deletes_nothing(tiny_config, tmp_path, capsys):
+    """--eval_only=True on a finished run evaluates its checkpoint, with or without --overwrite,
+    and leaves every file as it was; on a folder with no run it creates nothing."""
+    first = dataclasses.replace(tiny_config, max_iters=4, eval_interval=2)
+    assert run_main(train_module.main, cli_args(first), capsys)[0] == 0
+    run_files = lambda: {name: Path(first.out_dir, name).read_bytes() for name in train_module.RUN_FILES}
+    before, last = run_files(), [r for r in read_metrics(first.out_dir) if r["type"] == "eval"][-1]
+    stale = os.path.join(first.out_dir, f"ckpt.pt.tmp.{dead_pid()}")
+    open(stale, "w").close()
+    given = [f"--data_dir={first.data_dir}", f"--out_dir={first.out_dir}", "--device=cpu", "--eval_only=True"]
+    for extra in ([], ["--overwrite=True"]):  # the model and its settings come from the checkpoint
+        code, out, err = run_main(train_module.main, given + extra, capsys)
+        assert code == 0 and "deleting" not in out and "(was" not in out, err  # no key changed
+        assert f"step {last['iter']}: " in out and f"val loss {last['val_loss']:.4f}" in out
+    assert run_files() == before and os.path.exists(stale)
+
+    empty = str(tmp_path / "none")
+    code, _, err = run_main(train_module.main, cli_args(dataclasses.replace(first, out_dir=empty)) + ["--eval_only=True"], capsys)
+    assert code == 0 and not os.path.exists(empty), err
+    os.makedirs(empty)  # a run that stopped before its first checkpoint: nothing to evaluate
+    Path(empty, "metrics.jsonl").write_text('{"type": "train", "iter": 1, "loss": 3.0}\n')
+    code, _, err = run_main(train_module.main, given[:1] + [f"--out_dir={empty}", "--eval_only=True"], capsys)
+    assert code == 1 and err.startswith(f"error: no checkpoint at {empty}/ckpt.pt to evaluate"), err
+
+
 def test_overwrite_with_resume_is_refused(tiny_config, capsys):
     code, _, err = run_main(train_module.main, cli_args(tiny_config) + ["--init_from=resume", "--overwrite=True"], capsys)
     assert code == 2 and err.startswith("error: --overwrite=True would delete the run")
