@@ -39,6 +39,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from configurator import ConfigError, UserError, given_keys, run_command
 from cpu_runtime import retain_freed_memory
+from files import append_jsonl, read_jsonl, rewrite_jsonl, write_atomically
 from model import GPT, GPTConfig
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -351,25 +352,8 @@ def rank_share(step_offsets, rank, world_size):
 # Checkpoints
 
 def save_checkpoint(obj, path):
-    """Write atomically: a temporary file in the same folder, fsync, then rename over the target.
-    A crash at any point leaves the previous file as it was."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
+    """Write atomically (files.write_atomically): a crash at any point leaves the previous file as it was."""
+    write_atomically(path, lambda f: torch.save(obj, f))
 
 
 def load_checkpoint(path, map_location="cpu"):
@@ -460,7 +444,8 @@ def evaluate(model, data, split, count, batch_size, rt, offsets=None):
 
 
 class MetricsLog:
-    """metrics.jsonl in out_dir: one JSON object per line, appended as training goes."""
+    """metrics.jsonl in out_dir: one JSON object per line, appended as training goes (files.py: a
+    write cut short leaves at most a torn last line, which the next read or append drops)."""
 
     def __init__(self, out_dir, enabled):
         self.path = os.path.join(out_dir, "metrics.jsonl")
@@ -471,18 +456,12 @@ class MetricsLog:
         record of an earlier end of the run (the resumed run writes its own)."""
         if not (self.enabled and os.path.exists(self.path)):
             return
-        with open(self.path, encoding="utf-8") as f:
-            records = [(line, json.loads(line)) for line in f if line.strip()]
-        kept = [line for line, r in records if r.get("iter", 0) <= iter_num and r.get("type") != "test"]
-        tmp = f"{self.path}.tmp.{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(line if line.endswith("\n") else line + "\n" for line in kept)
-        os.replace(tmp, self.path)
+        kept = [r for r in read_jsonl(self.path) if r.get("iter", 0) <= iter_num and r.get("type") != "test"]
+        rewrite_jsonl(self.path, kept)
 
     def write(self, record):
         if self.enabled:
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
+            append_jsonl(self.path, record)
 
 
 def peak_memory_mb(rt):
@@ -527,7 +506,7 @@ def final_test_record(model, data, best_path, batch_size, rt):
 # Run folders and resuming: nothing a user made is silently replaced or mislabelled
 
 RUN_FILES = ("ckpt.pt", "best.pt", "metrics.jsonl")  # a folder with any of these holds a run
-TEMPORARY_FILE = re.compile(r"\.tmp\.(\d+)$")  # save_checkpoint's and MetricsLog's, ending in the writer's PID
+TEMPORARY_FILE = re.compile(r"\.tmp\.(\d+)$")  # files.write_atomically's, ending in the writer's PID
 
 
 def process_alive(pid):
