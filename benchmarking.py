@@ -284,8 +284,7 @@ def timed_protocol_run(root, data_dir, out_dir, iters, threads, log_path):
     start, usage = time.perf_counter(), {}
     run_logged(cmd, root, thread_env(threads), log_path, usage)
     wall = time.perf_counter() - start
-    with open(os.path.join(out_dir, "metrics.jsonl"), encoding="utf-8") as f:
-        evals = [r for r in map(json.loads, filter(str.strip, f)) if r.get("type") == "eval"]
+    evals = [r for r in read_jsonl(os.path.join(out_dir, "metrics.jsonl")) if r.get("type") == "eval"]
     return wall, usage["cpu_s"], evals[-1]["val_loss"]
 
 

@@ -39,6 +39,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from configurator import ConfigError, UserError, given_keys, run_command
 from cpu_runtime import retain_freed_memory
+from files import append_jsonl, read_jsonl, rewrite_jsonl, write_atomically
 from model import GPT, GPTConfig
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -54,7 +55,7 @@ class TrainConfig:
     eval_windows: int = 200  # fixed validation windows of block_size tokens, the same at every eval
     # validation decides; fewer train windows than eval_windows: evaluation is a large share of a short run
     train_eval_windows: int = 100  # fixed train-split windows for the train-loss figure (a diagnostic)
-    eval_only: bool = False  # evaluate once and exit, writing nothing
+    eval_only: bool = False  # evaluate once and exit, writing and deleting nothing (a run in out_dir: its ckpt.pt)
     # (with False, a resumed run replays the iterations since its last checkpoint, exactly)
     always_save_checkpoint: bool = True  # ckpt.pt at every eval; False: only at improving evals and the end
     init_from: str = "scratch"  # 'scratch' or 'resume' (from out_dir/ckpt.pt)
@@ -351,25 +352,8 @@ def rank_share(step_offsets, rank, world_size):
 # Checkpoints
 
 def save_checkpoint(obj, path):
-    """Write atomically: a temporary file in the same folder, fsync, then rename over the target.
-    A crash at any point leaves the previous file as it was."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
+    """Write atomically (files.write_atomically): a crash at any point leaves the previous file as it was."""
+    write_atomically(path, lambda f: torch.save(obj, f))
 
 
 def load_checkpoint(path, map_location="cpu"):
@@ -460,7 +444,8 @@ def evaluate(model, data, split, count, batch_size, rt, offsets=None):
 
 
 class MetricsLog:
-    """metrics.jsonl in out_dir: one JSON object per line, appended as training goes."""
+    """metrics.jsonl in out_dir: one JSON object per line, appended as training goes (files.py: a
+    write cut short leaves at most a torn last line, which the next read or append drops)."""
 
     def __init__(self, out_dir, enabled):
         self.path = os.path.join(out_dir, "metrics.jsonl")
@@ -471,18 +456,12 @@ class MetricsLog:
         record of an earlier end of the run (the resumed run writes its own)."""
         if not (self.enabled and os.path.exists(self.path)):
             return
-        with open(self.path, encoding="utf-8") as f:
-            records = [(line, json.loads(line)) for line in f if line.strip()]
-        kept = [line for line, r in records if r.get("iter", 0) <= iter_num and r.get("type") != "test"]
-        tmp = f"{self.path}.tmp.{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(line if line.endswith("\n") else line + "\n" for line in kept)
-        os.replace(tmp, self.path)
+        kept = [r for r in read_jsonl(self.path) if r.get("iter", 0) <= iter_num and r.get("type") != "test"]
+        rewrite_jsonl(self.path, kept)
 
     def write(self, record):
         if self.enabled:
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
+            append_jsonl(self.path, record)
 
 
 def peak_memory_mb(rt):
@@ -527,7 +506,7 @@ def final_test_record(model, data, best_path, batch_size, rt):
 # Run folders and resuming: nothing a user made is silently replaced or mislabelled
 
 RUN_FILES = ("ckpt.pt", "best.pt", "metrics.jsonl")  # a folder with any of these holds a run
-TEMPORARY_FILE = re.compile(r"\.tmp\.(\d+)$")  # save_checkpoint's and MetricsLog's, ending in the writer's PID
+TEMPORARY_FILE = re.compile(r"\.tmp\.(\d+)$")  # files.write_atomically's, ending in the writer's PID
 
 
 def process_alive(pid):
@@ -554,11 +533,19 @@ def stale_temporary_files(out_dir):
     return stale
 
 
+def run_files_in(folder):
+    """The RUN_FILES that folder holds: any at all means it holds a run, which every command that
+    writes a checkpoint or a model there must not replace unasked."""
+    return [name for name in RUN_FILES if os.path.exists(os.path.join(folder, name))]
+
+
 def check_out_dir(cfg):
     """Refuse a fresh run into a folder that holds a run, unless cfg.overwrite; make sure the folder
     exists and is writable. Returns the run files the fresh run replaces: clear_out_dir deletes
     them once every other check has passed, so a run that cannot start deletes nothing."""
-    held = [name for name in RUN_FILES if os.path.exists(os.path.join(cfg.out_dir, name))]
+    if cfg.eval_only:
+        return []  # evaluation writes nothing: the folder is only read, if it exists at all
+    held = run_files_in(cfg.out_dir)
     if cfg.init_from == "scratch" and held and not cfg.overwrite:
         raise ConfigError(f"{cfg.out_dir} already holds a run ({', '.join(held)}): continue it with "
                           f"--init_from=resume, replace it with --overwrite=True, or choose another --out_dir")
@@ -626,7 +613,7 @@ def resume_config(cfg, ckpt, model_config_cls, path):
     resumed = dataclasses.replace(cfg, **{k: v for k, v in saved.items() if k not in given})
     if hasattr(resumed, "validate"):
         resumed.validate()
-    changes = {k: (saved[k], getattr(cfg, k)) for k in differs if k not in ("init_from", "overwrite")}
+    changes = {k: (saved[k], getattr(cfg, k)) for k in differs if k not in ("init_from", "overwrite", "eval_only")}
     return resumed, changes
 
 
@@ -651,11 +638,16 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
     ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
     best_path = os.path.join(cfg.out_dir, "best.pt")
     ckpt, changes = None, {}
-    if cfg.overwrite and cfg.init_from == "resume":
+    if cfg.overwrite and cfg.init_from == "resume" and not cfg.eval_only:
         raise ConfigError("--overwrite=True would delete the run that --init_from=resume continues: give one of them")
-    if cfg.init_from == "resume":
+    # evaluation only reads: in a folder that holds a run it evaluates the run's checkpoint
+    evaluates_run = cfg.eval_only and (cfg.init_from == "resume" or bool(run_files_in(cfg.out_dir)))
+    if evaluates_run and not os.path.exists(ckpt_path):
+        raise TrainingError(f"no checkpoint at {ckpt_path} to evaluate (the run stopped before its first one)")
+    if cfg.init_from == "resume" or evaluates_run:
         ckpt = load_resumable_checkpoint(ckpt_path, model_cls)
         cfg, changes = resume_config(cfg, ckpt, model_config_cls, ckpt_path)
+        cfg = dataclasses.replace(cfg, init_from="resume")  # the model starts from the checkpoint
     replaced = check_out_dir(cfg)  # refuses early; deletes nothing
     rt = setup_runtime(cfg)
     say = log if rt.master else (lambda *a, **k: None)
@@ -725,14 +717,19 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
                         broadcast_buffers=False)
 
     # every check that can fail has passed (runtime, data, model): only now is the old run deleted
-    clear_out_dir(cfg.out_dir, replaced, rt, say)
+    if cfg.eval_only:
+        if cfg.overwrite:
+            say("note: --eval_only=True only reads the run: --overwrite=True deletes nothing")
+    else:
+        clear_out_dir(cfg.out_dir, replaced, rt, say)
     metrics = MetricsLog(cfg.out_dir, rt.master and not cfg.eval_only)  # evaluation alone records nothing
     start_iter = iter_num
     if cfg.init_from == "resume":
         metrics.truncate_after(iter_num)
-        say(f"resuming from {ckpt_path} at iteration {iter_num}")
+        doing = "evaluating" if cfg.eval_only else "resuming"
+        say(f"{doing} from {ckpt_path} at iteration {iter_num}")
         if changes:
-            say("resuming with " + ", ".join(f"{k}={new!r} (was {old!r})" for k, (old, new) in changes.items()))
+            say(f"{doing} with " + ", ".join(f"{k}={new!r} (was {old!r})" for k, (old, new) in changes.items()))
             metrics.write({"type": "resume", "iter": iter_num, "changed": {k: list(v) for k, v in changes.items()}})
     if cfg.wandb_log and rt.master:
         import wandb

@@ -9,19 +9,16 @@ A results record: run_id, group, variant, mode, seed, iters, params, status ("ok
 wall_s, executor, provenance (git_commit, git_dirty, torch, device, hostname, python) and config
 (the full resolved training config). Records are appended under an exclusive file lock, so runs
 that finish at the same time, in any number of processes or Slurm jobs, never lose or
-interleave a line.
+interleave a line; a torn last line (files.py) is dropped, never merged with the next record.
 """
 
-import fcntl
-import gzip
-import json
 import os
 import platform
 import socket
 import statistics
 import subprocess
 
-from configurator import UserError
+from files import append_jsonl, read_jsonl
 from train import REPO_ROOT, TrainingDiverged
 
 RESULTS_FILE = "results.jsonl"
@@ -36,27 +33,6 @@ def status_of(returncode):
     return "diverged" if returncode == TrainingDiverged.status else "failed"
 
 
-def read_jsonl(path):
-    """The records of a JSON-lines file, gzipped when its name ends in .gz ([] when it does not
-    exist). A last line cut short by a crash mid-write is ignored; a broken line elsewhere is an
-    error."""
-    if not os.path.exists(path):
-        return []
-    with (gzip.open if path.endswith(".gz") else open)(path, "rt", encoding="utf-8") as f:
-        lines = f.read().split("\n")
-    records = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            if number == len(lines):  # no newline after it: a torn final write
-                break
-            raise UserError(f"{path}:{number} is not a JSON record") from None
-    return records
-
-
 def read_metrics(run_dir):
     """A run's metrics.jsonl records; an archived run (scripts/archive_sweep.py) has them gzipped."""
     path = os.path.join(run_dir, METRICS_FILE)
@@ -69,18 +45,8 @@ def read_results(sweep_dir):
 
 
 def append_record(path, record):
-    """Append one JSON line under an exclusive lock, written in a single call and flushed to disk
-    before the lock is released."""
-    line = (json.dumps(record) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        written = os.write(fd, line)
-        if written != len(line):
-            raise OSError(f"short write to {path}")
-        os.fsync(fd)
-    finally:
-        os.close(fd)  # releases the lock
+    """Append a results record (files.append_jsonl), on disk before the lock is released."""
+    append_jsonl(path, record, sync=True)
 
 
 def git_state(repo=REPO_ROOT):

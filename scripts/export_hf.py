@@ -10,6 +10,10 @@ checkpoint (AdvancedGPT) is folded into a plain GPT first, as scripts/fold_cente
 (simple mode cannot be folded, so it is refused). No tokenizer is written: the vocabulary is the
 dataset's (characters or GPT-2 BPE, see the checkpoint's dataset_meta).
 
+The model gets a folder of its own: an --out_dir that holds a run (ckpt.pt, best.pt or
+metrics.jsonl) or a model (config.json, model.safetensors) is refused, unless --overwrite=True,
+which writes the model's files there (replacing an earlier export's) and deletes nothing.
+
 Needs the optional package transformers (pip install transformers).
 """
 
@@ -23,10 +27,11 @@ import torch  # noqa: E402
 
 from configurator import ConfigError, run_command  # noqa: E402
 from fold_centering import fold_checkpoint  # noqa: E402
-from train import TrainingError, load_checkpoint, model_from_checkpoint  # noqa: E402
+from train import TrainingError, load_checkpoint, model_from_checkpoint, run_files_in  # noqa: E402
 
 CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 GPT2_EOT = 50256  # <|endoftext|> in GPT-2 BPE
+HF_FILES = ("config.json", "generation_config.json", "model.safetensors")  # what save_pretrained writes
 
 
 @dataclass
@@ -34,6 +39,7 @@ class ExportConfig:
     in_dir: str = ""  # folder of the checkpoint
     out_dir: str = ""  # folder to write the Hugging Face model to
     checkpoint: str = "ckpt.pt"  # which checkpoint of in_dir (or best.pt)
+    overwrite: bool = False  # write into an out_dir that holds a run or a model (replaces only the model's files)
 
     def validate(self):
         if not self.in_dir or not self.out_dir:
@@ -70,7 +76,18 @@ def to_hf(model, dataset_meta=None):
     return hf.eval()
 
 
+def check_export_dir(cfg):
+    """Refuse an out_dir that holds a run or a model, unless cfg.overwrite."""
+    held = run_files_in(cfg.out_dir)
+    models = [name for name in HF_FILES if os.path.exists(os.path.join(cfg.out_dir, name))]
+    if (held or models) and not cfg.overwrite:
+        what = f"a run ({', '.join(held)})" if held else f"a model ({', '.join(models)})"
+        raise ConfigError(f"{cfg.out_dir} already holds {what}: export to another --out_dir, or write the "
+                          f"model's files there with --overwrite=True")
+
+
 def export_command(cfg):
+    check_export_dir(cfg)
     try:
         import transformers  # noqa: F401
     except ImportError:
@@ -93,7 +110,7 @@ def export_command(cfg):
 
 def main(argv):
     return run_command(ExportConfig, argv, export_command,
-                       "export_hf.py --in_dir=FOLDER --out_dir=FOLDER [--checkpoint=ckpt.pt]")
+                       "export_hf.py --in_dir=FOLDER --out_dir=FOLDER [--checkpoint=ckpt.pt] [--overwrite=True]")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,10 @@ The folded model gives the same logits as the centered one in evaluation, with n
 modules left. It has bias=True (zero biases where the centered model had none) and is meant for
 inference: the checkpoint keeps the training "config" and "dataset_meta" (so sample.py can decode)
 but no optimizer state, so training cannot resume from it. simple mode cannot be folded.
+
+The folded model gets a folder of its own: an --out_dir that holds a run (ckpt.pt, best.pt or
+metrics.jsonl) is refused, unless --overwrite=True, which replaces that run (its three files) with
+the folded checkpoint. The folder of the centered run itself (--in_dir) is always refused.
 """
 
 import dataclasses
@@ -19,7 +23,7 @@ from dataclasses import dataclass
 import _repo_root  # noqa: F401  (the repository's modules become importable)
 from configurator import ConfigError, run_command
 from model_advanced_centering import describe_centering, fold_centering
-from train import TrainingError, load_checkpoint, model_from_checkpoint, save_checkpoint
+from train import TrainingError, load_checkpoint, model_from_checkpoint, run_files_in, save_checkpoint
 
 
 @dataclass
@@ -27,6 +31,7 @@ class FoldConfig:
     in_dir: str = ""  # folder of the centered checkpoint
     out_dir: str = ""  # folder to write the folded checkpoint to, as ckpt.pt
     checkpoint: str = "ckpt.pt"  # which checkpoint of in_dir (or best.pt)
+    overwrite: bool = False  # replace a run already in out_dir (ckpt.pt, best.pt, metrics.jsonl) with the fold
 
     def validate(self):
         if not self.in_dir or not self.out_dir:
@@ -54,16 +59,27 @@ def fold_checkpoint(ckpt, path="checkpoint"):
 def fold_command(cfg):
     in_path = os.path.join(cfg.in_dir, cfg.checkpoint)
     out_path = os.path.join(cfg.out_dir, "ckpt.pt")
-    if os.path.realpath(in_path) == os.path.realpath(out_path):
-        raise ConfigError(f"--out_dir would overwrite the centered checkpoint {in_path}: choose another folder")
+    # the centered run's folder: its ckpt.pt is what resumes it, whichever checkpoint is folded
+    if os.path.realpath(cfg.in_dir) == os.path.realpath(cfg.out_dir):
+        raise ConfigError(f"--out_dir={cfg.out_dir} is --in_dir: the folded ckpt.pt would overwrite the centered "
+                          f"run it is folded from; choose another folder")
+    held = run_files_in(cfg.out_dir)
+    if held and not cfg.overwrite:
+        raise ConfigError(f"{cfg.out_dir} already holds a run ({', '.join(held)}): write the folded checkpoint "
+                          f"to another --out_dir, or replace that run with --overwrite=True")
     folded = fold_checkpoint(load_checkpoint(in_path), in_path)
-    save_checkpoint(folded, out_path)
+    save_checkpoint(folded, out_path)  # first: a fold that fails to write deletes nothing
+    others = [name for name in held if name != "ckpt.pt"]
+    if others:  # the replaced run's files would otherwise describe another model than ckpt.pt
+        print(f"overwrite: deleting the previous run's {', '.join(others)} in {cfg.out_dir}")
+        for name in others:
+            os.remove(os.path.join(cfg.out_dir, name))
     print(f"{folded['folded_from']['centering']}: folded into a plain GPT, {out_path}")
 
 
 def main(argv):
     return run_command(FoldConfig, argv, fold_command,
-                       "fold_centering.py --in_dir=FOLDER --out_dir=FOLDER [--checkpoint=ckpt.pt]")
+                       "fold_centering.py --in_dir=FOLDER --out_dir=FOLDER [--checkpoint=ckpt.pt] [--overwrite=True]")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ out/train_with_logging unless --out_dir= says otherwise (never into the config's
 Options are the training keys, written --key=value (see --help).
 """
 
-import json
 import os
 import sys
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ import _repo_root  # noqa: F401  (the repository's modules become importable)
 import torch
 
 import train_advanced_centered
-from experiments.records import read_jsonl
+from files import append_jsonl, read_jsonl, rewrite_jsonl
 from model_advanced_centering import VectorCentering
 
 
@@ -63,9 +62,7 @@ _first_logged_iter = []  # the first iteration this process logs, once known
 def drop_records_from(path, iter_num):
     """Keep only the records before iter_num: on a fresh start (0) none of a replaced run's, on
     resume none that a killed run wrote past its checkpoint."""
-    kept = [r for r in read_jsonl(path) if r["iter"] < iter_num]
-    with open(path, "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(r) + "\n" for r in kept)
+    rewrite_jsonl(path, [r for r in read_jsonl(path) if r["iter"] < iter_num])
 
 
 def log_step(cfg, iter_num, model, loss, lr):
@@ -78,8 +75,7 @@ def log_step(cfg, iter_num, model, loss, lr):
     total, per_layer = gradient_norms(model)
     record = {"iter": iter_num, "loss": loss, "lr": lr, "grad_norm": total,
               "grad_norm_by_layer": per_layer, "center_norm": center_norms(model)}
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+    append_jsonl(path, record)
 
 
 DEFAULT_OUT_DIR = os.path.join("out", "train_with_logging")

@@ -271,6 +271,50 @@ def _append_many(path, worker):
         append_record(path, {"worker": worker, "i": i, "pad": "x" * 20_000})
 
 
+def test_torn_last_line_is_dropped_and_cut_before_the_next_append(tmp_path, capsys):
+    """A full disk in the middle of an append leaves half a line: readers report it once and drop
+    it, and the next append cuts it off instead of landing on it, so the sweep folder stays
+    readable and no record is lost. A broken line before the last is an error."""
+    from configurator import UserError
+    from experiments.records import RESULTS_FILE, append_record, read_results
+
+    path = tmp_path / RESULTS_FILE
+    record = lambda run_id: {"run_id": run_id, "status": "ok"}  # noqa: E731
+    append_record(str(path), record("a"))
+    with open(path, "ab") as f:
+        f.write(b'{"run_id": "b", "sta')  # the write a full disk cut short
+    assert list(read_results(str(tmp_path))) == list(read_results(str(tmp_path))) == ["a"]
+    err = capsys.readouterr().err  # one warning, however often the file is read
+    assert err == f"warning: {path}: dropped a torn last line (20 bytes, a write cut short)\n"
+    append_record(str(path), record("b"))
+    assert path.read_text() == "".join(json.dumps(record(k)) + "\n" for k in "ab")
+    with open(path, "ab") as f:  # a whole record but for its newline is kept, and ended first
+        f.write(json.dumps(record("c")).encode())
+    append_record(str(path), record("d"))
+    assert list(read_results(str(tmp_path))) == ["a", "b", "c", "d"] and capsys.readouterr().err == ""
+
+    path.write_text(json.dumps(record("a")) + "\n" + '{"run_id": "b", "sta\n' + json.dumps(record("c")) + "\n")
+    with pytest.raises(UserError, match=f"^{path}:2 is not a JSON record"):
+        read_results(str(tmp_path))
+
+
+def test_append_that_fails_midway_leaves_whole_lines(tmp_path, monkeypatch):
+    import files
+    from configurator import UserError
+    from experiments.records import append_record, read_jsonl
+
+    path = str(tmp_path / "results.jsonl")
+    append_record(path, {"run_id": "a"})
+    real_write = os.write
+    monkeypatch.setattr(files.os, "write", lambda fd, data: real_write(fd, data[:len(data) // 2]))  # disk full
+    with pytest.raises(UserError, match="cannot append to .*results.jsonl: short write"):
+        append_record(path, {"run_id": "b", "pad": "x" * 100})
+    monkeypatch.undo()
+    assert open(path).read() == json.dumps({"run_id": "a"}) + "\n"  # its half taken back
+    append_record(path, {"run_id": "c"})
+    assert [r["run_id"] for r in read_jsonl(path)] == ["a", "c"]
+
+
 @pytest.mark.slow
 def test_jobs_2_gives_the_records_of_jobs_1(char_data, tmp_path):
     """Two runs at once, each with half the cores, end as one at a time, to float rounding: CPU

@@ -207,6 +207,46 @@ def test_fold_script_errors_are_one_line(case, message, tmp_path, capsys):
     assert exit_info.value.code in (1, 2) and err.count("\n") == 1 and message in err, err
 
 
+def folder_bytes(folder):
+    return {name: open(os.path.join(folder, name), "rb").read() for name in sorted(os.listdir(folder))}
+
+
+def test_fold_never_replaces_a_run_unasked(tmp_path, capsys):
+    """The folded ckpt.pt gets a folder of its own: never the centered run's (whichever of its
+    checkpoints is folded), another run's only with --overwrite=True, which replaces that run."""
+    centered = write_checkpoint(centered_model("momentum", center_v=True), str(tmp_path / "centered"))
+    save_checkpoint(load_checkpoint(os.path.join(centered, "ckpt.pt")), os.path.join(centered, "best.pt"))
+    other = write_checkpoint(GPT(GPTConfig(**BASE)), str(tmp_path / "other"))
+    with open(os.path.join(other, "metrics.jsonl"), "w") as f:
+        f.write('{"type": "eval", "iter": 0, "val_loss": 3.0}\n')
+    before = {folder: folder_bytes(folder) for folder in (centered, other)}
+    fold = lambda out_dir, *extra: run_main(fold_script.main, [f"--in_dir={centered}", "--checkpoint=best.pt",
+                                                               f"--out_dir={out_dir}", *extra], capsys)
+    for out_dir, extra, message in ((centered, [], "is --in_dir"), (centered, ["--overwrite=True"], "is --in_dir"),
+                                    (other, [], f"{other} already holds a run (ckpt.pt, metrics.jsonl)")):
+        status, _, err = fold(out_dir, *extra)
+        assert status == 2 and err.count("\n") == 1 and message in err, err
+    assert {folder: folder_bytes(folder) for folder in (centered, other)} == before
+
+    status, out, err = fold(other, "--overwrite=True")
+    assert status == 0 and "deleting the previous run's metrics.jsonl" in out, err
+    assert sorted(os.listdir(other)) == ["ckpt.pt"]  # the folded model alone, no other run's metrics
+    assert load_checkpoint(os.path.join(other, "ckpt.pt"))["folded_from"]["checkpoint"].endswith("best.pt")
+    assert folder_bytes(centered) == before[centered]
+
+
+def test_hf_export_never_writes_into_a_run_or_a_model_unasked(tmp_path, capsys):
+    in_dir = write_checkpoint(GPT(GPTConfig(**BASE)), str(tmp_path / "ckpt"))
+    hf_dir = tmp_path / "hf"
+    hf_dir.mkdir()
+    (hf_dir / "config.json").write_text("mine")
+    for out_dir, what in ((in_dir, "a run (ckpt.pt)"), (hf_dir, "a model (config.json)")):
+        status, _, err = run_main(export_hf.main, [f"--in_dir={in_dir}", f"--out_dir={out_dir}"], capsys)
+        assert status == 2 and err.count("\n") == 1 and f"{out_dir} already holds {what}" in err, err
+        assert "--overwrite=True" in err
+    assert (hf_dir / "config.json").read_text() == "mine" and os.listdir(in_dir) == ["ckpt.pt"]
+
+
 def test_export_without_transformers_says_how_to_install(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "transformers", None)  # any import of it now fails
     status, _, err = run_main(export_hf.main, ["--in_dir=a", "--out_dir=b"], capsys)

@@ -101,6 +101,53 @@ def test_overwrite_that_cannot_start_deletes_nothing(tiny_config, bad, message, 
     assert os.path.exists(stale)  # nothing at all deleted
 
 
+def test_eval_only_evaluates_the_run_and_deletes_nothing(tiny_config, tmp_path, capsys):
+    """--eval_only=True on a finished run evaluates its checkpoint, with or without --overwrite,
+    and leaves every file as it was; on a folder with no run it creates nothing."""
+    first = dataclasses.replace(tiny_config, max_iters=4, eval_interval=2)
+    assert run_main(train_module.main, cli_args(first), capsys)[0] == 0
+    run_files = lambda: {name: Path(first.out_dir, name).read_bytes() for name in train_module.RUN_FILES}
+    before, last = run_files(), [r for r in read_metrics(first.out_dir) if r["type"] == "eval"][-1]
+    stale = os.path.join(first.out_dir, f"ckpt.pt.tmp.{dead_pid()}")
+    open(stale, "w").close()
+    given = [f"--data_dir={first.data_dir}", f"--out_dir={first.out_dir}", "--device=cpu", "--eval_only=True"]
+    for extra in ([], ["--overwrite=True"]):  # the model and its settings come from the checkpoint
+        code, out, err = run_main(train_module.main, given + extra, capsys)
+        assert code == 0 and "deleting" not in out and "(was" not in out, err  # no key changed
+        assert f"step {last['iter']}: " in out and f"val loss {last['val_loss']:.4f}" in out
+    assert run_files() == before and os.path.exists(stale)
+
+    empty = str(tmp_path / "none")
+    code, _, err = run_main(train_module.main, cli_args(dataclasses.replace(first, out_dir=empty)) + ["--eval_only=True"], capsys)
+    assert code == 0 and not os.path.exists(empty), err
+    os.makedirs(empty)  # a run that stopped before its first checkpoint: nothing to evaluate
+    Path(empty, "metrics.jsonl").write_text('{"type": "train", "iter": 1, "loss": 3.0}\n')
+    code, _, err = run_main(train_module.main, given[:1] + [f"--out_dir={empty}", "--eval_only=True"], capsys)
+    assert code == 1 and err.startswith(f"error: no checkpoint at {empty}/ckpt.pt to evaluate"), err
+
+
+def test_resume_after_a_torn_metrics_line(tiny_config, capsys):
+    """A full disk in the middle of a metrics write leaves half a line: the resume warns once,
+    drops it and continues; a broken line before the last stops it in one line, exit 1."""
+    first = dataclasses.replace(tiny_config, max_iters=4, eval_interval=2)
+    assert run_main(train_module.main, cli_args(first), capsys)[0] == 0
+    metrics = os.path.join(first.out_dir, "metrics.jsonl")
+    torn = b'{"type": "train", "iter": 5, "lo'
+    with open(metrics, "ab") as f:
+        f.write(torn)
+    resume = cli_args(dataclasses.replace(first, max_iters=6)) + ["--init_from=resume"]
+    code, _, err = run_main(train_module.main, resume, capsys)
+    assert code == 0 and err == f"warning: {metrics}: dropped a torn last line ({len(torn)} bytes, a write cut short)\n"
+    assert iters_of(first.out_dir, "train") == [1, 2, 3, 4, 5, 6]  # every line whole again
+
+    with open(metrics, encoding="utf-8") as f:
+        lines = f.readlines()
+    with open(metrics, "w", encoding="utf-8") as f:
+        f.writelines(lines[:2] + ['{"type": "train", "it\n'] + lines[2:])
+    code, _, err = run_main(train_module.main, resume[:-1] + ["--max_iters=8", "--init_from=resume"], capsys)
+    assert code == 1 and err == f"error: {metrics}:3 is not a JSON record (a corrupt line before the last: repair or remove it)\n"
+
+
 def test_overwrite_with_resume_is_refused(tiny_config, capsys):
     code, _, err = run_main(train_module.main, cli_args(tiny_config) + ["--init_from=resume", "--overwrite=True"], capsys)
     assert code == 2 and err.startswith("error: --overwrite=True would delete the run")

@@ -1,0 +1,132 @@
+"""
+Files that a crash, a kill or a full disk must not leave corrupt, written and read in one place:
+
+- write_atomically: a whole file (a checkpoint, a rewritten log) replaced in one step.
+- JSON lines (metrics.jsonl, a sweep's results.jsonl, detailed.jsonl): one record per line, each
+  appended whole in a single write under an exclusive lock. A write cut short (a full disk, a
+  kill) can leave only a torn LAST line: read_jsonl drops it with one warning line, and
+  append_jsonl truncates it before it appends, so it never merges with the next record. A broken
+  line anywhere else is an error (a UserError: one line, exit 1).
+"""
+
+import fcntl
+import gzip
+import json
+import os
+import sys
+
+from configurator import UserError
+
+_warned = set()  # (path, offset) of the torn lines already reported by this process
+
+
+def write_atomically(path, write):
+    """Write path through write(f) (f a binary file): a temporary file in the same folder (named
+    <path>.tmp.<pid>, which train.py's start-up cleanup recognises once its writer is dead), fsync,
+    then rename over the target. A crash at any point leaves the previous file as it was."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = f"{path}.tmp.{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # make the rename itself durable
+    finally:
+        os.close(dir_fd)
+
+
+def _warn_torn(path, offset, size):
+    if (path, offset) not in _warned:  # a file read again and again (a sweep's results) says it once
+        _warned.add((path, offset))
+        print(f"warning: {path}: dropped a torn last line ({size} bytes, a write cut short)", file=sys.stderr)
+
+
+def _parse(line):
+    """The record a line holds, or None when it is not a whole JSON object."""
+    try:
+        record = json.loads(line)
+    except ValueError:  # JSONDecodeError, or bytes that are not UTF-8
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def read_jsonl(path):
+    """The records of a JSON-lines file, gzipped when its name ends in .gz ([] when it does not
+    exist). A torn last line (no newline after it, not a whole record) is dropped with a warning."""
+    if not os.path.exists(path):
+        return []
+    with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
+        lines = f.read().split(b"\n")  # the last item follows the last newline: b"" in a whole file
+    records, offset = [], 0
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            record = _parse(line)
+            if record is None and number == len(lines):
+                _warn_torn(path, offset, len(line))
+            elif record is None:
+                raise UserError(f"{path}:{number} is not a JSON record (a corrupt line before the last: "
+                                f"repair or remove it)")
+            else:
+                records.append(record)
+        offset += len(line) + 1
+    return records
+
+
+def _tail(fd):
+    """(offset, bytes) of what follows the last newline of an open file (b"" in a whole file)."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return size, b""
+    end = size
+    while end > 0:  # back from the end, a block at a time: a record can be long
+        start = max(0, end - 65536)
+        newline = os.pread(fd, end - start, start).rfind(b"\n")
+        if newline >= 0:
+            start += newline + 1
+            break
+        end = start
+    return start, os.pread(fd, size - start, start)
+
+
+def append_jsonl(path, record, sync=False):
+    """Append record as one line, in a single write under an exclusive lock. A torn last line is
+    truncated first (a whole record that lacks only its newline gets it); a write that fails takes
+    its part back. sync: fsync before the lock is released (records that must survive a power cut)."""
+    line = (json.dumps(record) + "\n").encode("utf-8")
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        offset, tail = _tail(fd)
+        if tail and _parse(tail) is not None:
+            line = b"\n" + line
+        elif tail:
+            if tail.strip():
+                _warn_torn(path, offset, len(tail))
+            os.ftruncate(fd, offset)
+        start = os.fstat(fd).st_size
+        try:
+            if os.write(fd, line) != len(line):
+                raise OSError("short write (disk full?)")
+            if sync:
+                os.fsync(fd)
+        except OSError as e:
+            try:
+                os.ftruncate(fd, start)  # never leave a half line for the next append to meet
+            except OSError:
+                pass  # the next append truncates it
+            raise UserError(f"cannot append to {path}: {e.strerror or e}") from None
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def rewrite_jsonl(path, records):
+    """Replace a JSON-lines file with these records, atomically."""
+    write_atomically(path, lambda f: f.write(b"".join((json.dumps(r) + "\n").encode("utf-8") for r in records)))
