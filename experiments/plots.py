@@ -23,7 +23,7 @@ from experiments.records import METRICS_FILE, read_metrics  # noqa: E402
 from experiments.stats import correct_comparisons  # noqa: E402
 from model_advanced_centering import BATCH_STATISTICS_MODES  # noqa: E402
 
-DECISION_COLORS = {"better": "tab:green", "worse": "tab:red", "no difference": "tab:gray", "untested": "lightgray"}
+DECISION_COLORS = {"better": "tab:green", "worse": "tab:red", "no detectable difference": "tab:gray", "untested": "lightgray"}
 
 
 def mode_label(mode):
@@ -113,7 +113,7 @@ def improvement_bars(groups, out_path, prior=None, title="Improvement over the b
 
 def mode_heatmap(groups, out_path, title="Mean improvement over the baseline (%)"):
     """Variant by mode, the mean improvement; '*' marks a cell whose corrected decision is not
-    'no difference' (the cells shown are the family when no decision was taken before)."""
+    'no detectable difference' (the cells shown are the family when no decision was taken before)."""
     comparisons = {k: g["comparison"] for k, g in groups.items() if g["comparison"]}
     if any("decision" not in c for c in comparisons.values()):
         correct_comparisons(comparisons)

@@ -16,7 +16,8 @@ from scipy import stats
 
 from experiments import plots
 from experiments.plan import BASELINE_MODE
-from experiments.stats import ALPHA, compare_records, correct_comparisons, equal_wall_time, noise_floor, spearman_test
+from experiments.stats import (ALPHA, UNDECIDED, compare_records, correct_comparisons, equal_wall_time, noise_floor,
+                               spearman_test)
 from model_advanced_centering import PLACEMENTS
 
 METRIC_NAMES = {"test_loss": "test loss", "final_val_loss": "val loss (last evaluation)",
@@ -181,7 +182,7 @@ def comparison_table(analysis, metric, names=None, rates=None, prior=None):
     groups, wall = analysis["groups"], analysis["wall_time"]
     head = ["rank", "method", "mode"] + (["lr"] if rates else []) + [
         f"{METRIC_NAMES.get(metric, metric)} (mean ± std)", "improvement vs baseline (95% CI)",
-        "p (paired t)", "p (Holm)", "p (sign, exact)", "p (permutation)", "decision"]
+        "detectable at 80% power", "p (paired t)", "p (Holm)", "p (sign, exact)", "p (permutation)", "decision"]
     head += ["val improvement at equal wall time (step-time overhead)"] if wall else []
     head += ["prior report's claim"] if prior else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -192,9 +193,9 @@ def comparison_table(analysis, metric, names=None, rates=None, prior=None):
         cells += [rates.get(key, "")] if rates else []
         cells.append(f"{g['mean']:.4f} ± {fmt(g['std'], '.4f')} (n={len(g['losses'])})")
         if c is None:
-            cells += ["0 (reference)", "", "", "", "", "baseline"]
+            cells += ["0 (reference)", "", "", "", "", "", "baseline"]
         else:
-            cells += [f"{fmt(c['mean_pct'])}% [{fmt(c['ci_low'])}, {fmt(c['ci_high'])}]",
+            cells += [f"{fmt(c['mean_pct'])}% [{fmt(c['ci_low'])}, {fmt(c['ci_high'])}]", f"±{fmt(c['mde_pct'], '.2f')}%",
                       fmt(c["p_value"], ".3g"), fmt(c["p_holm"], ".3g"), fmt(c["p_sign"], ".3g"),
                       fmt(c["p_permutation"], ".3g") + ("" if c["permutation_exact"] else " (MC)"), c["decision"]]
         if wall:
@@ -215,7 +216,9 @@ def notes(analysis, metric, names=None, decision=None):
     floor = analysis["noise_floor"]
     out = [decision or (
         f"Decision: paired t-test on the per-seed improvement, Holm-Bonferroni corrected over the "
-        f"{analysis['family']} comparisons of this table, p (Holm) <= {ALPHA}; the raw p is beside it. "
+        f"{analysis['family']} comparisons of this table, p (Holm) <= {ALPHA}; the raw p is beside it; "
+        f"\"{UNDECIDED}\" otherwise (no margin was declared, so no equivalence is tested). \"Detectable\" is the "
+        f"effect the strictest Holm level finds with 80% power given the spread of the row's seeds. "
         f"Sign and permutation tests are exact (two-sided; 'MC': Monte Carlo for n > 16).")]
     small = sorted({c["exact_note"] for c in comparisons if c["exact_note"]})
     out += [f"Note: {n}." for n in small]
@@ -240,7 +243,7 @@ def notes(analysis, metric, names=None, decision=None):
     return out
 
 
-DECISION_WORDS = {"better": "better", "worse": "worse", "undecided": "no detectable difference"}
+DECISION_WORDS = {"better": "better", "worse": "worse", "undecided": UNDECIDED}
 
 
 def decision_text(entry, margin):

@@ -32,50 +32,10 @@ import numpy as np
 from scipy import special, stats
 
 from configurator import ConfigError
-from experiments.stats import ALPHA, holm, paired_comparison, relative_improvement_pct
+from experiments.stats import (ALPHA, holm, min_detectable_effect, paired_comparison, relative_improvement_pct,
+                               tost_p)
 
-POWER = 0.8  # the power at which a report prints each cell's minimum detectable effect
 DECISIONS = ("better", "worse", "equivalent", "undecided")
-
-
-def tost_p(differences, margin):
-    """Two one-sided t-tests of equivalence: H0 mean <= -margin and H0 mean >= +margin, each
-    rejected by a one-sided t-test; p is the larger of the two one-sided p-values (rejecting both
-    at level a is the (1 - 2a) interval lying inside (-margin, +margin)). NaN with fewer than two
-    differences; with identical differences, 0 inside the margin and 1 outside."""
-    d = np.asarray(differences, dtype=float)
-    n = len(d)
-    if n < 2 or margin <= 0:
-        return math.nan
-    mean, sd = float(d.mean()), float(d.std(ddof=1))
-    if sd <= 1e-12 * max(1.0, abs(mean)):
-        return 0.0 if abs(mean) < margin else 1.0
-    se = sd / math.sqrt(n)
-    p_lower = special.stdtr(n - 1, -(mean + margin) / se)  # H0: mean <= -margin (the t CDF, as a ufunc)
-    p_upper = special.stdtr(n - 1, (mean - margin) / se)  # H0: mean >= +margin
-    return float(max(p_lower, p_upper))
-
-
-def min_detectable_effect(sd, n, level, power=POWER):
-    """The smallest true mean difference that a two-sided one-sample t-test at `level` with n
-    differences of standard deviation sd detects with probability `power` (noncentral t;
-    the far tail is ignored, as usual). NaN when n < 2 or sd is unknown."""
-    if n < 2 or not (sd > 0) or not math.isfinite(sd):
-        return math.nan
-    df = n - 1
-    critical = stats.t.ppf(1 - level / 2, df)
-
-    def shortfall(delta):
-        return stats.nct.sf(critical, df, delta * math.sqrt(n) / sd) - power
-
-    high = sd
-    while shortfall(high) < 0:
-        high *= 2
-    low = 0.0
-    for _ in range(60):  # bisection to well below the printed precision
-        mid = (low + high) / 2
-        low, high = (mid, high) if shortfall(mid) < 0 else (low, mid)
-    return high
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ cannot reach 0.05: `exact_test_note` says so wherever a report prints them.
 
 A report makes many comparisons: `holm` applies the Holm-Bonferroni step-down correction across
 all of them (the count is part of its output), and a decision ("better", "worse", "no
-difference") is taken on the corrected p-value of the t-test; the raw p-values stay beside it.
+detectable difference") is taken on the corrected p-value of the t-test; the raw p-values stay beside it.
 
 `noise_floor` says how much the baseline moves with the seed alone; `equal_wall_time` estimates
 the effect when a slower variant gets the baseline's wall time instead of its number of steps.
@@ -26,11 +26,13 @@ import itertools
 import math
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 from experiments.plan import BASELINE, BASELINE_MODE
 
 ALPHA = 0.05
+UNDECIDED = "no detectable difference"  # never "level": equivalence is a test of its own (tost_p)
+POWER = 0.8  # the power at which a report prints each cell's minimum detectable effect
 EXACT_PERMUTATION_MAX_N = 16  # 2^16 sign assignments; beyond that a Monte Carlo sample
 MONTE_CARLO_RESAMPLES = 100_000
 
@@ -155,6 +157,46 @@ def paired_comparison(baseline, variant, confidence=0.95):
     return result
 
 
+def tost_p(differences, margin):
+    """Two one-sided t-tests of equivalence: H0 mean <= -margin and H0 mean >= +margin, each
+    rejected by a one-sided t-test; p is the larger of the two one-sided p-values (rejecting both
+    at level a is the (1 - 2a) interval lying inside (-margin, +margin)). NaN with fewer than two
+    differences; with identical differences, 0 inside the margin and 1 outside."""
+    d = np.asarray(differences, dtype=float)
+    n = len(d)
+    if n < 2 or margin <= 0:
+        return math.nan
+    mean, sd = float(d.mean()), float(d.std(ddof=1))
+    if sd <= 1e-12 * max(1.0, abs(mean)):
+        return 0.0 if abs(mean) < margin else 1.0
+    se = sd / math.sqrt(n)
+    p_lower = special.stdtr(n - 1, -(mean + margin) / se)  # H0: mean <= -margin (the t CDF, as a ufunc)
+    p_upper = special.stdtr(n - 1, (mean - margin) / se)  # H0: mean >= +margin
+    return float(max(p_lower, p_upper))
+
+
+def min_detectable_effect(sd, n, level, power=POWER):
+    """The smallest true mean difference that a two-sided one-sample t-test at `level` with n
+    differences of standard deviation sd detects with probability `power` (noncentral t;
+    the far tail is ignored, as usual). NaN when n < 2 or sd is unknown."""
+    if n < 2 or not (sd > 0) or not math.isfinite(sd):
+        return math.nan
+    df = n - 1
+    critical = stats.t.ppf(1 - level / 2, df)
+
+    def shortfall(delta):
+        return stats.nct.sf(critical, df, delta * math.sqrt(n) / sd) - power
+
+    high = sd
+    while shortfall(high) < 0:
+        high *= 2
+    low = 0.0
+    for _ in range(60):  # bisection to well below the printed precision
+        mid = (low + high) / 2
+        low, high = (mid, high) if shortfall(mid) < 0 else (low, mid)
+    return high
+
+
 def holm(p_values):
     """Holm-Bonferroni step-down adjustment of a family of p-values (a list; NaN = no test, left
     out of the family and returned as NaN). With the m tested p-values sorted, p_(1) <= ... <=
@@ -174,20 +216,25 @@ def holm(p_values):
 def correct_comparisons(comparisons, alpha=ALPHA):
     """comparisons: {key: paired_comparison result}, every comparison a report makes. Adds to
     each "p_holm" (the t-test's p, Holm-corrected across all of them), "p_permutation_holm" and
-    "decision": "better"/"worse" when p_holm <= alpha, else "no difference" ("untested" without
-    a p-value). Returns the number of comparisons in the family (those with a t-test p)."""
+    "decision": "better"/"worse" when p_holm <= alpha, else UNDECIDED ("untested" without
+    a p-value), and "mde_pct": the effect the t-test would detect with 80% power at the strictest
+    Holm level (alpha / family size), given the spread of the seeds: what "no detectable
+    difference" rules out. Returns the number of comparisons in the family (those with a t-test p)."""
     keys = list(comparisons)
     for field, p_field in (("p_holm", "p_value"), ("p_permutation_holm", "p_permutation")):
         for key, p in zip(keys, holm([comparisons[k][p_field] for k in keys])):
             comparisons[key][field] = p
+    family = sum(not math.isnan(c["p_value"]) for c in comparisons.values())
     for c in comparisons.values():
+        sd = float(np.std(c["improvement_pct"], ddof=1)) if c["n"] > 1 else math.nan
+        c["mde_pct"] = min_detectable_effect(sd, c["n"], alpha / max(family, 1))
         if math.isnan(c["p_holm"]):
             c["decision"] = "untested"
         elif c["p_holm"] <= alpha:
             c["decision"] = "better" if c["mean_pct"] > 0 else "worse"
         else:
-            c["decision"] = "no difference"
-    return sum(not math.isnan(c["p_value"]) for c in comparisons.values())
+            c["decision"] = UNDECIDED
+    return family
 
 
 def mean_std(values):

@@ -3,7 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from experiments.stats import (correct_comparisons, spearman_test, equal_wall_time, exact_test_note, holm, mean_std, min_exact_p,
+from experiments.stats import (correct_comparisons, spearman_test, equal_wall_time, exact_test_note, holm, mean_std,
+                               min_detectable_effect, min_exact_p,
                                noise_floor, paired_comparison, permutation_test, sign_test)
 
 
@@ -96,7 +97,11 @@ def test_correction_decides_on_the_holm_p_and_keeps_the_raw_one():
     family = {"better": better, "noisy": noisy, "worse": worse, "single": single}
     assert correct_comparisons(family) == 3  # the single seed has no t-test: not in the family
     assert better["decision"] == "better" and worse["decision"] == "worse"
-    assert noisy["decision"] == "no difference" and single["decision"] == "untested"
+    assert noisy["decision"] == "no detectable difference" and single["decision"] == "untested"
+    # beside the undecided row, what its seeds could have found: the t-test's 80%-power effect at
+    # the strictest Holm level of the family of 3 (noisy's per-seed improvement has sd ~2.6%)
+    assert noisy["mde_pct"] == pytest.approx(min_detectable_effect(np.std(noisy["improvement_pct"], ddof=1), 6, 0.05 / 3))
+    assert noisy["mde_pct"] > abs(noisy["mean_pct"]) and math.isnan(single["mde_pct"])
     raw = [better["p_value"], noisy["p_value"], worse["p_value"]]
     assert [better["p_holm"], noisy["p_holm"], worse["p_holm"]] == pytest.approx(holm(raw))
     assert better["p_holm"] >= better["p_value"]
