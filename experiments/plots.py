@@ -23,7 +23,7 @@ from experiments.records import METRICS_FILE, read_metrics  # noqa: E402
 from experiments.stats import correct_comparisons  # noqa: E402
 from model_advanced_centering import BATCH_STATISTICS_MODES  # noqa: E402
 
-DECISION_COLORS = {"better": "tab:green", "worse": "tab:red", "no detectable difference": "tab:gray", "untested": "lightgray"}
+DECISION_COLORS = {"better": "tab:green", "worse": "tab:red", "equivalent": "tab:blue", "no detectable difference": "tab:gray", "untested": "lightgray"}
 
 
 def mode_label(mode):
@@ -71,11 +71,13 @@ def save_figure(fig, out_path, dpi=120):
 
 
 def improvement_bars(groups, out_path, prior=None, title="Improvement over the baseline", wall_time=None,
-                     metric="val loss"):
+                     metric="val loss", decisions=None, rule=None):
     """groups: compare_records output. Bars: mean paired improvement with its 95% interval,
     coloured by the Holm-corrected decision (the comparisons shown are the family when no
-    decision was taken before). prior: {variant: claimed improvement %}, drawn as markers;
-    wall_time: {(variant, mode): improvement % at equal wall time}, drawn as markers."""
+    decision was taken before), or by decisions ({(variant, mode): a DECISION_COLORS label},
+    taken by the rule named in the title, e.g. a seed plan's). prior: {variant: claimed
+    improvement %}, drawn as markers; wall_time: {(variant, mode): improvement % at equal wall
+    time}, drawn as markers."""
     rows = sorted(((k, g) for k, g in groups.items() if g["comparison"]),
                   key=lambda kg: -kg[1]["comparison"]["mean_pct"])
     if not rows:
@@ -88,10 +90,11 @@ def improvement_bars(groups, out_path, prior=None, title="Improvement over the b
     means = [c["mean_pct"] for c in comparisons.values()]
     err = np.array([[m - c["ci_low"] if not math.isnan(c["ci_low"]) else 0 for m, c in zip(means, comparisons.values())],
                     [c["ci_high"] - m if not math.isnan(c["ci_high"]) else 0 for m, c in zip(means, comparisons.values())]])
-    ax.bar(x, means, color=[DECISION_COLORS[c["decision"]] for c in comparisons.values()], alpha=0.8)
+    shown = [decisions[k] if decisions else c["decision"] for k, c in comparisons.items()]
+    ax.bar(x, means, color=[DECISION_COLORS[d] for d in shown], alpha=0.8)
     ax.errorbar(x, means, yerr=err, fmt="none", ecolor="black", capsize=4, lw=1)
     for decision, color in DECISION_COLORS.items():  # the legend names the decisions shown
-        if any(c["decision"] == decision for c in comparisons.values()):
+        if decision in shown:
             ax.bar([0], [0], color=color, alpha=0.8, label=decision)
     if prior:
         claimed = [(i, prior[k[0]]) for i, (k, _) in enumerate(rows) if k[0] in prior]
@@ -105,8 +108,8 @@ def improvement_bars(groups, out_path, prior=None, title="Improvement over the b
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(x, [label(*k) + f"\nn={g['comparison']['n']}" for k, g in rows], rotation=30, ha="right", fontsize=8)
     ax.set_ylabel(f"{metric} improvement vs baseline (%)")
-    ax.set_title(f"{title}\nmean of per-seed paired differences, 95% CI; colour: paired t-test, "
-                 f"Holm-corrected over {family} comparisons, p <= 0.05", fontsize=10)
+    rule = rule or f"paired t-test, Holm-corrected over {family} comparisons, p <= 0.05"
+    ax.set_title(f"{title}\nmean of per-seed paired differences, 95% CI; colour: {rule}", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     return save_figure(fig, out_path)
 

@@ -351,14 +351,22 @@ def jsonable(value):
     return value
 
 
-def report_plots(report_dir, analysis, title, metric, run_dirs, prior=None, table=None, chosen=None):
-    """The report's figures, written into report_dir; returns their file names."""
+def report_plots(report_dir, analysis, title, metric, run_dirs, prior=None, table=None, chosen=None, plan=None,
+                 decided=None):
+    """The report's figures, written into report_dir; returns their file names. plan, decided: a
+    seed plan and its decisions, which then colour the improvement bars."""
     figures = []
     wall = {k: w["mean_pct"] for k, w in analysis["wall_time"].items()}
     groups = analysis["groups"]
     if any(g["comparison"] for g in groups.values()):
+        decisions = rule = None
+        if decided:
+            decisions = {k: "equivalent" if e["decision"] == "equivalent" else DECISION_WORDS[e["decision"]]
+                         for k, e in decided["cells"].items()}
+            decisions = {k: decisions.get(k, UNDECIDED) for k, g in groups.items() if g["comparison"]}
+            rule = f"seed plan, equivalence within ±{plan.margin:g}%"
         plots.improvement_bars(groups, os.path.join(report_dir, "improvement.png"), prior=prior, title=title,
-                               wall_time=wall, metric=METRIC_NAMES.get(metric, metric))
+                               wall_time=wall, metric=METRIC_NAMES.get(metric, metric), decisions=decisions, rule=rule)
         figures.append("improvement.png")
     if len({m for _, m in groups if m != BASELINE_MODE}) > 1:
         plots.mode_heatmap(groups, os.path.join(report_dir, "mode_heatmap.png"),

@@ -350,7 +350,7 @@ def build_report(args, name, phases, wall):
                                "is a permutation test over the orderings of the rows (exact up to 8 rows); "
                                "uncorrected, exploratory."])
         figures = report.report_plots(report_dir, analysis, title, TEST_METRIC, [run_dir_of(r) for r in ok], prior=prior,
-                                      table=table, chosen=chosen)
+                                      table=table, chosen=chosen, plan=args.plan, decided=phases.get("sequential"))
         curves = report.improvement_curves(records, (BASELINE, BASELINE_MODE), run_dir_of, read_metrics)
         if any(curves.values()):
             plots.improvement_over_training(curves, os.path.join(report_dir, "improvement_over_training.png"), title=title)

@@ -92,3 +92,17 @@ def test_plot_training_improved_writes_next_to_its_input(tmp_path):
                        capture_output=True, text=True, cwd=elsewhere)
     assert r.returncode == 0, r.stderr
     assert (sweep / "training_curves.png").stat().st_size > 10_000 and not os.listdir(elsewhere)
+
+
+def test_improvement_bars_take_a_seed_plans_decisions(kept_figures, tmp_path):
+    """Under a seed plan the bars are coloured by its decisions (equivalent has a colour of its
+    own), and the title names that rule instead of the fixed-design Holm one."""
+    from matplotlib.colors import to_rgba
+    groups = compare_records(records(modes=("momentum",)), 50)
+    decisions = {("embeddings_centered", "momentum"): "equivalent", ("value_centered", "momentum"): "worse"}
+    plots.improvement_bars(groups, tmp_path / "b.png", decisions=decisions, rule="seed plan, equivalence within ±0.5%")
+    ax = kept_figures[0].axes[0]
+    colours = {to_rgba(p.get_facecolor(), 1.0) for p in ax.patches if p.get_height() != 0}
+    assert colours == {to_rgba(plots.DECISION_COLORS[d], 1.0) for d in ("equivalent", "worse")}
+    assert "seed plan" in ax.get_title() and "Holm-corrected over" not in ax.get_title()
+    assert {t.get_text() for t in ax.get_legend().get_texts()} >= {"equivalent", "worse"}
