@@ -123,6 +123,7 @@ def load_config(cls, argv):
     for arg in argv:
         if arg.startswith("--"):
             key, eq, text = arg[2:].partition("=")
+            key = key.replace("-", "_")  # --max-iters is --max_iters, as users type it
             if not eq:
                 raise ConfigError(f"expected --key=value, got '{arg}'")
             if key not in fields:

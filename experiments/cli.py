@@ -36,7 +36,7 @@ class CommandLine(argparse.ArgumentParser):
 
     def parse_known_args(self, args=None, namespace=None):
         # a yes/no option written alone (--dry_run) means --dry_run=True
-        args = sys.argv[1:] if args is None else list(args)
+        args = [underscored(a) for a in (sys.argv[1:] if args is None else args)]
         flags = {name for action in self._actions if action.type is boolean for name in action.option_strings}
         return super().parse_known_args([f"{a}=True" if a in flags else a for a in args], namespace)
 
@@ -48,6 +48,15 @@ class CommandLine(argparse.ArgumentParser):
             self.error(f"unrecognized arguments: {' '.join(bad)} (training keys go as --key=value, "
                        f"config overlays as a .py file)")
         return args, rest
+
+
+def underscored(arg):
+    """--dry-run[=v] as --dry_run[=v]: every key is spelled with underscores, and users type
+    hyphens; values are left as they are."""
+    if not arg.startswith("--"):
+        return arg
+    key, eq, value = arg[2:].partition("=")
+    return "--" + key.replace("-", "_") + eq + value
 
 
 def boolean(text):
@@ -72,13 +81,18 @@ def at_least(low):
     return parse
 
 
-def comma_list(kind):
-    """An argparse type: 'a,b,c' -> [kind(a), kind(b), kind(c)]."""
+def comma_list(kind, empty_ok=False):
+    """An argparse type: 'a,b,c' -> [kind(a), kind(b), kind(c)]. An empty list is refused unless
+    empty_ok (where it has a meaning of its own, such as --gpus= for none): a list emptied by a
+    typo would otherwise run nothing, or everything."""
     def parse(text):
         try:
-            return [kind(x) for x in text.split(",") if x]
+            values = [kind(x) for x in text.split(",") if x]
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__} values, got '{text}'") from None
+        if not values and not empty_ok:
+            raise argparse.ArgumentTypeError("expected at least one value, got an empty list")
+        return values
     parse.__name__ = f"{kind.__name__} list"
     return parse
 
@@ -96,7 +110,7 @@ def add_sweep_arguments(parser):
     local = parser.add_argument_group("local executor")
     local.add_argument("--jobs", type=at_least(1), default=1,
                        help="runs at once; each gets cores/jobs CPU threads, or GPUs of its own")
-    local.add_argument("--gpus", type=comma_list(str), default=None,
+    local.add_argument("--gpus", type=comma_list(str, empty_ok=True), default=None,
                        help="GPU ids to share out (default: every visible GPU; --gpus= for none: runs then share them)")
     local.add_argument("--cpus", type=int, default=None, help="cores to share out (default: all this process may use)")
     slurm = parser.add_argument_group("slurm executor")

@@ -94,7 +94,21 @@ def parse_grid(items):
         if key in grid:
             raise ConfigError(f"--grid {key} is given twice")
         grid[key] = [v for v in values.split(",") if v != ""]
+        if not grid[key]:
+            raise ConfigError(f"--grid {key} has no values, got '{item}'")
     return grid
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=-]*")
+
+
+def check_sweep_name(name):
+    """A sweep's name is its folder under out_root: one plain folder name, so that nothing is
+    written outside out_root (no '/', '..', '.' or absolute path)."""
+    if not _PLAIN_NAME.fullmatch(name or ""):
+        raise ConfigError(f"--name must be a plain folder name (letters, digits, _ . + = -, not starting "
+                          f"with . or -), got '{name}'")
+    return name
 
 
 def plan_runs(variants, modes, seeds, iters, grid=None):
@@ -119,6 +133,9 @@ def check_plan(runs, variants, modes, overrides=(), config_dir=CONFIG_DIR):
     or two runs with the same id. overrides: --key=value arguments and config overlay files
     (applied after the variant's config, in order). Returns the resolved training config of every run (by run id)."""
     for variant in variants:
+        if not re.fullmatch(r"[A-Za-z0-9_]+", variant):  # a config file's name, never a path
+            raise ConfigError(f"a variant is the name of a config file in {config_dir} (letters, digits, _), "
+                              f"got '{variant}'")
         if not os.path.isfile(variant_config(variant, config_dir)):
             known = ", ".join(variant_names(config_dir)) if os.path.isdir(config_dir) else "none"
             raise ConfigError(f"no config for variant '{variant}' in {config_dir} (variants: {known})")

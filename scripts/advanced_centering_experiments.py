@@ -24,7 +24,7 @@ import sys
 import _repo_root  # noqa: F401  (the repository's modules become importable)
 from experiments.cli import (CommandLine, add_sweep_arguments, comma_list, guarded, print_plan, report,
                              sweep_options)
-from experiments.plan import MODES, check_plan, parse_grid, plan_runs, variant_names
+from experiments.plan import MODES, check_plan, check_sweep_name, parse_grid, plan_runs, variant_names
 from experiments.sweep import run_sweep
 
 
@@ -43,6 +43,7 @@ def main(argv=None):
     args, overrides = parser.parse_with_overrides(argv)
 
     def body():
+        check_sweep_name(args.name)
         variants = args.variants or variant_names(args.config_dir)
         runs = plan_runs(variants, args.modes, args.seeds, args.iters, parse_grid(args.grid))
         sweep_dir = os.path.join(os.path.abspath(args.out_root), args.name)

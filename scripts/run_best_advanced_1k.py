@@ -39,7 +39,7 @@ from diagnostics import plot_diagnostics
 from experiments import plots, report
 from experiments.cli import (CommandLine, add_sweep_arguments, boolean, comma_list, guarded, name_not_ok,
                              print_plan, sweep_options)
-from experiments.plan import BASELINE, BASELINE_MODE, MODES, Run, check_plan, plan_runs
+from experiments.plan import BASELINE, BASELINE_MODE, MODES, Run, check_plan, check_sweep_name, plan_runs
 from experiments.records import FINAL_STATUSES, read_metrics
 from experiments.seed_plan import SeedPlan, add_detectable_effects, decide
 from experiments.sweep import run_sweep
@@ -99,6 +99,8 @@ def cells_of(args):
 
 def rate_list(text):
     rates = [r for r in text.split(",") if r]
+    if not rates:
+        raise ValueError(text)
     for r in rates:
         if float(r) <= 0:
             raise ValueError(r)
@@ -106,8 +108,8 @@ def rate_list(text):
 
 
 def sweep_name(args):
-    if args.name:
-        return args.name
+    if args.name is not None:
+        return check_sweep_name(args.name)
     return ("best_advanced_1k" + ("-tuned" if args.tune else "")
             + ("" if args.dataset == "shakespeare_char" else f"-{args.dataset}"))
 

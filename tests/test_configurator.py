@@ -113,3 +113,10 @@ def test_describe_reads_trailing_comments_over_the_class_hierarchy():
                                            ("scripts/train_with_logging.py", "train_with_logging")])
 def test_script_help_shows_the_folder_it_writes_to(script, folder, capsys):
     assert help_lines(script, capsys)["--out_dir"].startswith(f"  --out_dir={os.path.join('out', folder)!r}  (str)  ")
+
+
+def test_hyphenated_keys_are_the_underscored_ones():
+    """Users type --max-iters=5 and --dry-run: both spellings name the same key."""
+    from configurator import load_config
+    from train import TrainConfig
+    assert load_config(TrainConfig, ["--max-iters=5", "--eval_interval=5"]).max_iters == 5

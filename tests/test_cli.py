@@ -1,0 +1,49 @@
+"""The experiment scripts' command lines (experiments/cli.py, experiments/plan.py): what they
+refuse before anything runs, in one line with exit status 2."""
+
+import pytest
+
+from conftest import run_main
+
+BASE = ["--iters=10", "--n_embd=32", "--dry_run"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--seeds="], "empty list"),
+    (["--modes="], "empty list"),
+    (["--iters="], "empty list"),
+    (["--variants="], "empty list"),
+    (["--seeds=1", "--grid", "learning_rate=,"], "has no values"),
+    (["--seeds=1", "--name=../../x"], "plain folder name"),
+    (["--seeds=1", "--name=/abs"], "plain folder name"),
+    (["--seeds=1", "--name=."], "plain folder name"),
+    (["--seeds=1", "--variants=../config/baseline"], "name of a config file"),
+])
+def test_the_sweep_command_refuses_empty_lists_and_paths(tmp_path, capsys, argv, message):
+    import advanced_centering_experiments as sweep_script
+    name = [] if any(a.startswith("--name") for a in argv) else ["--name=x"]
+    status, out, err = run_main(sweep_script.main, [f"--out_root={tmp_path}", *name, *BASE, *argv], capsys)
+    assert status == 2 and message in err and "Traceback" not in err, err
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--tune", "--rates="], "--rates"),
+    (["--name=../x"], "plain folder name"),
+    (["--variants=value_centered,"], None),  # a trailing comma is not an empty list
+])
+def test_the_protocol_command_refuses_an_empty_grid_and_paths(tmp_path, capsys, argv, message):
+    import run_best_advanced_1k as run_best
+    status, out, err = run_main(run_best.main, [f"--out_root={tmp_path}", *BASE, *argv], capsys)
+    if message is None:
+        assert status == 0, err
+    else:
+        assert status == 2 and message in err and "Traceback" not in err, err
+
+
+def test_hyphens_are_accepted_where_users_type_them(tmp_path, capsys):
+    import advanced_centering_experiments as sweep_script
+    status, out, err = run_main(sweep_script.main, [f"--out_root={tmp_path}", "--name=x", "--variants=baseline",
+                                                    "--seeds=1", "--iters=10", "--n-embd=32", "--dry-run"], capsys)
+    assert status == 0, err
+    assert "baseline-none-s1-i10" in out and not (tmp_path / "x").exists()
