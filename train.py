@@ -188,15 +188,36 @@ class Runtime:
 def pick_device(requested):
     if requested != "auto":
         if requested.startswith("cuda") and not torch.cuda.is_available():
-            raise TrainingError("device 'cuda' was requested but CUDA is not available")
+            raise ConfigError("device 'cuda' was requested but CUDA is not available")
         if requested == "mps" and not torch.backends.mps.is_available():
-            raise TrainingError("device 'mps' was requested but MPS is not available")
+            raise ConfigError("device 'mps' was requested but MPS is not available")
         return requested
     if torch.cuda.is_available():
         return "cuda"
     if torch.backends.mps.is_available():
         return "mps"
     return "cpu"
+
+
+def resolve_dtype(requested, device_type):
+    """The dtype a run trains in: 'auto' is bfloat16 (or float16) on CUDA, float32 elsewhere."""
+    if requested == "auto":
+        if device_type == "cuda":
+            return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        return "float32"
+    if requested == "float16" and device_type != "cuda":
+        raise ConfigError("dtype float16 needs CUDA; use float32 or bfloat16")
+    return requested
+
+
+def preflight(cfg, device=True):
+    """What would stop a run at its start, checked without building anything (a sweep does this
+    for every planned run before the first starts): the device is there (device=False: it is
+    another machine's, a Slurm job's), the dtype runs on it, the dataset is prepared and each
+    split holds a block."""
+    if device:
+        resolve_dtype(cfg.dtype, pick_device(cfg.device).split(":")[0])
+    TokenData(cfg.data_dir or os.path.join(REPO_ROOT, "data", cfg.dataset), cfg.block_size)
 
 
 def setup_runtime(cfg):
@@ -216,15 +237,7 @@ def setup_runtime(cfg):
         if rank != 0:
             warnings.simplefilter("ignore")  # every process runs the same code: rank 0 warns for all
     check_step_sharing(cfg.gradient_accumulation_steps, cfg.batch_size, world_size, cfg.batch_statistics_reason())
-    if cfg.dtype == "auto":
-        if device_type == "cuda":
-            dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-        else:
-            dtype = "float32"
-    else:
-        dtype = cfg.dtype
-    if dtype == "float16" and device_type != "cuda":
-        raise ConfigError("dtype float16 needs CUDA; use float32 or bfloat16")
+    dtype = resolve_dtype(cfg.dtype, device_type)
     if device_type == "cpu":
         retain_freed_memory()  # no page faults on every step's activations (cpu_runtime.py)
     if device_type == "cuda":
@@ -248,7 +261,7 @@ class TokenData:
         self.block_size = block_size
         meta_path = os.path.join(data_dir, "meta.json")
         if not os.path.isfile(meta_path):
-            raise TrainingError(f"no prepared dataset in {data_dir} (meta.json missing): run "
+            raise ConfigError(f"no prepared dataset in {data_dir} (meta.json missing): run "
                                 f"python data/<dataset>/prepare.py first")
         with open(meta_path, encoding="utf-8") as f:
             self.meta = json.load(f)
@@ -260,10 +273,10 @@ class TokenData:
         for split in ("train", "val", "test") if self.has_test else ("train", "val"):
             path = self._path(split)
             if not os.path.isfile(path):
-                raise TrainingError(f"{path} is missing: prepare the dataset first")
+                raise ConfigError(f"{path} is missing: prepare the dataset first")
             n = os.path.getsize(path) // 2
             if n < block_size + 2:
-                raise TrainingError(f"{path} holds {n} tokens, too few for block_size {block_size}")
+                raise ConfigError(f"{path} holds {n} tokens, too few for block_size {block_size}")
             self.lengths[split] = n
 
     def _path(self, split):
@@ -358,7 +371,7 @@ def save_checkpoint(obj, path):
 
 def load_checkpoint(path, map_location="cpu"):
     if not os.path.isfile(path):
-        raise TrainingError(f"no checkpoint at {path}")
+        raise ConfigError(f"no checkpoint at {path}")  # a path that names none: a bad value
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
@@ -575,7 +588,7 @@ def clear_out_dir(out_dir, replaced, rt, say):
 def load_resumable_checkpoint(path, model_cls):
     metrics_path = os.path.join(os.path.dirname(path), "metrics.jsonl")
     if not os.path.exists(path) and os.path.exists(metrics_path):
-        raise TrainingError(f"no checkpoint at {path}: the run stopped before its first checkpoint; "
+        raise ConfigError(f"no checkpoint at {path}: the run stopped before its first checkpoint; "
                             f"start it again with --init_from=scratch --overwrite=True")
     ckpt = load_checkpoint(path)
     missing = {"optimizer", "scaler", "iter_num", "best_val_loss", "sampler", "rng"} - set(ckpt)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from configurator import ConfigError, load_config
 from model_advanced_centering import CENTERING_MODES
-from train import REPO_ROOT
+from train import REPO_ROOT, preflight
 from train_advanced_centered import CenteredTrainConfig
 
 CONFIG_DIR = os.path.join(REPO_ROOT, "config")
@@ -126,12 +126,14 @@ def plan_runs(variants, modes, seeds, iters, grid=None):
     return runs
 
 
-def check_plan(runs, variants, modes, overrides=(), config_dir=CONFIG_DIR):
+def check_plan(runs, variants, modes, overrides=(), config_dir=CONFIG_DIR, starts=True, device=True):
     """Raise ConfigError, in one line, for anything in the plan that would make its runs fail
     to start: an unknown variant or mode, a key or value the configurator rejects (in the
     overrides, the grid, or their combination with a variant), a key the sweep sets itself,
-    or two runs with the same id. overrides: --key=value arguments and config overlay files
-    (applied after the variant's config, in order). Returns the resolved training config of every run (by run id)."""
+    two runs with the same id, and with starts (the runs are to train, not only to be reported
+    on) what train.preflight finds: a device or dtype this machine lacks (unless device=False:
+    a Slurm job's machine), a dataset not prepared or too short for the block size. overrides: --key=value arguments and config overlay files (applied after the
+    variant's config, in order). Returns the resolved training config of every run (by run id)."""
     for variant in variants:
         if not re.fullmatch(r"[A-Za-z0-9_]+", variant):  # a config file's name, never a path
             raise ConfigError(f"a variant is the name of a config file in {config_dir} (letters, digits, _), "
@@ -158,12 +160,16 @@ def check_plan(runs, variants, modes, overrides=(), config_dir=CONFIG_DIR):
     both = override_keys & grid_keys
     if both:
         raise ConfigError(f"{', '.join(sorted(both))} is both a --grid axis and a --key=value override")
-    configs, seen = {}, set()
+    configs, seen, started = {}, set(), set()
     for run in runs:
         if run.run_id in seen:
             raise ConfigError(f"two runs would share the id '{run.run_id}': grid values that differ "
                               f"only in characters not allowed in a folder name")
         seen.add(run.run_id)
         config = load_config(CenteredTrainConfig, run.train_args(overrides, config_dir))
+        start = (config.device, config.dtype, config.data_dir, config.dataset, config.block_size)
+        if starts and start not in started:  # the same settings are checked once, not once per run
+            preflight(config, device=device)
+            started.add(start)
         configs[run.run_id] = dataclasses.asdict(config)
     return configs

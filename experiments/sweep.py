@@ -224,7 +224,8 @@ def run_sweep(name, runs, out_root, *, executor="local", jobs=1, nproc=1, overri
     sweep_dir = os.path.join(out_root, name)
     variants = sorted({r.variant for r in runs})
     modes = sorted({r.mode for r in runs} - {BASELINE_MODE})
-    configs = check_plan(runs, variants, modes, tuple(overrides), config_dir)
+    configs = check_plan(runs, variants, modes, tuple(overrides), config_dir, starts=execute,
+                         device=executor != "slurm")
     runner = make_executor(executor, jobs=jobs, nproc=nproc, gpus=gpus, cpus=cpus, slurm=slurm)
     sweep = Sweep(sweep_dir, runner.name, tuple(overrides), nproc, os.path.abspath(config_dir), os.getcwd(),
                   tuple(configs.items()), trainer)

@@ -48,7 +48,8 @@ def main(argv=None):
         runs = plan_runs(variants, args.modes, args.seeds, args.iters, parse_grid(args.grid))
         sweep_dir = os.path.join(os.path.abspath(args.out_root), args.name)
         if args.dry_run:
-            print_plan(runs, sweep_dir, check_plan(runs, variants, args.modes, overrides, args.config_dir))
+            print_plan(runs, sweep_dir, check_plan(runs, variants, args.modes, overrides, args.config_dir,
+                                                   device=args.executor != "slurm"))
             return 0
         records = run_sweep(args.name, runs, args.out_root, overrides=overrides, **sweep_options(args))
         return report(records, runs, sweep_dir)

@@ -125,7 +125,8 @@ def plan_and_check(args, overrides, variants):
             runs = [r for r in runs if r.variant == BASELINE or (r.variant, r.mode) in args.cells]
     else:
         runs = plan_runs(variants, args.modes, args.test_seeds, [args.iters])
-    return runs, check_plan(runs, variants, args.modes, overrides, args.config_dir)
+    return runs, check_plan(runs, variants, args.modes, overrides, args.config_dir, starts=not args.report_only,
+                            device=args.executor != "slurm")
 
 
 def tuned_phases(args, name, overrides, runs, log):

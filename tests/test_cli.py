@@ -47,3 +47,24 @@ def test_hyphens_are_accepted_where_users_type_them(tmp_path, capsys):
                                                     "--seeds=1", "--iters=10", "--n-embd=32", "--dry-run"], capsys)
     assert status == 0, err
     assert "baseline-none-s1-i10" in out and not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--device=cuda"], "CUDA is not available"),
+    (["--dtype=float16"], "float16 needs CUDA"),
+    (["--block_size=100000"], "too few for block_size"),
+    (["--grid", "dataset=nope"], "no prepared dataset"),
+])
+def test_a_run_that_could_not_start_is_refused_before_the_first_starts(char_data, tmp_path, capsys, argv, message):
+    """The device, dtype, dataset and block size of every planned run are checked up front,
+    in --dry_run too, rather than every run failing one after another."""
+    import torch
+    import advanced_centering_experiments as sweep_script
+    if "--device=cuda" in argv and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    data = [] if any("dataset" in a for a in argv) else [f"--data_dir={char_data}"]
+    common = [f"--out_root={tmp_path}", "--name=x", "--variants=baseline", "--seeds=1", "--iters=10", "--n_embd=32"]
+    for dry in (["--dry_run"], []):
+        status, out, err = run_main(sweep_script.main, common + data + argv + dry, capsys)
+        assert status == 2 and message in err and "Traceback" not in err, err
+        assert not (tmp_path / "x" / "baseline-none-s1-i10").exists()

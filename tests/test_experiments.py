@@ -437,7 +437,7 @@ def test_eval_noise(tiny_config):
     assert 0 < exact < 10 and "estimates from 20 random windows (5 trials)" in r.stdout
     r = subprocess.run([sys.executable, os.path.join(SCRIPTS, "eval_noise.py"), f"--out_dir={tiny_config.out_dir}x"],
                        capture_output=True, text=True, env=ENV, timeout=120)
-    assert r.returncode == 1 and r.stderr.startswith("error: no checkpoint at ") and r.stderr.count("\n") == 1
+    assert r.returncode == 2 and r.stderr.startswith("error: no checkpoint at ") and r.stderr.count("\n") == 1
 
 
 def test_a_local_sweep_never_runs_what_is_still_queued_on_slurm(tmp_path, monkeypatch):

@@ -76,7 +76,8 @@ def test_fingerprint_changes_with_tokens_and_vocabulary(tmp_path):
 @pytest.mark.parametrize("crash_at", ["token files", "meta.json"])
 def test_forced_replacement_that_crashes_leaves_no_dataset_under_the_old_fingerprint(tmp_path, monkeypatch, crash_at):
     from data import text_sources
-    from train import TokenData, TrainingError
+    from configurator import ConfigError
+    from train import TokenData
     folder = write_char_dataset(str(tmp_path / "d"), TEXT)
     real_replace, moves = os.replace, []
 
@@ -92,7 +93,7 @@ def test_forced_replacement_that_crashes_leaves_no_dataset_under_the_old_fingerp
         write_char_dataset(folder, TEXT[::-1], force=True)
     monkeypatch.setattr(text_sources.os, "replace", real_replace)
     assert not os.path.exists(os.path.join(folder, "meta.json"))  # no (stale) fingerprint at all
-    with pytest.raises(TrainingError, match="meta.json missing"):
+    with pytest.raises(ConfigError, match="meta.json missing"):  # a bad value: exit 2
         TokenData(folder, 16)
     assert [p for p in os.listdir(folder) if "meta.json." in p] == []  # no half-written meta.json left
     write_char_dataset(folder, TEXT[::-1], force=True)  # the interrupted replacement, done again

@@ -10,6 +10,7 @@ import torch.nn as nn
 
 import sample as sample_module
 import train as train_module
+from configurator import ConfigError
 from conftest import REPO_ROOT, run_main
 from model import GPT
 from train import (TokenData, TrainingError, evaluate, load_checkpoint,
@@ -127,7 +128,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
 
 
 def test_bad_checkpoints_give_clear_errors(tiny_config, tmp_path):
-    with pytest.raises(TrainingError, match="no checkpoint at"):
+    with pytest.raises(ConfigError, match="no checkpoint at"):  # a path that names none: exit 2
         load_checkpoint(str(tmp_path / "missing.pt"))
     train(dataclasses.replace(tiny_config, max_iters=2), log=lambda *a: None)
     good = os.path.join(tiny_config.out_dir, "ckpt.pt")
@@ -148,10 +149,10 @@ def test_bad_checkpoints_give_clear_errors(tiny_config, tmp_path):
         load_model_state(other, ckpt["model"], good)
 
 
-def test_resume_without_checkpoint_exits_1(tiny_config, capsys):
+def test_resume_without_checkpoint_exits_2(tiny_config, capsys):
     status, _, err = run_main(train_module.main, [f"--data_dir={tiny_config.data_dir}", f"--out_dir={tiny_config.out_dir}",
                                                   "--init_from=resume", "--device=cpu"], capsys)
-    assert status == 1
+    assert status == 2  # a bad value (the folder names no run), not a run that failed
     assert err.strip() == f"error: no checkpoint at {tiny_config.out_dir}/ckpt.pt"
 
 
