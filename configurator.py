@@ -91,8 +91,11 @@ def _exec_config_file(path, namespace, seen):
         _exec_config_file(os.path.join(os.path.dirname(path), relative), namespace, seen)
 
     namespace["include"] = include
-    with open(path, encoding="utf-8") as f:
-        source = f.read()
+    try:
+        with open(path, encoding="utf-8") as f:
+            source = f.read()
+    except (OSError, UnicodeDecodeError) as e:  # a folder, no permission, another encoding
+        raise ConfigError(f"cannot read config file {path}: {e}") from None
     try:
         exec(compile(source, path, "exec"), namespace)
     except ConfigError:

@@ -90,8 +90,8 @@ def sample(cfg, log=print):
         try:
             with open(prompt[5:], encoding="utf-8") as f:
                 prompt = f.read()
-        except OSError as e:
-            raise ConfigError(f"cannot read the prompt file: {e}") from None
+        except (OSError, UnicodeDecodeError) as e:  # missing, or not UTF-8 text
+            raise ConfigError(f"cannot read the prompt file {prompt[5:]}: {e}") from None
     ids = encode(prompt)
     if not ids:
         raise ConfigError("the prompt is empty: give --start some text")

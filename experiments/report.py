@@ -15,6 +15,7 @@ import numpy as np
 from scipy import stats
 
 from experiments import plots
+from files import write_atomically
 from experiments.plan import BASELINE_MODE
 from experiments.stats import (ALPHA, UNDECIDED, compare_records, correct_comparisons, equal_wall_time, noise_floor,
                                spearman_test)
@@ -333,10 +334,10 @@ def write_report(report_dir, title, sections, data, figures):
     os.makedirs(report_dir, exist_ok=True)
     text = "\n".join([f"# {title}", ""] + [line for section in sections for line in section + [""]]
                      + [f"![{os.path.splitext(f)[0]}]({f})" for f in figures]) + "\n"
-    with open(os.path.join(report_dir, "results.md"), "w", encoding="utf-8") as f:
-        f.write(text)
-    with open(os.path.join(report_dir, "results.json"), "w", encoding="utf-8") as f:
-        json.dump(jsonable(data), f, indent=1)
+    # each replaced whole: a kill mid-write leaves the previous report, never half of one
+    body = json.dumps(jsonable(data), indent=1).encode("utf-8")
+    write_atomically(os.path.join(report_dir, "results.json"), lambda f: f.write(body))
+    write_atomically(os.path.join(report_dir, "results.md"), lambda f: f.write(text.encode("utf-8")))
     return text
 
 

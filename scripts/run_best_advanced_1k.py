@@ -417,6 +417,13 @@ def check_report_dir(args, report_dir):
     """Refuse (UserError), before anything trains, a report folder that holds the report of
     another experiment (a sweep folder shared by two commands, e.g. other modes reusing the
     baseline's runs): writing there would silently replace it."""
+    if os.path.exists(report_dir) and not os.path.isdir(report_dir):
+        raise ConfigError(f"--report_dir {report_dir} is a file, not a folder: give a folder for the report")
+    parent = report_dir if os.path.isdir(report_dir) else os.path.dirname(os.path.abspath(report_dir))
+    while not os.path.exists(parent):  # the nearest folder that exists is where it will be made
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"--report_dir {report_dir} cannot be written ({parent} is not a writable folder)")
     path = os.path.join(report_dir, "results.json")
     if not os.path.isfile(path):
         return

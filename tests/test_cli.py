@@ -68,3 +68,31 @@ def test_a_run_that_could_not_start_is_refused_before_the_first_starts(char_data
         status, out, err = run_main(sweep_script.main, common + data + argv + dry, capsys)
         assert status == 2 and message in err and "Traceback" not in err, err
         assert not (tmp_path / "x" / "baseline-none-s1-i10").exists()
+
+
+def test_unreadable_inputs_are_one_line(tmp_path, capsys):
+    """A config file that is not UTF-8 text, and a --report_dir that is a file:
+    one line and exit 2, no traceback."""
+    import run_best_advanced_1k as run_best
+    import train as train_module
+    latin = tmp_path / "latin1.py"
+    latin.write_bytes("# caf\xe9\nmax_iters = 5\n".encode("latin-1"))
+    status, _, err = run_main(train_module.main, [str(latin), f"--out_dir={tmp_path / 'o'}"], capsys)
+    assert status == 2 and err.startswith("error: cannot read config file") and err.count("\n") == 1, err
+    report_file = tmp_path / "report"
+    report_file.write_text("not a folder")
+    status, _, err = run_main(run_best.main, [f"--out_root={tmp_path}", "--iters=10", "--n_embd=32",
+                                              f"--report_dir={report_file}"], capsys)
+    assert status == 2 and "is a file, not a folder" in err and err.count("\n") == 1, err
+
+
+def test_a_prompt_file_that_is_not_text_is_one_line(tiny_config, tmp_path, capsys):
+    import dataclasses
+    import sample as sample_module
+    from train import train
+    train(dataclasses.replace(tiny_config, max_iters=2, eval_interval=2), log=lambda *a: None)
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_bytes(b"\xff\xfe ROMEO")
+    status, _, err = run_main(sample_module.main, [f"--out_dir={tiny_config.out_dir}", f"--start=FILE:{prompt}",
+                                                   "--device=cpu"], capsys)
+    assert status == 2 and err.startswith(f"error: cannot read the prompt file {prompt}") and err.count("\n") == 1, err

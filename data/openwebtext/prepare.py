@@ -100,6 +100,8 @@ def main():
         args.out_dir = default_out_dir(__file__, own) + ("_compact_vocab" if args.compact_vocab else "")
     if args.num_proc < 1:
         fail(f"--num_proc must be at least 1, got {args.num_proc}")
+    if not 0 <= args.seed < 2 ** 32:  # the shuffle's generator takes no other seed
+        fail(f"--seed must be in [0, 2^32), got {args.seed}")
     default_fraction = FILE_HELDOUT_FRACTION if args.text_file else HUB_HELDOUT_FRACTION
     fractions = {}
     for name in ("val", "test"):
