@@ -220,6 +220,44 @@ def preflight(cfg, device=True):
     TokenData(cfg.data_dir or os.path.join(REPO_ROOT, "data", cfg.dataset), cfg.block_size)
 
 
+def memory_bytes(device_type):
+    """The memory a run on this device can have at most: the GPU's, else this machine's RAM."""
+    if device_type == "cuda":
+        return torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: no check
+        return math.inf
+
+
+def training_bytes(n_layer, n_embd, block_size, vocab_size, micro_batch):
+    """A lower bound of a training step's memory, so that only sizes that cannot run are refused:
+    weights, gradients and AdamW's two moments in float32 (16 bytes a parameter), and of the
+    activations kept for the backward pass only the residual stream, attention output and MLP
+    hidden (8 C values a token and layer) and the logits, at 2 bytes a value (bfloat16; no
+    attention matrix, which flash attention does not keep)."""
+    params = 12 * n_layer * n_embd ** 2 + (vocab_size + block_size) * n_embd
+    tokens = micro_batch * block_size
+    return 16 * params + 2 * tokens * (8 * n_layer * n_embd + vocab_size)
+
+
+def check_sizes(cfg, model_args, data, rt):
+    """Refuse, in one line, sizes that cannot run: more evaluation windows than the split has
+    starts, or a model and batch whose training needs more memory than the device has."""
+    for split, key in (("val", "eval_windows"), ("train", "train_eval_windows")):
+        starts = data.max_offset(split) + 1
+        if getattr(cfg, key) > starts:
+            raise ConfigError(f"{key}={getattr(cfg, key)} is more than the {starts:,} windows the {split} split has")
+    need = training_bytes(model_args["n_layer"], model_args["n_embd"], model_args["block_size"], model_args["vocab_size"],
+                          cfg.batch_size)
+    need += 8 * cfg.batch_size * cfg.gradient_accumulation_steps  # a step's window offsets, drawn at once
+    have = memory_bytes(rt.device_type)
+    if need > have:
+        raise ConfigError(f"this model and batch need at least {need / 2 ** 30:,.1f} GiB to train, and the "
+                          f"{rt.device_type} has {have / 2 ** 30:,.1f} GiB: make n_layer, n_embd, block_size or "
+                          f"batch_size smaller (gradient_accumulation_steps keeps the tokens per step)")
+
+
 def setup_runtime(cfg):
     ddp = int(os.environ.get("RANK", -1)) != -1  # launched by torchrun
     device = pick_device(cfg.device)
@@ -687,6 +725,7 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
     else:
         padded = -(-data.vocab_size // cfg.vocab_multiple) * cfg.vocab_multiple
         model_args = model_args_from(cfg, model_config_cls, padded)
+    check_sizes(cfg, model_args, data, rt)  # before building: a model of 10^8 layers never finishes being made
     try:
         model = model_cls(model_config_cls(**model_args))
     except (TypeError, ValueError) as e:

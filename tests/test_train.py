@@ -196,3 +196,30 @@ def test_sample_from_saved_checkpoint(tiny_config, capsys):
     status, _, err = run_main(sample_module.main, [f"--out_dir={tiny_config.out_dir}", "--start=\u263a",
                                                    "--device=cpu"], capsys)
     assert status == 2 and "outside the vocabulary" in err
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--batch_size=1000000000000", "GiB to train"),
+    ("--gradient_accumulation_steps=1000000000000", "GiB to train"),
+    ("--n_embd=1000000000", "GiB to train"),
+    ("--n_layer=100000000", "GiB to train"),
+    ("--eval_windows=1000000000000", "windows the val split has"),
+])
+def test_sizes_beyond_the_machine_are_one_line_before_anything_is_built(tiny_config, capsys, override, message):
+    """Sizes checked against the split and the device's memory before allocation: one line, exit
+    2, no checkpoint written (and no hang building 10^8 layers)."""
+    argv = [f"--data_dir={tiny_config.data_dir}", f"--out_dir={tiny_config.out_dir}", "--device=cpu",
+            "--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=16", "--batch_size=4", "--eval_windows=16",
+            "--train_eval_windows=16", "--max_iters=2", override]
+    status, _, err = run_main(train_module.main, argv, capsys)
+    assert status == 2 and message in err and err.count("\n") == 1, err
+    assert not os.path.exists(os.path.join(tiny_config.out_dir, "ckpt.pt"))
+
+
+def test_the_memory_estimate_never_refuses_the_shapes_users_run():
+    """training_bytes is a lower bound: the CPU protocol's model needs a few tens of MB by it, and
+    GPT-2 small (124M parameters, context 1024, batch 16, as config/experiment_base.py suggests
+    for a GPU) fits a 40 GiB GPU by it."""
+    from train import training_bytes
+    assert 10e6 < training_bytes(4, 128, 64, 71, 12) < 100e6
+    assert training_bytes(12, 768, 1024, 50304, 16) < 40 * 2 ** 30
