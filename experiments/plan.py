@@ -126,7 +126,7 @@ def plan_runs(variants, modes, seeds, iters, grid=None):
     return runs
 
 
-def check_plan(runs, variants, modes, overrides=(), config_dir=CONFIG_DIR, starts=True, device=True):
+def check_plan(runs, variants, modes, overrides=(), config_dir=CONFIG_DIR, starts=False, device=True):
     """Raise ConfigError, in one line, for anything in the plan that would make its runs fail
     to start: an unknown variant or mode, a key or value the configurator rejects (in the
     overrides, the grid, or their combination with a variant), a key the sweep sets itself,

@@ -49,7 +49,7 @@ def main(argv=None):
         sweep_dir = os.path.join(os.path.abspath(args.out_root), args.name)
         if args.dry_run:
             print_plan(runs, sweep_dir, check_plan(runs, variants, args.modes, overrides, args.config_dir,
-                                                   device=args.executor != "slurm"))
+                                                   starts=True, device=args.executor != "slurm"))
             return 0
         records = run_sweep(args.name, runs, args.out_root, overrides=overrides, **sweep_options(args))
         return report(records, runs, sweep_dir)

@@ -32,19 +32,20 @@ def test_the_sweep_command_refuses_empty_lists_and_paths(tmp_path, capsys, argv,
     (["--name=../x"], "plain folder name"),
     (["--variants=value_centered,"], None),  # a trailing comma is not an empty list
 ])
-def test_the_protocol_command_refuses_an_empty_grid_and_paths(tmp_path, capsys, argv, message):
+def test_the_protocol_command_refuses_an_empty_grid_and_paths(char_data, tmp_path, capsys, argv, message):
     import run_best_advanced_1k as run_best
-    status, out, err = run_main(run_best.main, [f"--out_root={tmp_path}", *BASE, *argv], capsys)
+    status, out, err = run_main(run_best.main, [f"--out_root={tmp_path}", f"--data_dir={char_data}", *BASE, *argv], capsys)
     if message is None:
         assert status == 0, err
     else:
         assert status == 2 and message in err and "Traceback" not in err, err
 
 
-def test_hyphens_are_accepted_where_users_type_them(tmp_path, capsys):
+def test_hyphens_are_accepted_where_users_type_them(char_data, tmp_path, capsys):
     import advanced_centering_experiments as sweep_script
     status, out, err = run_main(sweep_script.main, [f"--out_root={tmp_path}", "--name=x", "--variants=baseline",
-                                                    "--seeds=1", "--iters=10", "--n-embd=32", "--dry-run"], capsys)
+                                                    "--seeds=1", "--iters=10", "--n-embd=32", f"--data-dir={char_data}",
+                                                    "--dry-run"], capsys)
     assert status == 0, err
     assert "baseline-none-s1-i10" in out and not (tmp_path / "x").exists()
 
@@ -70,7 +71,7 @@ def test_a_run_that_could_not_start_is_refused_before_the_first_starts(char_data
         assert not (tmp_path / "x" / "baseline-none-s1-i10").exists()
 
 
-def test_unreadable_inputs_are_one_line(tmp_path, capsys):
+def test_unreadable_inputs_are_one_line(char_data, tmp_path, capsys):
     """A config file that is not UTF-8 text, and a --report_dir that is a file:
     one line and exit 2, no traceback."""
     import run_best_advanced_1k as run_best
@@ -82,7 +83,7 @@ def test_unreadable_inputs_are_one_line(tmp_path, capsys):
     report_file = tmp_path / "report"
     report_file.write_text("not a folder")
     status, _, err = run_main(run_best.main, [f"--out_root={tmp_path}", "--iters=10", "--n_embd=32",
-                                              f"--report_dir={report_file}"], capsys)
+                                              f"--data_dir={char_data}", f"--report_dir={report_file}"], capsys)
     assert status == 2 and "is a file, not a folder" in err and err.count("\n") == 1, err
 
 

@@ -440,7 +440,7 @@ def test_eval_noise(tiny_config):
     assert r.returncode == 2 and r.stderr.startswith("error: no checkpoint at ") and r.stderr.count("\n") == 1
 
 
-def test_a_local_sweep_never_runs_what_is_still_queued_on_slurm(tmp_path, monkeypatch):
+def test_a_local_sweep_never_runs_what_is_still_queued_on_slurm(char_data, tmp_path, monkeypatch):
     """After --executor=slurm without --wait, a local sweep on the folder refuses the runs whose
     jobs may still be queued or running (the state query is faked: no cluster here), refuses too
     when Slurm cannot be asked, and runs them once their jobs are known to have ended."""
@@ -456,7 +456,8 @@ def test_a_local_sweep_never_runs_what_is_still_queued_on_slurm(tmp_path, monkey
     sweep_dir = tmp_path / "q"
     sweep_dir.mkdir()
     (sweep_dir / slurm.STATE_FILE).write_text(json.dumps({runs[0].run_id: "41_0", runs[1].run_id: "41_1"}))
-    go = lambda: run_sweep("q", runs, str(tmp_path), trainer=str(trainer), gpus=[], log=lambda *a: None)
+    go = lambda: run_sweep("q", runs, str(tmp_path), overrides=[f"--data_dir={char_data}"], trainer=str(trainer), gpus=[],
+                           log=lambda *a: None)
 
     monkeypatch.setattr(slurm, "job_states", lambda: {"41_0": "COMPLETED", "41_1": "PENDING"})
     with pytest.raises(UserError, match=r"1 runs of .* are queued or running as Slurm jobs \(baseline-none-s2-i10;"):
@@ -482,20 +483,21 @@ def test_a_local_sweep_never_runs_what_is_still_queued_on_slurm(tmp_path, monkey
         runs[1].run_id: {"provenance": {"slurm_job_id": "41_1"}}}) == []
 
 
-def test_yes_no_options_and_counts_are_checked_when_parsed(tmp_path, capsys):
+def test_yes_no_options_and_counts_are_checked_when_parsed(char_data, tmp_path, capsys):
     """--dry_run and --wait alone or =True/False (the configurator's words); --jobs/--nproc below 1
     are refused while parsing, so a dry run catches them too."""
     import advanced_centering_experiments as sweep_script
     import run_best_advanced_1k
     from experiments.cli import CommandLine, add_sweep_arguments, sweep_options
 
-    base = ["--name=x", f"--out_root={tmp_path}", "--variants=baseline", "--seeds=1", "--iters=10"]
+    base = ["--name=x", f"--out_root={tmp_path}", "--variants=baseline", "--seeds=1", "--iters=10", f"--data_dir={char_data}"]
     for dry in (["--dry_run"], ["--dry_run=True"], ["--dry_run=1", "--dropout=0.1"], ["--dry_run", "--dropout=0.1"]):
         assert sweep_script.main(base + dry) == 0
         assert capsys.readouterr().out.endswith(f"1 runs in {tmp_path / 'x'}\n")
     assert not (tmp_path / "x").exists()  # nothing ran
     assert run_best_advanced_1k.main([f"--out_root={tmp_path}", "--variants=baseline", "--tune", "--rates=1e-3",
-                                      "--selection_seeds=1", "--seeds=2", "--iters=10", "--dry_run"]) == 0
+                                      "--selection_seeds=1", "--seeds=2", "--iters=10", f"--data_dir={char_data}",
+                                      "--dry_run"]) == 0
     assert "1 runs in" in (out := capsys.readouterr().out) and "then 2 test seeds" in out  # --tune alone: True
     for bad, message in (("--jobs=0", "argument --jobs: must be at least 1, got 0"),
                          ("--jobs=-2", "argument --jobs: must be at least 1, got -2"),
@@ -516,7 +518,7 @@ def test_yes_no_options_and_counts_are_checked_when_parsed(tmp_path, capsys):
         assert rest == [a for a in argv if a.endswith(".py")]  # an overlay after a bare flag stays an overlay
 
 
-def test_dry_run_shows_runs_held_with_other_settings(tmp_path, capsys):
+def test_dry_run_shows_runs_held_with_other_settings(char_data, tmp_path, capsys):
     """A run the folder holds (finished: its record; started: its run.json) trained otherwise is
     listed as "other settings", not as its old status, by both experiment scripts' dry runs."""
     import advanced_centering_experiments as sweep_script
@@ -525,7 +527,7 @@ def test_dry_run_shows_runs_held_with_other_settings(tmp_path, capsys):
     from experiments.records import RESULTS_FILE, append_record
 
     runs = plan_runs(["baseline"], [], [1, 2, 3], [10])
-    configs = check_plan(runs, ["baseline"], [], ["--n_embd=32"])
+    configs = check_plan(runs, ["baseline"], [], ["--n_embd=32", f"--data_dir={char_data}"])
     folder = tmp_path / "x"
     for run in runs:
         configs[run.run_id]["out_dir"] = str(folder / run.run_id)
@@ -536,7 +538,7 @@ def test_dry_run_shows_runs_held_with_other_settings(tmp_path, capsys):
     append_record(str(folder / RESULTS_FILE), {"run_id": runs[2].run_id, "status": "ok",
                                                "config": {**configs[runs[2].run_id], "n_embd": 16}})
     assert sweep_script.main(["--name=x", f"--out_root={tmp_path}", "--variants=baseline", "--seeds=1,2,3",
-                              "--iters=10", "--n_embd=32", "--dry_run"]) == 0
+                              "--iters=10", "--n_embd=32", f"--data_dir={char_data}", "--dry_run"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split(None, 1) == [runs[0].run_id, "other settings (n_embd=16, now 32)"]
     assert lines[1].split() == [runs[1].run_id, "ok"]  # another device is the same run
@@ -544,6 +546,7 @@ def test_dry_run_shows_runs_held_with_other_settings(tmp_path, capsys):
     assert lines[-1].startswith("2 of them the folder holds trained with other settings")
 
     assert run_best_advanced_1k.main([f"--out_root={tmp_path}", "--name=x", "--variants=baseline", "--seeds=3",
-                                      "--iters=10", "--n_embd=32", "--dry_run", f"--dataset={configs[runs[0].run_id]['dataset']}"]) == 0
+                                      "--iters=10", "--n_embd=32", f"--data_dir={char_data}", "--dry_run",
+                                      f"--dataset={configs[runs[0].run_id]['dataset']}"]) == 0
     out = capsys.readouterr().out
     assert out.count("other settings (n_embd=16, now 32)") == 2 and f"{runs[1].run_id}" in out

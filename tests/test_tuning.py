@@ -395,12 +395,12 @@ def test_a_report_folder_of_another_experiment_is_refused_also_in_the_older_form
         run_best.check_report_dir(args, str(tmp_path))
 
 
-def test_seed_plan_and_cells_options_are_checked(tmp_path, capsys):
+def test_seed_plan_and_cells_options_are_checked(char_data, tmp_path, capsys):
     """--looks needs --tune and a declared --margin and replaces --seeds; --cells replaces
     --variants x --modes (the dry run plans only the cells asked for and the baseline)."""
     import run_best_advanced_1k as run_best
     from conftest import run_main
-    base = [f"--out_root={tmp_path}", "--iters=10", "--n_embd=32", "--dry_run"]
+    base = [f"--out_root={tmp_path}", f"--data_dir={char_data}", "--iters=10", "--n_embd=32", "--dry_run"]
     for extra, message in [(["--looks=5,10"], "--looks goes with --tune=True"),
                            (["--tune", "--looks=5,10"], "--looks needs --margin"),
                            (["--tune", "--looks=5,10", "--margin=0.5", "--seeds=5"], "replaces --seeds"),
