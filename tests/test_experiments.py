@@ -120,8 +120,9 @@ def test_failed_run_is_recorded_and_the_sweep_goes_on(char_data, tmp_path):
     config_dir.mkdir()
     for name in ("experiment_base.py", "baseline.py", "value_centered.py"):
         shutil.copy(os.path.join(REPO_ROOT, "config", name), config_dir)
-    # a valid config that fails when the run starts: float16 needs CUDA
-    (config_dir / "half.py").write_text('include("experiment_base.py")\ncenter_v = True\ndtype = "float16"\n')
+    # a valid config that fails when the run starts: a model too large for this machine's memory
+    # (the sweep checks device, dtype and data before it starts; sizes are the trainer's check)
+    (config_dir / "half.py").write_text('include("experiment_base.py")\ncenter_v = True\nvocab_multiple = 10 ** 12\n')
     args = ["--name=f", f"--out_root={tmp_path}", "--variants=baseline,half,value_centered", "--modes=adaptive",
             "--seeds=1", "--iters=20", f"--config_dir={config_dir}", f"--data_dir={char_data}", *TINY]
     r = subprocess.run(sweep(args), capture_output=True, text=True, env=ENV, timeout=300)
@@ -131,7 +132,7 @@ def test_failed_run_is_recorded_and_the_sweep_goes_on(char_data, tmp_path):
     assert by_id["half-adaptive-s1-i20"]["status"] == "failed"
     assert by_id["half-adaptive-s1-i20"]["returncode"] == 2
     assert by_id["baseline-none-s1-i20"]["status"] == by_id["value_centered-adaptive-s1-i20"]["status"] == "ok"
-    assert "float16 needs CUDA" in (tmp_path / "f" / "half-adaptive-s1-i20" / "train.log").read_text()
+    assert "GiB to train" in (tmp_path / "f" / "half-adaptive-s1-i20" / "train.log").read_text()
 
     # the same sweep with other settings: its finished runs (records) and started ones (run.json)
     # are not reused or resumed under the same ids, and nothing is touched
@@ -362,7 +363,7 @@ with open(os.path.join(out, f"env-{rank}.json"), "w") as f:
 
 
 @pytest.mark.slow  # starts training subprocesses
-def test_each_running_job_gets_its_own_gpus(tmp_path, monkeypatch):
+def test_each_running_job_gets_its_own_gpus(char_data, tmp_path, monkeypatch):
     """What the local executor gives each child, seen by the child: its GPUs and threads. A stand-in
     trainer reports its environment (no GPU here); the GPU count is given with gpus=."""
     from configurator import ConfigError
@@ -374,8 +375,8 @@ def test_each_running_job_gets_its_own_gpus(tmp_path, monkeypatch):
     trainer.write_text(STAND_IN_TRAINER)
     runs = plan_runs(["baseline"], [], [1, 2, 3, 4], [10])
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # which would cap the threads
-    records = run_sweep("g", runs, str(tmp_path), jobs=2, nproc=2, gpus=["0", "1", "2", "3"], cpus=8,
-                        trainer=str(trainer), log=lambda *a: None)
+    records = run_sweep("g", runs, str(tmp_path), overrides=[f"--data_dir={char_data}"], jobs=2, nproc=2,
+                        gpus=["0", "1", "2", "3"], cpus=8, trainer=str(trainer), log=lambda *a: None)
     assert all(r["status"] == "ok" for r in records.values()) and len(records) == 4
     seen = []
     for run in runs:
