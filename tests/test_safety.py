@@ -278,7 +278,7 @@ def test_kill_during_first_checkpoint_write_then_restart(tiny_config, tmp_path):
 
     command = [sys.executable, "train.py", *cli_args(cfg)]
     r = subprocess.run(command + ["--init_from=resume"], cwd=REPO_ROOT, capture_output=True, text=True, env=ENV)
-    assert r.returncode == 1 and "stopped before its first checkpoint" in r.stderr and "--overwrite=True" in r.stderr
+    assert r.returncode == 2 and "stopped before its first checkpoint" in r.stderr and "--overwrite=True" in r.stderr
     r = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, env=ENV)
     assert r.returncode == 2 and "already holds a run (metrics.jsonl)" in r.stderr
     r = subprocess.run(command + ["--overwrite=True"], cwd=REPO_ROOT, capture_output=True, text=True, env=ENV)
