@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, flip_bytes_in_tensor
 
 SCRIPTS = os.path.join(REPO_ROOT, "scripts")
 TINY = ["--n_layer=1", "--n_head=2", "--n_embd=16", "--block_size=16", "--batch_size=4",
@@ -86,6 +86,29 @@ def test_background_sweep_stops_on_sigterm_and_stops_its_runs(char_data, tmp_pat
     assert not (tmp_path / "bg" / "results.jsonl").exists()  # an interrupted run leaves no record
     log = (tmp_path / "bg" / "baseline-none-s1-i100000" / "train.log").read_text()
     assert "KeyboardInterrupt" in log[len(trainer_log):]  # it was interrupted, not killed
+
+
+@pytest.mark.slow
+def test_a_corrupt_checkpoint_fails_its_run_and_is_never_recorded_as_diverged(char_data, tmp_path):
+    """Bytes flipped inside a tensor of an interrupted run's ckpt.pt would have it resume on NaN
+    weights and stop "diverged" (exit 3), a final record that tuning reads as "rate not eligible":
+    the checksum makes it a failed run (exit 2), which the next command tries again."""
+    args = ["--name=c", f"--out_root={tmp_path}", "--variants=baseline", "--seeds=1", "--iters=100000",
+            f"--data_dir={char_data}", *TINY]
+    run_dir = tmp_path / "c" / "baseline-none-s1-i100000"
+    proc = subprocess.Popen(sweep(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    deadline = time.time() + 120
+    while not (run_dir / "ckpt.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    flip_bytes_in_tensor(str(run_dir / "ckpt.pt"))
+    r = subprocess.run(sweep(args), capture_output=True, text=True, env=ENV, timeout=300)
+    assert r.returncode == 1 and "baseline-none-s1-i100000 (failed, exit 2)" in r.stderr
+    [record] = results(tmp_path / "c" / "results.jsonl")
+    assert record["status"] == "failed" and record["returncode"] == 2
+    assert f"error: checkpoint {run_dir / 'ckpt.pt'} is corrupt" in (run_dir / "train.log").read_text()
 
 
 def test_stopping_a_run_that_still_ignores_sigint_takes_sigterm_not_the_kill_grace(tmp_path):
