@@ -41,7 +41,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from configurator import ConfigError, UserError, given_keys, run_command
 from cpu_runtime import retain_freed_memory
 from data.text_sources import dataset_fingerprint
-from files import append_jsonl, read_jsonl, rewrite_jsonl, write_atomically
+from files import FileLock, LockHeld, append_jsonl, read_jsonl, rewrite_jsonl, write_atomically
 from model import GPT, GPTConfig
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -566,6 +566,7 @@ def final_test_record(model, data, best_path, batch_size, rt):
 # Run folders and resuming: nothing a user made is silently replaced or mislabelled
 
 RUN_FILES = ("ckpt.pt", "best.pt", "metrics.jsonl")  # a folder with any of these holds a run
+RUN_LOCK = "train.lock"  # held (files.FileLock) by the one trainer of a run folder while it runs
 TEMPORARY_FILE = re.compile(r"\.tmp\.(\d+)$")  # files.write_atomically's, ending in the writer's PID
 
 
@@ -704,7 +705,17 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
     and TrainingDiverged for the command line to report. on_step(cfg, iter_num, model, loss, lr),
     if given, is called on every process after each backward pass, with the unscaled, unclipped
     gradients in place (for detailed logging). announce(cfg), if given, is called once (rank 0)
-    with the configuration that actually trains (on resume: the checkpoint's, with overrides)."""
+    with the configuration that actually trains (on resume: the checkpoint's, with overrides).
+    The run folder has one trainer at a time: its lock (RUN_LOCK) is held for the run's whole life,
+    and a second trainer on the folder is refused before it changes anything."""
+    owner = FileLock(os.path.join(cfg.out_dir, RUN_LOCK))  # taken once the folder is checked
+    try:
+        return _train(cfg, owner, model_cls, model_config_cls, log, on_step, announce)
+    finally:
+        owner.release()
+
+
+def _train(cfg, owner, model_cls, model_config_cls, log, on_step, announce):
     ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
     best_path = os.path.join(cfg.out_dir, "best.pt")
     ckpt, changes = None, {}
@@ -720,6 +731,12 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
         cfg = dataclasses.replace(cfg, init_from="resume")  # the model starts from the checkpoint
     replaced = check_out_dir(cfg)  # refuses early; deletes nothing
     rt = setup_runtime(cfg)
+    if rt.master and not cfg.eval_only:  # evaluation only reads; under DDP rank 0 holds it for all
+        try:
+            owner.acquire()
+        except LockHeld as e:
+            raise TrainingError(f"another trainer is running in {cfg.out_dir} (pid {e.holder}): wait for it to end, "
+                                f"or stop it first (two trainers would interleave one run's records)") from None
     say = log if rt.master else (lambda *a, **k: None)
     torch.manual_seed(cfg.seed + rt.rank)  # dropout differs per rank; data sampling does not use it
     data = TokenData(cfg.data_dir or os.path.join(REPO_ROOT, "data", cfg.dataset), cfg.block_size)

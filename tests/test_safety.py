@@ -148,6 +148,38 @@ def test_resume_after_a_torn_metrics_line(tiny_config, capsys):
     assert code == 1 and err == f"error: {metrics}:3 is not a JSON record (a corrupt line before the last: repair or remove it)\n"
 
 
+def test_a_run_folder_has_one_trainer_at_a_time(tiny_config, capsys):
+    """A trainer holds its folder's lock for the run's whole life; a second one on the folder (a
+    sweep run again while the first one's trainers still run) is refused in one line, exit 1,
+    before it deletes, truncates or appends anything. The lock goes with the process."""
+    from files import lock_holder
+    lock = os.path.join(tiny_config.out_dir, train_module.RUN_LOCK)
+    seen = []
+    cfg = dataclasses.replace(tiny_config, max_iters=4, eval_interval=2)
+    train(cfg, log=lambda *a: None, on_step=lambda *a: seen.append(lock_holder(lock)))
+    assert seen and all(h.startswith(f"{os.getpid()} on ") for h in seen)  # held while it trains
+    assert lock_holder(lock) is None  # and released at the end
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from files import FileLock\n"
+                               f"with FileLock({lock!r}):\n    print('held', flush=True); time.sleep(60)"],
+                              cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True, env=ENV)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = {name: Path(cfg.out_dir, name).read_bytes() for name in train_module.RUN_FILES}
+        for extra in (["--init_from=resume", "--max_iters=6"], ["--overwrite=True"]):
+            code, out, err = run_main(train_module.main, cli_args(cfg) + extra, capsys)
+            assert code == 1 and err.count("\n") == 1 and "step" not in out and "deleting" not in out
+            assert err.startswith(f"error: another trainer is running in {cfg.out_dir} (pid {holder.pid} on ")
+        assert {name: Path(cfg.out_dir, name).read_bytes() for name in train_module.RUN_FILES} == before
+        code, out, _ = run_main(train_module.main, cli_args(cfg) + ["--eval_only=True"], capsys)
+        assert code == 0 and "step 4" in out  # evaluation only reads: it needs no lock
+    finally:
+        holder.kill()
+        holder.wait()
+    code, _, err = run_main(train_module.main, cli_args(cfg) + ["--init_from=resume", "--max_iters=6"], capsys)
+    assert code == 0, err  # the killed holder's lock went with it
+    assert iters_of(cfg.out_dir) == [0, 2, 4, 6]
+
+
 def test_overwrite_with_resume_is_refused(tiny_config, capsys):
     code, _, err = run_main(train_module.main, cli_args(tiny_config) + ["--init_from=resume", "--overwrite=True"], capsys)
     assert code == 2 and err.startswith("error: --overwrite=True would delete the run")
@@ -346,7 +378,7 @@ def test_kill_during_first_checkpoint_write_then_restart(tiny_config, tmp_path):
                        capture_output=True, text=True, env=ENV, timeout=120)
     assert r.returncode == -9
     left = sorted(os.listdir(cfg.out_dir))
-    assert left[0] == "best.pt.tmp." + left[0].rsplit(".", 1)[1] and left[1:] == ["metrics.jsonl"]
+    assert left[0] == "best.pt.tmp." + left[0].rsplit(".", 1)[1] and left[1:] == ["metrics.jsonl", "train.lock"]
 
     command = [sys.executable, "train.py", *cli_args(cfg)]
     r = subprocess.run(command + ["--init_from=resume"], cwd=REPO_ROOT, capture_output=True, text=True, env=ENV)
@@ -355,7 +387,7 @@ def test_kill_during_first_checkpoint_write_then_restart(tiny_config, tmp_path):
     assert r.returncode == 2 and "already holds a run (metrics.jsonl)" in r.stderr
     r = subprocess.run(command + ["--overwrite=True"], cwd=REPO_ROOT, capture_output=True, text=True, env=ENV)
     assert r.returncode == 0, r.stderr
-    assert sorted(os.listdir(cfg.out_dir)) == ["best.pt", "ckpt.pt", "metrics.jsonl"]  # the stale file is gone
+    assert sorted(os.listdir(cfg.out_dir)) == ["best.pt", "ckpt.pt", "metrics.jsonl", "train.lock"]  # the stale file is gone
     assert iters_of(cfg.out_dir) == iters_of(straight.out_dir) == [0, 2, 4]  # no duplicated iteration 0
     a, b = (load_checkpoint(os.path.join(d, "ckpt.pt"))["model"] for d in (cfg.out_dir, straight.out_dir))
     assert all(torch.equal(a[k], b[k]) for k in a)
