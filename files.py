@@ -2,6 +2,8 @@
 Files that a crash, a kill or a full disk must not leave corrupt, written and read in one place:
 
 - write_atomically: a whole file (a checkpoint, a rewritten log) replaced in one step.
+- FileLock: a folder owned by one process at a time (a sweep folder, a run folder), released by
+  the kernel however the process ends.
 - JSON lines (metrics.jsonl, a sweep's results.jsonl, detailed.jsonl): one record per line, each
   appended whole in a single write under an exclusive lock. A write cut short (a full disk, a
   kill) can leave only a torn LAST line: read_jsonl drops it with one warning line, and
@@ -13,6 +15,7 @@ import fcntl
 import gzip
 import json
 import os
+import socket
 import sys
 
 from configurator import UserError
@@ -130,3 +133,69 @@ def append_jsonl(path, record, sync=False):
 def rewrite_jsonl(path, records):
     """Replace a JSON-lines file with these records, atomically."""
     write_atomically(path, lambda f: f.write(b"".join((json.dumps(r) + "\n").encode("utf-8") for r in records)))
+
+
+class LockHeld(Exception):
+    """Another process holds the lock; holder is what it wrote in the file ("<pid> on <host>")."""
+
+    def __init__(self, holder):
+        super().__init__(holder)
+        self.holder = holder
+
+
+class FileLock:
+    """An exclusive lock (flock) on a file, taken without waiting, with the holder's PID and host
+    written inside for whoever finds it taken (LockHeld). Held until release() or the end of the
+    process: the kernel releases it however the process dies, SIGKILL included, so the file of a
+    dead holder is simply taken over. The file itself stays: deleting it would let two processes
+    each lock a file of that name."""
+
+    def __init__(self, path):
+        self.path = path
+        self.fd = None
+
+    def acquire(self):
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise LockHeld(holder) from None
+        except OSError as e:  # a file system without locks
+            os.close(fd)
+            raise UserError(f"cannot lock {self.path}: {e.strerror or e}") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()} on {socket.gethostname()}\n".encode())
+        self.fd = fd
+        return self
+
+    def release(self):
+        if self.fd is not None:
+            os.ftruncate(self.fd, 0)
+            os.close(self.fd)  # releases the lock
+            self.fd = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def lock_holder(path):
+    """Who holds the lock on path ("<pid> on <host>"), or None when no process does (the lock is
+    taken for an instant to find out; no file is created)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return None
+    except BlockingIOError:
+        return os.read(fd, 200).decode(errors="replace").strip() or "unknown"
+    except OSError:  # a file system without locks: no holder to find (a trainer says it cannot lock)
+        return None
+    finally:
+        os.close(fd)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import torch
 
 from configurator import ConfigError, run_command
-from train import REPO_ROOT, TrainConfig, check_device, load_checkpoint, model_from_checkpoint, pick_device
+from train import (REPO_ROOT, TrainConfig, check_device, load_checkpoint, model_from_checkpoint, pick_device,
+                   vocabulary_difference)
 
 
 @dataclass
@@ -60,7 +61,9 @@ def make_codec(meta):
 
 def check_dataset(ckpt, path):
     """Prompts are encoded and samples decoded with the vocabulary the checkpoint carries. Fails in
-    one line when it carries none; notes when its training data folder now holds another dataset."""
+    one line when it carries none, or another one than the dataset of its fingerprint (one of the
+    two was edited: samples would show the wrong characters); notes when its training data folder
+    now holds another dataset."""
     meta = ckpt.get("dataset_meta", {})
     if "tokenizer" not in meta or (meta["tokenizer"] == "char" and "chars" not in meta):
         raise ConfigError(f"{path} carries no vocabulary (dataset_meta): it cannot be sampled as text")
@@ -68,7 +71,13 @@ def check_dataset(ckpt, path):
     data_dir = config.get("data_dir") or os.path.join(REPO_ROOT, "data", config.get("dataset", ""))
     if meta.get("fingerprint") and os.path.isfile(os.path.join(data_dir, "meta.json")):
         with open(os.path.join(data_dir, "meta.json"), encoding="utf-8") as f:
-            now = json.load(f).get("fingerprint")
+            data_meta = json.load(f)
+        now = data_meta.get("fingerprint")
+        differ = vocabulary_difference(meta, data_meta)
+        if now == meta["fingerprint"] and differ:
+            raise ConfigError(f"{path} carries another vocabulary than {data_dir}, the dataset it was trained on "
+                              f"(its {', '.join(differ)} differ): one of them was edited, and samples would show the "
+                              f"wrong characters; check that dataset (its prepare script, with --force, restores it)")
         if now and now != meta["fingerprint"]:
             print(f"note: {data_dir} now holds another dataset than {path} was trained on "
                   f"(fingerprint {meta['fingerprint'][:12]}, now {now[:12]}); sampling uses the "

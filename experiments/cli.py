@@ -153,15 +153,16 @@ def print_plan(runs, sweep_dir, configs):
 
 def report(records, runs, sweep_dir):
     """Print how the sweep ended; returns the exit status: 0 when every run finished ok (or is
-    still queued), 1 when some did not, naming them."""
+    still queued or running: a Slurm job, or a trainer an earlier sweep left running), 1 when
+    some did not, naming them."""
     waiting = [r.run_id for r in runs if r.run_id not in records]
     not_ok = [r for r in records.values() if r["status"] != "ok"]
     still = f", {len(waiting)} queued or running" if waiting else ""
     print(f"done: {len(records) - len(not_ok)} ok, {len(not_ok)} not ok{still}; "
           f"results in {os.path.join(sweep_dir, 'results.jsonl')}")
     if waiting:
-        print(f"{len(waiting)} runs are queued or running on Slurm: run the same command again "
-              f"(or with --wait) to collect their results")
+        print(f"{len(waiting)} runs are queued or running (Slurm jobs, or trainers of an earlier sweep): run the "
+              f"same command again (on Slurm, or with --wait) to collect their results")
     return name_not_ok(not_ok, len(runs), sweep_dir)
 
 

@@ -1,24 +1,27 @@
 """
 Doing the runs of a plan, with one executor or another, into one sweep folder:
 
-    <out_root>/<name>/<run id>/   ckpt.pt, best.pt, metrics.jsonl (train.py), train.log, run.json
+    <out_root>/<name>/<run id>/   ckpt.pt, best.pt, metrics.jsonl, train.lock (train.py), train.log, run.json
     <out_root>/<name>/results.jsonl   one record per finished run (experiments.records)
     <out_root>/<name>/sweep.lock      held by the sweep command while it runs
 
 Each run is a subprocess of train_advanced_centered.py (or of torchrun with nproc > 1), started
 in the directory the sweep was started from. A run with a checkpoint resumes from it; any other
 run starts fresh. Runs with a final record (ok or diverged) are not run again; failed ones are.
+A run's trainer dies with the sweep command that started it, even one killed by SIGKILL (Linux);
+where that cannot be arranged, a run whose trainer still holds its folder's lock (train.py's
+RUN_LOCK) is not started again while it runs.
 Executors: "local" (experiments.local: N runs at once on this machine) and "slurm"
 (experiments.slurm: one Slurm job per run, through submitit). A sweep with the local executor
 refuses to start while runs it would do are still queued or running as Slurm jobs of the folder.
 """
 
+import ctypes
 import dataclasses
-import fcntl
 import json
 import os
 import shlex
-import socket
+import signal
 import subprocess
 import sys
 import time
@@ -27,13 +30,46 @@ from dataclasses import dataclass
 from configurator import ConfigError, UserError
 from experiments.plan import BASELINE_MODE, CONFIG_DIR, check_plan
 from experiments.records import FINAL_STATUSES, RESULTS_FILE, append_record, provenance, read_results, summarize
-from train import REPO_ROOT, SESSION_KEYS, TrainConfig
+from files import FileLock, LockHeld, lock_holder
+from train import REPO_ROOT, RUN_LOCK, SESSION_KEYS, TrainConfig
 
 TRAINER = os.path.join(REPO_ROOT, "train_advanced_centered.py")
 LOCK_FILE = "sweep.lock"
 # train.py refuses a fresh run into a folder that holds a run unless --overwrite=True; a trainer
 # without that key (older train.py) needs no such flag.
 TRAINER_HAS_OVERWRITE = "overwrite" in {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def libc_prctl():
+    """Linux's prctl, or None (another system, or a libc without it)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+PRCTL = libc_prctl()  # looked up here: the child between fork and exec only calls it
+PR_SET_PDEATHSIG = 1
+
+
+def dies_with_this_process():
+    """A preexec_fn that has the child sent SIGTERM when this process ends, however it ends: a sweep
+    killed with SIGKILL cannot stop its runs itself, and its trainers would go on (in their own
+    session) while a rerun started them again. The signal follows the thread that starts the
+    child: the sweep's main thread. Where prctl does not exist (not Linux): None, and the run
+    folder's lock still keeps a rerun from starting a second trainer beside a live one."""
+    if PRCTL is None:
+        return None
+    parent = os.getpid()
+
+    def arm():
+        PRCTL(PR_SET_PDEATHSIG, int(signal.SIGTERM))  # torchrun, on SIGTERM, stops its workers too
+        if os.getppid() != parent:  # the sweep died before that: nothing would signal this child
+            os._exit(1)
+
+    return arm
 
 
 @dataclass(frozen=True)
@@ -98,7 +134,8 @@ class Sweep:
         # own process group (locally): Ctrl-C reaches the sweep, which then stops its runs itself
         # with SIGINT (the trainer listens to it even where it was started with SIGINT ignored)
         process = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, cwd=self.cwd,
-                                   env={**os.environ, **env_changes}, start_new_session=new_session)
+                                   env={**os.environ, **env_changes}, start_new_session=new_session,
+                                   preexec_fn=dies_with_this_process())
         return Attempt(run, process, log_file, time.time(), made)
 
     def finish(self, attempt, returncode):
@@ -127,31 +164,18 @@ def child_environment(threads, gpus):
     return env
 
 
-class SweepLock:
-    """sweep.lock, held (flock) by the one sweep command working on a folder, with its PID inside.
-    The lock goes with the process: the file of a sweep that died is simply taken over."""
+class SweepLock(FileLock):
+    """sweep.lock, held (files.FileLock) by the one sweep command working on a folder."""
 
     def __init__(self, sweep_dir):
-        self.path = os.path.join(sweep_dir, LOCK_FILE)
-        self.fd = None
+        super().__init__(os.path.join(sweep_dir, LOCK_FILE))
 
-    def __enter__(self):
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+    def acquire(self):
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 200).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise UserError(f"another sweep is running in {os.path.dirname(self.path)} (pid {holder}); "
+            return super().acquire()
+        except LockHeld as e:
+            raise UserError(f"another sweep is running in {os.path.dirname(self.path)} (pid {e.holder}); "
                             f"wait for it to end, or stop it first") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()} on {socket.gethostname()}\n".encode())
-        self.fd = fd
-        return self
-
-    def __exit__(self, *exc):
-        os.ftruncate(self.fd, 0)
-        os.close(self.fd)  # releases the lock
 
 
 def other_settings(sweep, run, done):
@@ -198,6 +222,18 @@ def refuse_runs_on_slurm(sweep_dir, todo, done):
                         f"(scancel) before running them here")
 
 
+def trainers_alive(sweep, runs):
+    """{run id: its trainer ("<pid> on <host>")} for the runs whose folder's lock a trainer still
+    holds: one an earlier sweep started and could not stop (killed where its trainers do not die
+    with it). Starting such a run again would put two trainers in one folder."""
+    alive = {}
+    for run in runs:
+        holder = lock_holder(os.path.join(sweep.run_dir(run), RUN_LOCK))
+        if holder is not None:
+            alive[run.run_id] = holder
+    return alive
+
+
 def make_executor(executor, jobs=1, nproc=1, gpus=None, cpus=None, slurm=None):
     if executor == "local":
         from experiments.local import LocalExecutor
@@ -242,10 +278,17 @@ def run_sweep(name, runs, out_root, *, executor="local", jobs=1, nproc=1, overri
         if conflict:
             raise ConfigError(conflict)
         todo = [r for r in runs if done.get(r.run_id, {}).get("status") not in FINAL_STATUSES]
+        alive = {}
         if runner.name != "slurm":  # the Slurm executor itself never submits a run twice
             refuse_runs_on_slurm(sweep_dir, todo, done)
-        log(f"sweep {name}: {len(runs)} runs, {len(runs) - len(todo)} already done, {len(todo)} to do "
+            alive = trainers_alive(sweep, todo)
+        if alive:
+            log(f"{len(alive)} runs not started: their trainers are still running ("
+                + "; ".join(f"{k}: pid {v}" for k, v in alive.items())
+                + "); run the same command again once they have ended, to collect them")
+            todo = [r for r in todo if r.run_id not in alive]
+        log(f"sweep {name}: {len(runs)} runs, {len(runs) - len(todo) - len(alive)} already done, {len(todo)} to do "
             f"({runner.describe()})")
-        pending = runner.execute(sweep, todo, wait=wait, log=log)
+        pending = runner.execute(sweep, todo, wait=wait, log=log) | set(alive)
         done = read_results(sweep_dir)
     return {r.run_id: done[r.run_id] for r in runs if r.run_id in done and r.run_id not in pending}

@@ -81,6 +81,19 @@ def warm_up(model, steps=3, vocab_size=40, block_size=16):
     return model.eval()
 
 
+def flip_bytes_in_tensor(path, name="transformer.h.0.mlp.c_fc.weight"):
+    """Damage a checkpoint file as a bad disk or copy would: 16 bytes in the middle of one model
+    tensor's data set to 0xff (four NaNs in float32), the rest of the file as it was."""
+    raw = torch.load(path, weights_only=True)["model"][name].contiguous().view(torch.uint8).numpy().tobytes()
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
+    at = data.find(raw)
+    assert at >= 0 and data.find(raw, at + 1) < 0, "the tensor's bytes are not found once in the file"
+    data[at + len(raw) // 2:at + len(raw) // 2 + 16] = b"\xff" * 16
+    with open(path, "wb") as f:
+        f.write(data)
+
+
 def run_main(main, argv, capsys):
     """A script's main(argv) in this process (no interpreter start, no torch import: seconds
     saved per call) -> (exit status, stdout, stderr), as the command line would end."""

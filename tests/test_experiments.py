@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, flip_bytes_in_tensor
 
 SCRIPTS = os.path.join(REPO_ROOT, "scripts")
 TINY = ["--n_layer=1", "--n_head=2", "--n_embd=16", "--block_size=16", "--batch_size=4",
@@ -86,6 +86,107 @@ def test_background_sweep_stops_on_sigterm_and_stops_its_runs(char_data, tmp_pat
     assert not (tmp_path / "bg" / "results.jsonl").exists()  # an interrupted run leaves no record
     log = (tmp_path / "bg" / "baseline-none-s1-i100000" / "train.log").read_text()
     assert "KeyboardInterrupt" in log[len(trainer_log):]  # it was interrupted, not killed
+
+
+@pytest.mark.slow
+def test_a_corrupt_checkpoint_fails_its_run_and_is_never_recorded_as_diverged(char_data, tmp_path):
+    """Bytes flipped inside a tensor of an interrupted run's ckpt.pt would have it resume on NaN
+    weights and stop "diverged" (exit 3), a final record that tuning reads as "rate not eligible":
+    the checksum makes it a failed run (exit 2), which the next command tries again."""
+    args = ["--name=c", f"--out_root={tmp_path}", "--variants=baseline", "--seeds=1", "--iters=100000",
+            f"--data_dir={char_data}", *TINY]
+    run_dir = tmp_path / "c" / "baseline-none-s1-i100000"
+    proc = subprocess.Popen(sweep(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    deadline = time.time() + 120
+    while not (run_dir / "ckpt.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    flip_bytes_in_tensor(str(run_dir / "ckpt.pt"))
+    r = subprocess.run(sweep(args), capture_output=True, text=True, env=ENV, timeout=300)
+    assert r.returncode == 1 and "baseline-none-s1-i100000 (failed, exit 2)" in r.stderr
+    [record] = results(tmp_path / "c" / "results.jsonl")
+    assert record["status"] == "failed" and record["returncode"] == 2
+    assert f"error: checkpoint {run_dir / 'ckpt.pt'} is corrupt" in (run_dir / "train.log").read_text()
+
+
+def process_runs(pid):
+    """Whether process pid is alive (a zombie nobody has reaped yet is not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def eval_iters(run_dir):
+    return [r["iter"] for r in results(run_dir / "metrics.jsonl") if r["type"] == "eval"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="trainers die with their sweep through Linux's prctl")
+def test_sweep_killed_with_sigkill_and_rerun_at_once_has_one_trainer_per_run(char_data, tmp_path):
+    """SIGKILL gives a sweep no chance to stop its trainers (each runs in its own session): they die
+    with it, so the same command run again at once resumes every run with one trainer, and each
+    run ends with one record and one eval record per evaluation (not two trainers' interleaved)."""
+    # long enough that trainers left running would still run beside the rerun's (else they finish first)
+    args = ["--name=k", f"--out_root={tmp_path}", "--variants=baseline", "--seeds=1,2", "--iters=2000", "--jobs=2",
+            f"--data_dir={char_data}", *TINY, "--eval_interval=100", "--log_interval=100"]
+    run_dirs = [tmp_path / "k" / f"baseline-none-s{s}-i2000" for s in (1, 2)]
+    proc = subprocess.Popen(sweep(args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    deadline = time.time() + 120
+    while not all((d / "ckpt.pt").exists() for d in run_dirs) and time.time() < deadline:
+        time.sleep(0.05)
+    trainers = [int((d / "train.lock").read_text().split()[0]) for d in run_dirs]
+    assert all(process_runs(pid) for pid in trainers)
+    proc.kill()
+    proc.wait()
+    rerun = subprocess.Popen(sweep(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    deadline = time.time() + 10
+    while any(process_runs(pid) for pid in trainers) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not any(process_runs(pid) for pid in trainers)  # they died with the sweep, not at their runs' end
+    out, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err
+    assert "0 already done, 2 to do" in out and "not started" not in out
+    records = results(tmp_path / "k" / "results.jsonl")
+    assert sorted(x["run_id"] for x in records) == [d.name for d in run_dirs]
+    assert all(x["status"] == "ok" for x in records)
+    for d in run_dirs:
+        assert eval_iters(d) == list(range(0, 2001, 100))
+        assert "resuming from" in (d / "train.log").read_text()
+
+
+@pytest.mark.slow
+def test_a_run_whose_trainer_still_runs_is_not_started_again(char_data, tmp_path):
+    """Where trainers cannot be made to die with their sweep, one an earlier sweep left running
+    holds its run folder's lock: the sweep says so in one line and starts the other runs."""
+    run_dir = tmp_path / "s" / "baseline-none-s1-i20"
+    run_dir.mkdir(parents=True)
+    lock = str(run_dir / "train.lock")
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from files import FileLock\n"
+                               f"with FileLock({lock!r}):\n    print('held', flush=True); time.sleep(60)"],
+                              cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True, env=ENV)
+    args = ["--name=s", f"--out_root={tmp_path}", "--variants=baseline", "--seeds=1,2", "--iters=20",
+            f"--data_dir={char_data}", *TINY]
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        r = subprocess.run(sweep(args), capture_output=True, text=True, env=ENV, timeout=300)
+        assert r.returncode == 0, r.stderr
+        said = [line for line in r.stdout.splitlines() if "not started" in line]
+        assert said == [f"1 runs not started: their trainers are still running (baseline-none-s1-i20: pid "
+                        f"{holder.pid} on {os.uname().nodename}); run the same command again once they have "
+                        f"ended, to collect them"]
+        assert "1 queued or running" in r.stdout
+        assert [x["run_id"] for x in results(tmp_path / "s" / "results.jsonl")] == ["baseline-none-s2-i20"]
+        assert os.listdir(run_dir) == ["train.lock"]  # nothing started there
+    finally:
+        holder.kill()
+        holder.wait()
+    r = subprocess.run(sweep(args), capture_output=True, text=True, env=ENV, timeout=300)
+    assert r.returncode == 0 and "1 already done, 1 to do" in r.stdout, r.stderr
+    assert eval_iters(run_dir) == [0, 10, 20]
 
 
 def test_stopping_a_run_that_still_ignores_sigint_takes_sigterm_not_the_kill_grace(tmp_path):

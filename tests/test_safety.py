@@ -148,6 +148,38 @@ def test_resume_after_a_torn_metrics_line(tiny_config, capsys):
     assert code == 1 and err == f"error: {metrics}:3 is not a JSON record (a corrupt line before the last: repair or remove it)\n"
 
 
+def test_a_run_folder_has_one_trainer_at_a_time(tiny_config, capsys):
+    """A trainer holds its folder's lock for the run's whole life; a second one on the folder (a
+    sweep run again while the first one's trainers still run) is refused in one line, exit 1,
+    before it deletes, truncates or appends anything. The lock goes with the process."""
+    from files import lock_holder
+    lock = os.path.join(tiny_config.out_dir, train_module.RUN_LOCK)
+    seen = []
+    cfg = dataclasses.replace(tiny_config, max_iters=4, eval_interval=2)
+    train(cfg, log=lambda *a: None, on_step=lambda *a: seen.append(lock_holder(lock)))
+    assert seen and all(h.startswith(f"{os.getpid()} on ") for h in seen)  # held while it trains
+    assert lock_holder(lock) is None  # and released at the end
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from files import FileLock\n"
+                               f"with FileLock({lock!r}):\n    print('held', flush=True); time.sleep(60)"],
+                              cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True, env=ENV)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = {name: Path(cfg.out_dir, name).read_bytes() for name in train_module.RUN_FILES}
+        for extra in (["--init_from=resume", "--max_iters=6"], ["--overwrite=True"]):
+            code, out, err = run_main(train_module.main, cli_args(cfg) + extra, capsys)
+            assert code == 1 and err.count("\n") == 1 and "step" not in out and "deleting" not in out
+            assert err.startswith(f"error: another trainer is running in {cfg.out_dir} (pid {holder.pid} on ")
+        assert {name: Path(cfg.out_dir, name).read_bytes() for name in train_module.RUN_FILES} == before
+        code, out, _ = run_main(train_module.main, cli_args(cfg) + ["--eval_only=True"], capsys)
+        assert code == 0 and "step 4" in out  # evaluation only reads: it needs no lock
+    finally:
+        holder.kill()
+        holder.wait()
+    code, _, err = run_main(train_module.main, cli_args(cfg) + ["--init_from=resume", "--max_iters=6"], capsys)
+    assert code == 0, err  # the killed holder's lock went with it
+    assert iters_of(cfg.out_dir) == [0, 2, 4, 6]
+
+
 def test_overwrite_with_resume_is_refused(tiny_config, capsys):
     code, _, err = run_main(train_module.main, cli_args(tiny_config) + ["--init_from=resume", "--overwrite=True"], capsys)
     assert code == 2 and err.startswith("error: --overwrite=True would delete the run")
@@ -249,6 +281,78 @@ def test_resume_refuses_another_dataset(tiny_config, tmp_path, capsys):
     assert load_checkpoint(os.path.join(cfg.out_dir, "ckpt.pt"))["iter_num"] == 2
 
 
+
+def swap_two_chars(meta):
+    chars = meta["chars"]
+    chars[0], chars[1] = chars[1], chars[0]
+
+
+def cut_train_bin(data_dir):
+    path = os.path.join(data_dir, "train.bin")
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) * 2 // 3)  # whole uint16 tokens: a token file cut short
+
+
+@pytest.mark.parametrize("tamper", ["cut train.bin", "swapped chars", "edited vocab_size"])
+def test_dataset_changed_under_its_meta_is_refused_at_every_start(tiny_config, tmp_path, tamper, capsys):
+    """meta.json's fingerprint is not taken on trust: recomputed from the files at every start
+    and resume, a mismatch is one line naming the folder (exit 2), before anything is written."""
+    data_dir = write_char_dataset(str(tmp_path / "data"), sample_text(20_000))
+    cfg = dataclasses.replace(tiny_config, data_dir=data_dir, max_iters=2, eval_interval=2)
+    assert run_main(train_module.main, cli_args(cfg), capsys)[0] == 0
+    meta_path = os.path.join(data_dir, "meta.json")
+    pristine = {name: Path(data_dir, name).read_bytes() for name in os.listdir(data_dir)}
+    if tamper == "cut train.bin":
+        cut_train_bin(data_dir)
+    else:
+        meta = json.loads(Path(meta_path).read_text(encoding="utf-8"))
+        swap_two_chars(meta) if tamper == "swapped chars" else meta.update(vocab_size=meta["vocab_size"] + 1)
+        Path(meta_path).write_text(json.dumps(meta), encoding="utf-8")
+    before = {name: Path(cfg.out_dir, name).read_bytes() for name in train_module.RUN_FILES}
+    for extra in (["--init_from=resume", "--max_iters=4"], ["--overwrite=True"], ["--eval_only=True"]):
+        code, out, err = run_main(train_module.main, cli_args(cfg) + extra, capsys)
+        assert code == 2 and err.count("\n") == 1, (extra, err)
+        assert err.startswith(f"error: {data_dir} does not match its meta.json") and "prepare script" in err
+        assert "step 0" not in out
+    assert {name: Path(cfg.out_dir, name).read_bytes() for name in train_module.RUN_FILES} == before
+    for name, content in pristine.items():  # restored as it was prepared: the run resumes
+        Path(data_dir, name).write_bytes(content)
+    assert run_main(train_module.main, cli_args(cfg) + ["--init_from=resume", "--max_iters=4"], capsys)[0] == 0
+
+
+def test_dataset_without_fingerprint_still_trains_and_resumes(tiny_config, tmp_path, capsys):
+    data_dir = write_char_dataset(str(tmp_path / "data"), sample_text(20_000))
+    meta_path = Path(data_dir, "meta.json")
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    del meta["fingerprint"]  # as prepared before fingerprints existed
+    meta_path.write_text(json.dumps(meta), encoding="utf-8")
+    cfg = dataclasses.replace(tiny_config, data_dir=data_dir, max_iters=2, eval_interval=2)
+    assert run_main(train_module.main, cli_args(cfg), capsys)[0] == 0
+    assert run_main(train_module.main, cli_args(cfg) + ["--init_from=resume", "--max_iters=4"], capsys)[0] == 0
+    # its checkpoint's vocabulary is still checked against the data's on resume
+    swap_two_chars(meta)
+    meta_path.write_text(json.dumps(meta), encoding="utf-8")
+    code, _, err = run_main(train_module.main, cli_args(cfg) + ["--init_from=resume", "--max_iters=6"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "trained on another dataset" in err and "chars differ" in err
+
+
+def test_sample_refuses_a_checkpoint_whose_vocabulary_is_not_its_datasets(tiny_config, tmp_path, capsys):
+    """A checkpoint that a resume before fingerprints were checked labelled with an edited
+    vocabulary (same fingerprint, other chars) would decode the wrong characters."""
+    import sample
+    data_dir = write_char_dataset(str(tmp_path / "data"), sample_text(20_000))
+    cfg = dataclasses.replace(tiny_config, data_dir=data_dir, max_iters=2, eval_interval=2)
+    train(cfg, log=lambda *a: None)
+    path = os.path.join(cfg.out_dir, "ckpt.pt")
+    ckpt = load_checkpoint(path)
+    swap_two_chars(ckpt["dataset_meta"])
+    train_module.save_checkpoint(ckpt, path)
+    capsys.readouterr()
+    code, out, err = run_main(sample.main, [f"--out_dir={cfg.out_dir}", "--device=cpu", "--num_samples=1",
+                                            "--max_new_tokens=5"], capsys)
+    assert code == 2 and err.count("\n") == 1 and out == ""
+    assert err.startswith(f"error: {path} carries another vocabulary than {data_dir}") and "chars differ" in err
+
 # ----------------------------------------------------------------------------------------------
 # a kill in the middle of the first checkpoint write
 
@@ -274,7 +378,7 @@ def test_kill_during_first_checkpoint_write_then_restart(tiny_config, tmp_path):
                        capture_output=True, text=True, env=ENV, timeout=120)
     assert r.returncode == -9
     left = sorted(os.listdir(cfg.out_dir))
-    assert left[0] == "best.pt.tmp." + left[0].rsplit(".", 1)[1] and left[1:] == ["metrics.jsonl"]
+    assert left[0] == "best.pt.tmp." + left[0].rsplit(".", 1)[1] and left[1:] == ["metrics.jsonl", "train.lock"]
 
     command = [sys.executable, "train.py", *cli_args(cfg)]
     r = subprocess.run(command + ["--init_from=resume"], cwd=REPO_ROOT, capture_output=True, text=True, env=ENV)
@@ -283,7 +387,7 @@ def test_kill_during_first_checkpoint_write_then_restart(tiny_config, tmp_path):
     assert r.returncode == 2 and "already holds a run (metrics.jsonl)" in r.stderr
     r = subprocess.run(command + ["--overwrite=True"], cwd=REPO_ROOT, capture_output=True, text=True, env=ENV)
     assert r.returncode == 0, r.stderr
-    assert sorted(os.listdir(cfg.out_dir)) == ["best.pt", "ckpt.pt", "metrics.jsonl"]  # the stale file is gone
+    assert sorted(os.listdir(cfg.out_dir)) == ["best.pt", "ckpt.pt", "metrics.jsonl", "train.lock"]  # the stale file is gone
     assert iters_of(cfg.out_dir) == iters_of(straight.out_dir) == [0, 2, 4]  # no duplicated iteration 0
     a, b = (load_checkpoint(os.path.join(d, "ckpt.pt"))["model"] for d in (cfg.out_dir, straight.out_dir))
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -149,6 +149,10 @@ def test_dataset_without_test_split_still_trains_with_a_note(tiny_config, tmp_pa
     old = str(tmp_path / "old_data")
     shutil.copytree(tiny_config.data_dir, old)
     os.remove(os.path.join(old, "test.bin"))
+    with open(os.path.join(old, "meta.json"), encoding="utf-8") as f:
+        meta = json.load(f)
+    with open(os.path.join(old, "meta.json"), "w", encoding="utf-8") as f:  # as prepared before the split:
+        json.dump({k: v for k, v in meta.items() if k not in ("fingerprint", "test_tokens")}, f)  # no fingerprint
     lines = []
     summary = train(dataclasses.replace(tiny_config, data_dir=old, max_iters=4, eval_interval=2), log=lines.append)
     notes = [line for line in lines if "test" in line]

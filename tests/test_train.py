@@ -11,7 +11,7 @@ import torch.nn as nn
 import sample as sample_module
 import train as train_module
 from configurator import ConfigError
-from conftest import REPO_ROOT, run_main
+from conftest import REPO_ROOT, flip_bytes_in_tensor, run_main
 from model import GPT
 from train import (TokenData, TrainingError, evaluate, load_checkpoint,
                    load_model_state, save_checkpoint, setup_runtime, train)
@@ -135,7 +135,7 @@ def test_bad_checkpoints_give_clear_errors(tiny_config, tmp_path):
     truncated = str(tmp_path / "truncated.pt")
     with open(good, "rb") as f, open(truncated, "wb") as g:
         g.write(f.read()[:1000])
-    with pytest.raises(TrainingError, match="unreadable"):
+    with pytest.raises(ConfigError, match="unreadable \\(truncated or corrupt\\)"):  # exit 2, as a corrupt one
         load_checkpoint(truncated)
     ckpt = load_checkpoint(good)
     inference_only = os.path.join(str(tmp_path), "folded")
@@ -147,6 +147,29 @@ def test_bad_checkpoints_give_clear_errors(tiny_config, tmp_path):
     other = GPT(train_module.GPTConfig(**{**ckpt["model_args"], "n_embd": 64}))
     with pytest.raises(TrainingError, match="does not match the model"):
         load_model_state(other, ckpt["model"], good)
+
+
+def test_corrupt_checkpoint_is_one_line_and_exit_2_everywhere(tiny_config, tmp_path, capsys):
+    """Bytes flipped inside a tensor: torch.load does not notice, the checksum written with the
+    checkpoint does, in resume, evaluation and sampling alike (never a traceback, a NaN loss, or
+    exit 3: a sweep would record the run as diverged)."""
+    cfg = dataclasses.replace(tiny_config, max_iters=4, eval_interval=2)
+    train(cfg, log=lambda *a: None)
+    path = os.path.join(cfg.out_dir, "ckpt.pt")
+    legacy = str(tmp_path / "legacy.pt")  # as written before checkpoints had a checksum
+    torch.save(load_checkpoint(path), legacy)
+    assert "checksum" not in torch.load(legacy, weights_only=True)
+    assert load_checkpoint(legacy)["iter_num"] == 4
+    flip_bytes_in_tensor(path)
+    assert not torch.isfinite(torch.load(path, weights_only=True)["model"]["transformer.h.0.mlp.c_fc.weight"]).all()
+    with pytest.raises(ConfigError, match=f"checkpoint {path} is corrupt"):
+        load_checkpoint(path)
+    for main, extra in ((train_module.main, ["--init_from=resume", "--max_iters=8"]),
+                        (train_module.main, ["--eval_only=True"]), (sample_module.main, None)):
+        argv = cli_args(cfg) + extra if extra else [f"--out_dir={cfg.out_dir}", "--device=cpu", "--num_samples=1"]
+        status, out, err = run_main(main, argv, capsys)
+        assert status == 2 and err.count("\n") == 1 and "corrupt" in err and "step" not in out, (argv, err)
+    assert [r["iter"] for r in read_metrics(cfg.out_dir) if r["type"] == "eval"] == [0, 2, 4]  # nothing written
 
 
 def test_resume_without_checkpoint_exits_2(tiny_config, capsys):
