@@ -155,8 +155,9 @@ def test_a_failed_selection_run_fails_the_command_and_its_variant_waits(char_dat
     config_dir.mkdir()
     for name in ("experiment_base.py", "baseline.py", "value_centered.py"):
         shutil.copy(os.path.join(REPO_ROOT, "config", name), config_dir)
-    # a valid config that fails when the run starts: float16 needs CUDA
-    (config_dir / "half.py").write_text('include("experiment_base.py")\ncenter_v = True\ndtype = "float16"\n')
+    # a valid config that fails when the run starts: a model too large for the machine's memory
+    # (a device or dtype it lacks is refused before the sweep starts; sizes are the trainer's check)
+    (config_dir / "half.py").write_text('include("experiment_base.py")\ncenter_v = True\nvocab_multiple = 10 ** 12\n')
     r = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "scripts", "run_best_advanced_1k.py"), "--tune",
                         "--rates=1e-2", "--selection_seeds=1", "--seeds=2", "--variants=value_centered,half",
                         "--modes=momentum", "--iters=20", f"--config_dir={config_dir}", f"--out_root={tmp_path}",
