@@ -310,7 +310,7 @@ def test_bad_value_is_one_line_and_exit_2(tiny_config, bad, capsys, monkeypatch)
     assert not os.path.exists(tiny_config.out_dir) and "step 0" not in out
 
 
-@pytest.mark.parametrize("bad", ["--device=gpu", "--out_dir=", "--temperature=0"])
+@pytest.mark.parametrize("bad", ["--device=gpu", "--out_dir=", "--temperature=0", "--window=half"])
 def test_sample_bad_value_is_one_line_and_exit_2(bad, capsys):
     import sample
     code, _, err = run_main(sample.main, [bad], capsys)
