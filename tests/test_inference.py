@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import sample as sample_module
-from conftest import run_main, warm_up
+from conftest import run_main, warm_up, write_char_dataset
 from model import GPT, GPTConfig, KVCache
 from model_advanced_centering import PLACEMENTS, AdvancedGPT, AdvancedGPTConfig, fold_centering
 from sample import SampleConfig, sample
@@ -274,16 +274,56 @@ def test_export_without_transformers_says_how_to_install(capsys, monkeypatch):
     assert status == 1 and err.count("\n") == 1 and "pip install transformers" in err, err
 
 
-def test_hf_export_refuses_a_compact_vocabulary(tmp_path, capsys):
+# a text a tiny model learns in 80 iterations well enough that its greedy continuation varies
+LEARNABLE = "First Citizen:\nBefore we proceed any further, hear me speak.\n\n" * 300
+
+
+def trained_run(kind, tmp_path, tiny_config):
+    """A tiny run on LEARNABLE in characters, GPT-2 BPE, or a compact GPT-2 vocabulary (whose
+    model has padding rows past it: vocab_multiple 8)."""
+    from data.text_sources import write_dataset
+    from gpt2_tokenizer import compact_vocabulary, get_gpt2_encoding, token_byte_lengths
+    data_dir = str(tmp_path / "data")
+    if kind == "char":
+        write_char_dataset(data_dir, LEARNABLE)
+    else:
+        enc = get_gpt2_encoding()
+        ids, meta = enc.encode_ordinary(LEARNABLE), {"tokenizer": "gpt2", "vocab_size": enc.n_vocab,
+                                                       "token_bytes": token_byte_lengths(enc)}
+        if kind == "compact":
+            ids, compact = compact_vocabulary(ids, meta["token_bytes"])
+            meta.update(compact)
+        write_dataset(data_dir, ids, meta)
+    cfg = dataclasses.replace(tiny_config, data_dir=data_dir, max_iters=80, eval_interval=40, learning_rate=1e-2,
+                              min_lr=1e-3, vocab_multiple=8 if kind == "compact" else 1)
+    train(cfg, log=lambda *a: None)
+    return cfg.out_dir
+
+
+@pytest.mark.parametrize("kind", ["char", "bpe", "compact"])
+def test_hf_export_tokenizer_and_pipeline_give_our_greedy_text(kind, tiny_config, tmp_path, capsys, monkeypatch):
     pytest.importorskip("transformers", reason="transformers is optional (pip install transformers)")
-    torch.manual_seed(0)
-    folder = write_checkpoint(GPT(GPTConfig(**BASE)), str(tmp_path / "ckpt"))
-    ckpt = load_checkpoint(os.path.join(folder, "ckpt.pt"))
-    ckpt["dataset_meta"] = {"tokenizer": "gpt2", "vocab_size": 40, "gpt2_ids": list(range(100, 140))}
-    save_checkpoint(ckpt, os.path.join(folder, "ckpt.pt"))
-    status, _, err = run_main(export_hf.main, [f"--in_dir={folder}", f"--out_dir={tmp_path / 'hf'}"], capsys)
-    assert status == 1 and err.count("\n") == 1 and "compact vocabulary (40 of GPT-2's tokens)" in err, err
-    assert not os.path.exists(tmp_path / "hf")
+    from transformers import AutoTokenizer, pipeline
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # everything comes from the export folder
+    run, out_dir = trained_run(kind, tmp_path, tiny_config), str(tmp_path / "hf")
+    status, out, err = run_main(export_hf.main, [f"--in_dir={run}", f"--out_dir={out_dir}"], capsys)
+    assert status == 0 and "and its tokenizer" in out and "does not slide its window" in out, err
+
+    ckpt = load_checkpoint(os.path.join(run, "ckpt.pt"))
+    encode, decode = sample_module.make_codec(ckpt["dataset_meta"])
+    tokenizer = AutoTokenizer.from_pretrained(out_dir)
+    text = LEARNABLE[:LEARNABLE.index("\n\n") + 2] * 3  # whole lines: a compact vocabulary holds their tokens
+    assert tokenizer(text, verbose=False).input_ids == encode(text) and tokenizer.decode(encode(text)) == text
+
+    prompt = "First"
+    new_tokens = 16 - len(encode(prompt)) + 1  # the most that fit: prompt + new tokens - 1 = block_size
+    greedy = SampleConfig(out_dir=run, start=prompt, num_samples=1, max_new_tokens=new_tokens, top_k=1, device="cpu")
+    ours = sample(greedy, lambda *a: None)[0]
+    assert len(set(ours)) > 8, ours  # not one token over and over
+    generator = pipeline("text-generation", model=out_dir, device="cpu")
+    assert generator(prompt, max_new_tokens=new_tokens, do_sample=False)[0]["generated_text"] == ours
+    with pytest.raises(IndexError, match="index out of range"):  # past n_positions: refused, not slid
+        generator(prompt, max_new_tokens=new_tokens + 1, do_sample=False)
 
 
 @pytest.mark.parametrize("kind", ["baseline", "centered"])
