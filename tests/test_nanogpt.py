@@ -13,7 +13,8 @@ import sys
 import pytest
 import torch
 
-import import_nanogpt  # the scripts folder is on sys.path (conftest.py)
+import export_hf  # the scripts folder is on sys.path (conftest.py)
+import import_nanogpt
 import fold_centering as fold_script
 import sample as sample_module
 import train as train_module
@@ -190,6 +191,9 @@ def test_upstream_run_imported_samples_and_resumes_in_ours(work, tmp_path, capsy
     # the fold sees a plain GPT of ours, not a foreign checkpoint
     status, _, err = run_main(fold_script.main, [f"--in_dir={imported}", f"--out_dir={tmp_path / 'f'}"], capsys)
     assert status == 1 and "holds a GPT, not a centered model" in err, err
+    if importlib.util.find_spec("transformers") is not None:  # optional; the export takes it as any plain run
+        status, out, err = run_main(export_hf.main, [f"--in_dir={imported}", f"--out_dir={tmp_path / 'hf'}"], capsys)
+        assert status == 0 and "and its tokenizer (characters)" in out, err
 
 
 def upstream_like_checkpoint(folder):
