@@ -423,6 +423,8 @@ def copy_prepare_scripts(root):
     """The char prepare script and its helpers in a scratch repository, so that default folders
     (data/<dataset>...) land there, not in this checkout."""
     os.makedirs(root / "data" / "shakespeare_char")
+    for name in ("files.py", "configurator.py"):  # text_sources writes meta.pkl through files.py
+        shutil.copy(os.path.join(REPO_ROOT, name), root)
     shutil.copy(os.path.join(REPO_ROOT, "data", "text_sources.py"), root / "data")
     shutil.copy(os.path.join(REPO_ROOT, "data", "shakespeare_char", "prepare.py"), root / "data" / "shakespeare_char")
     return root / "data" / "shakespeare_char" / "prepare.py"
