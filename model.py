@@ -19,9 +19,9 @@ model is unchanged by the sites.
 Generation keeps a key/value cache (KVCache): each new token attends over the stored keys and
 values of the tokens before it instead of recomputing them. That is exact only if every site
 treats each position on its own; a subclass whose sites mix positions (a mean over the batch)
-says so by returning False from `supports_kv_cache()`. Past block_size tokens the cached path
-restarts from the last half window instead of sliding, so long continuations can differ from
-uncached ones (see `GPT.generate`).
+says so by returning False from `supports_kv_cache()`. Past block_size tokens the window slides,
+cached or not, so both give the same tokens; a faster approximation that restarts the cache from
+the last half window is an option (see `GPT.generate`).
 """
 
 import inspect
@@ -294,28 +294,29 @@ class GPT(nn.Module):
         return True
 
     @torch.no_grad()
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None, use_cache=True):
-        """Extend idx (B, T) by max_new_tokens sampled tokens. Call model.eval() first.
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None, use_cache=True,
+                 window="slide"):
+        """Extend idx (B, T) by max_new_tokens sampled tokens (top_k=1: greedy). Call model.eval() first.
 
-        With use_cache (the default, where supports_kv_cache() allows it; otherwise a note is
-        printed once and the cache is off), the prompt is run once and every later step runs only
-        the newest token against the cached keys and values.
-
-        At the window edge the two paths differ. The model takes at most block_size tokens.
-        Without the cache every step sees the last block_size tokens (nanoGPT's sliding window).
-        The cache cannot slide: position embeddings are absolute, so dropping the oldest token
-        moves every other one to a new position and invalidates all cached keys and values, and
-        rebuilding the cache at every step would cost a full-window forward per token, no faster
-        than no cache. So when the cache is full (block_size tokens) it is rebuilt from the last
-        block_size // 2 tokens (one prefill of half a window, at positions 0 onwards), and
-        single-token steps go on until it is full again. Hence:
-          - while every step's context fits, i.e. prompt length + max_new_tokens - 1 <= block_size
-            (so whenever the whole result fits in block_size), both paths see the same tokens at
-            the same positions: the same logits up to float rounding, the same greedy tokens;
-          - past that, each cached token is conditioned on between block_size // 2 and block_size
-            previous tokens, an uncached one on exactly block_size, so long continuations, greedy
-            ones included, may differ from the uncached path after the first window edge.
-        A prompt longer than block_size is cropped to its last block_size tokens on both paths."""
+        The model takes at most block_size tokens: once the sequence is longer, each step sees its
+        last block_size tokens (nanoGPT's sliding window). With use_cache (the default, where
+        supports_kv_cache() allows it; otherwise a note is printed once and the cache is off), the
+        prompt is run once and every later step runs only the newest token against the cached
+        keys and values, as long as the sequence fits in the window. Past it the cache cannot
+        slide: position embeddings are absolute, so dropping the oldest token moves every other
+        one to a new position and changes every cached key and value. window says what happens:
+          - "slide" (the default): every step runs the whole window, as without the cache. The
+            tokens are the uncached path's (the same logits up to float rounding), and past the
+            window the speed is the uncached path's too;
+          - "restart": when the cache is full it is rebuilt from the last block_size // 2 tokens
+            (one prefill of half a window, at positions 0 onwards), and single-token steps go on
+            until it is full again. Faster, but each token is conditioned on between
+            block_size // 2 and block_size previous tokens instead of block_size, so long
+            continuations, greedy ones included, differ from the sliding window after the first
+            window edge.
+        A prompt longer than block_size is cropped to its last block_size tokens on every path."""
+        if window not in ("slide", "restart"):
+            raise ValueError(f"window must be 'slide' or 'restart', got {window!r}")
         if use_cache and not self.supports_kv_cache():
             if not getattr(self, "_kv_cache_note_shown", False):
                 print(f"note: {type(self).__name__} in this mode mixes positions (e.g. centering with batch "
@@ -325,9 +326,10 @@ class GPT(nn.Module):
             use_cache = False
         block_size, cache = self.config.block_size, None
         for _ in range(max_new_tokens):
-            if not use_cache:
+            sliding = window == "slide" and idx.size(1) > block_size  # every position moves: nothing to reuse
+            if not use_cache or sliding:
                 logits, _ = self(idx[:, -block_size:])
-            elif cache is None or len(cache) == block_size:  # the prompt, or the window is full
+            elif cache is None or len(cache) == block_size:  # the prompt, or (restart) the window is full
                 keep = block_size if cache is None else max(1, block_size // 2)
                 cache = KVCache(self.config.n_layer, block_size)
                 logits, _ = self(idx[:, -keep:], kv_cache=cache)

@@ -27,16 +27,19 @@ class SampleConfig:
     num_samples: int = 3
     max_new_tokens: int = 500
     temperature: float = 0.8  # < 1 sharpens the distribution, > 1 flattens it
-    top_k: int = 200  # keep only the k most likely tokens; 0 keeps all
+    top_k: int = 200  # keep only the k most likely tokens; 0 keeps all; 1 is greedy
     seed: int = 1337
     device: str = "auto"
-    use_kv_cache: bool = True  # reuse earlier keys and values (faster; see GPT.generate for the window edge)
+    use_kv_cache: bool = True  # reuse earlier keys and values (faster; the same tokens with window=slide)
+    window: str = "slide"  # past block_size: slide (as uncached and nanoGPT) or restart (faster cache, other text)
 
     def validate(self):
         if self.num_samples <= 0 or self.max_new_tokens < 0 or self.top_k < 0:
             raise ConfigError("num_samples must be positive; max_new_tokens and top_k not negative")
         if not self.temperature > 0 or self.temperature == float("inf"):
             raise ConfigError(f"temperature must be a positive number, got {self.temperature}")
+        if self.window not in ("slide", "restart"):
+            raise ConfigError(f"window must be slide or restart, got '{self.window}'")
         if not self.out_dir.strip():
             raise ConfigError("out_dir must not be empty: give --out_dir=FOLDER of a run")
         check_device(self.device)
@@ -110,7 +113,7 @@ def sample(cfg, log=print):
     for _ in range(cfg.num_samples):
         y = model.generate(x, cfg.max_new_tokens, temperature=cfg.temperature,
                            top_k=cfg.top_k or None, generator=generator,
-                           use_cache=cfg.use_kv_cache)
+                           use_cache=cfg.use_kv_cache, window=cfg.window)
         samples.append(decode(y[0].tolist()))
         log(samples[-1])
         log("---------------")

@@ -461,17 +461,26 @@ def save_checkpoint(obj, *paths):
         write_atomically(path, lambda f: torch.save(obj, f))
 
 
-def load_checkpoint(path, map_location="cpu"):
-    """The checkpoint at path, its checksum verified (when it has one): a damaged file is one
-    ConfigError (exit 2) that says it is corrupt, never a model that loads and then misbehaves."""
+def read_checkpoint(path, map_location="cpu"):
+    """What a checkpoint file holds (ours, or upstream nanoGPT's), tensors and plain values only."""
     if not os.path.isfile(path):
         raise ConfigError(f"no checkpoint at {path}")  # a path that names none: a bad value
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
         raise ConfigError(f"checkpoint {path} is unreadable (truncated or corrupt): "
                           f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """The checkpoint at path, its checksum verified (when it has one): a damaged file is one
+    ConfigError (exit 2) that says it is corrupt, never a model that loads and then misbehaves."""
+    ckpt = read_checkpoint(path, map_location)
     missing = {"model", "model_args", "model_class"} - set(ckpt) if isinstance(ckpt, dict) else {"model"}
+    if missing == {"model_class"}:  # upstream nanoGPT's train.py writes model and model_args, no class
+        raise TrainingError(f"checkpoint {path} is upstream nanoGPT's: import it first with python "
+                            f"scripts/import_nanogpt.py --in_dir={os.path.dirname(path) or '.'} "
+                            f"--data_dir=ITS_DATA_FOLDER --out_dir=NEW_FOLDER")
     if missing:
         raise TrainingError(f"checkpoint {path} lacks {sorted(missing)}: not a checkpoint of this project")
     saved = ckpt.pop(CHECKSUM, None)
@@ -690,10 +699,11 @@ def load_resumable_checkpoint(path, model_cls):
         raise ConfigError(f"no checkpoint at {path}: the run stopped before its first checkpoint; "
                             f"start it again with --init_from=scratch --overwrite=True")
     ckpt = load_checkpoint(path)
-    missing = {"optimizer", "scaler", "iter_num", "best_val_loss", "sampler", "rng"} - set(ckpt)
+    # sampler, rng and scaler may be missing (a nanoGPT import, a fold): train() starts them afresh
+    missing = {"optimizer", "iter_num", "best_val_loss"} - set(ckpt)
     if missing:
         raise TrainingError(f"{path} cannot be resumed: it lacks the training state "
-                            f"{sorted(missing)} (an inference-only checkpoint, e.g. a folded one?)")
+                            f"{sorted(missing)} (an inference-only checkpoint?)")
     if ckpt["model_class"] != model_cls.__name__:
         raise TrainingError(f"{path} holds a {ckpt['model_class']}, not a {model_cls.__name__}")
     return ckpt
@@ -830,12 +840,17 @@ def _train(cfg, owner, model_cls, model_config_cls, log, on_step, announce):
                                            (cfg.beta1, cfg.beta2), rt.device_type)
     if ckpt is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
-        scaler.load_state_dict(ckpt["scaler"])
-        sampler.load_state_dict(ckpt["sampler"])
-        rng = ckpt["rng"]
-        if len(rng) == rt.world_size:
+        if "scaler" in ckpt:
+            scaler.load_state_dict(ckpt["scaler"])
+        rng = ckpt.get("rng")
+        if "sampler" in ckpt and rng is not None:
+            sampler.load_state_dict(ckpt["sampler"])
+        elif not cfg.eval_only:
+            say(f"note: {ckpt_path} carries no batch sampler or random state (a nanoGPT import or a fold): "
+                f"batches and dropout start afresh from seed {cfg.seed}, not where its training left off")
+        if rng is not None and len(rng) == rt.world_size:
             set_rng_state(rng[rt.rank])
-        else:
+        elif rng is not None:
             say(f"note: checkpoint was written by {len(rng)} processes, now {rt.world_size}: "
                 f"dropout randomness restarts from the seed")
         ckpt = None  # free memory

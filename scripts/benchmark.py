@@ -32,8 +32,20 @@ class BenchmarkConfig(TrainConfig):
     out_dir: str = BENCHMARK_DIR  # scratch folder, replaced at every benchmark (a config's out_dir is not used)
 
 
+def cpu_model():
+    """The CPU's model name (lscpu's "Model name", from /proc/cpuinfo), or the architecture."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return f"{line.split(':', 1)[1].strip()} ({platform.machine()})"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine_description():
-    cpu = platform.processor() or platform.machine()
+    cpu = cpu_model()
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
     return (f"{cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, {gpu}, "
             f"torch {torch.__version__}")

@@ -5,18 +5,19 @@ cache, and of a folded centered model against the baseline:
     OMP_NUM_THREADS=1 python scripts/benchmark_sampling.py [--checkpoint=out/run/ckpt.pt] [--key=value ...]
 
 The model is a random-init GPT of config/train_shakespeare_char.py's shape (6 layers, 384 wide,
-block_size 256) unless a checkpoint is given. Three measurements:
-  1. max_new_tokens (default 500) with and without the cache. Past block_size the two paths
-     condition on different contexts (see GPT.generate): uncached, every step runs the last
-     block_size tokens; cached, a full cache is rebuilt from the last block_size // 2 tokens and
-     single-token steps go on. The line says how many leading greedy tokens the two agree on.
-  2. block_size - 1 new tokens, all inside the window, where both paths are the same model: the
+block_size 256) unless a checkpoint is given. Three measurements, each path taking its turn
+repeats times (the order rotated), medians reported:
+  1. max_new_tokens (default 500): uncached; cached with window=slide (the default: past
+     block_size every step runs the whole window, as uncached, so the tokens are the same); and
+     cached with window=restart (a full cache is rebuilt from the last block_size // 2 tokens and
+     single-token steps go on: faster, other tokens). Each line says how many leading greedy
+     tokens agree with the uncached path.
+  2. block_size - 1 new tokens, all inside the window, where every path is the same model: the
      gain of the cache itself.
   3. cached generation of the same length with the baseline, with a centered model (embeddings,
      q/k and v centered, momentum mode, warmed up), and with that model folded into a plain GPT
      (fold_centering): the folded model should run at the baseline's speed (and at that of a
-     baseline with biases, as the folded model has them). The models take turns, repeats times,
-     and the median is reported.
+     baseline with biases, as the folded model has them).
 """
 
 import statistics
@@ -45,7 +46,7 @@ class BenchConfig:
     n_embd: int = 384
     vocab_size: int = 65
     bias: bool = False
-    repeats: int = 3  # timed runs per model in measurement 3
+    repeats: int = 3  # timed runs per path or model, taken in turns
     seed: int = 1337
 
     def validate(self):
@@ -53,23 +54,35 @@ class BenchConfig:
             raise ConfigError("max_new_tokens, block_size and repeats must be at least 2")
 
 
-def timed_generate(model, new_tokens, use_cache):
+def timed_generate(model, new_tokens, use_cache, window="slide"):
     """(tokens/s, generated ids) for greedy generation from a one-token prompt."""
     prompt = torch.zeros((1, 1), dtype=torch.long)
     t0 = time.perf_counter()
-    out = model.generate(prompt, new_tokens, top_k=1, use_cache=use_cache)
+    out = model.generate(prompt, new_tokens, top_k=1, use_cache=use_cache, window=window)
     return new_tokens / (time.perf_counter() - t0), out
 
 
-def cache_speedup(model, new_tokens, label):
+PATHS = {"uncached": (False, "slide"), "cached, window=slide (default)": (True, "slide"),
+         "cached, window=restart": (True, "restart")}
+
+
+def cache_speedup(model, new_tokens, label, repeats):
+    """Each path of PATHS repeats times, in turns (the order rotated each round)."""
     model.generate(torch.zeros((1, 1), dtype=torch.long), 5)  # warm-up (allocator, kernels)
-    slow, a = timed_generate(model, new_tokens, use_cache=False)
-    fast, b = timed_generate(model, new_tokens, use_cache=True)
-    differ = (a[0, 1:] != b[0, 1:]).nonzero()  # the new tokens (after the one-token prompt) that differ
-    same = new_tokens if len(differ) == 0 else differ[0].item()
-    agree = "all" if same == new_tokens else f"the first {same}"
-    print(f"{label}: uncached {slow:,.1f} tok/s, cached {fast:,.1f} tok/s, speed-up {fast / slow:.1f}x "
-          f"(greedy tokens agree: {agree} of {new_tokens})")
+    names, speeds, outputs = list(PATHS), {name: [] for name in PATHS}, {}
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            speed, outputs[name] = timed_generate(model, new_tokens, *PATHS[name])
+            speeds[name].append(speed)
+    slow = statistics.median(speeds["uncached"])
+    print(f"{label}, median of {repeats} runs taken in turns:")
+    for name in names:
+        differ = (outputs[name][0, 1:] != outputs["uncached"][0, 1:]).nonzero()  # new tokens only
+        same = new_tokens if len(differ) == 0 else differ[0].item()
+        agree = "all" if same == new_tokens else f"the first {same}"
+        fast = statistics.median(speeds[name])
+        print(f"  {name:<32} {fast:8,.1f} tok/s  {fast / slow:5.1f}x uncached  (greedy tokens as uncached: "
+              f"{agree} of {new_tokens})")
 
 
 def centered_and_folded(shape, seed):
@@ -109,11 +122,11 @@ def main(argv):
     print(f"model: {type(model).__name__} ({source}), {mc.n_layer} layers, {mc.n_embd} wide, {mc.n_head} heads, "
           f"block_size {mc.block_size}, vocab {mc.vocab_size}, {model.get_num_params() / 1e6:.2f}M parameters; "
           f"batch 1, greedy, one-token prompt")
-    print(f"window edge: uncached runs the last {mc.block_size} tokens at every step; cached, a full cache is "
-          f"rebuilt from the last {mc.block_size // 2} tokens")
-    cache_speedup(model, cfg.max_new_tokens, f"{cfg.max_new_tokens} new tokens")
+    print(f"window edge: uncached and window=slide run the last {mc.block_size} tokens at every step; "
+          f"window=restart rebuilds a full cache from the last {mc.block_size // 2} tokens")
+    cache_speedup(model, cfg.max_new_tokens, f"{cfg.max_new_tokens} new tokens", cfg.repeats)
     window = mc.block_size - 1
-    cache_speedup(model, window, f"{window} new tokens (inside the window)")
+    cache_speedup(model, window, f"{window} new tokens (inside the window)", cfg.repeats)
 
     shape = dict(block_size=mc.block_size, vocab_size=mc.vocab_size, n_layer=mc.n_layer, n_head=mc.n_head,
                  n_embd=mc.n_embd, dropout=0.0, bias=mc.bias)

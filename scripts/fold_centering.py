@@ -6,9 +6,13 @@ every center folded into a bias (see fold_centering in model_advanced_centering.
     python sample.py --out_dir=out/embeddings_folded
 
 The folded model gives the same logits as the centered one in evaluation, with no centering
-modules left. It has bias=True (zero biases where the centered model had none) and is meant for
-inference: the checkpoint keeps the training "config" and "dataset_meta" (so sample.py can decode)
-but no optimizer state, so training cannot resume from it. simple mode cannot be folded.
+modules left. It has bias=True (zero biases where the centered model had none). The checkpoint
+keeps the training "config" and "dataset_meta" (so sample.py can decode), the iteration count and
+best validation loss, and gets a fresh optimizer state (AdamW with no moments yet; the centered
+model's do not fit the folded parameters): upstream nanoGPT's sample.py and train.py
+--init_from=resume read it as they read a plain checkpoint of ours, and our train.py fine-tunes it
+(--init_from=resume, with fresh batches). simple mode cannot be folded. A centered checkpoint
+itself is nothing upstream nanoGPT can read: fold it first.
 
 The folded model gets a folder of its own: an --out_dir that holds a run (ckpt.pt, best.pt or
 metrics.jsonl) is refused, unless --overwrite=True, which replaces that run (its three files) with
@@ -23,7 +27,7 @@ from dataclasses import dataclass
 import _repo_root  # noqa: F401  (the repository's modules become importable)
 from configurator import ConfigError, run_command
 from model_advanced_centering import describe_centering, fold_centering
-from train import TrainingError, load_checkpoint, model_from_checkpoint, run_files_in, save_checkpoint
+from train import TrainConfig, TrainingError, load_checkpoint, model_from_checkpoint, run_files_in, save_checkpoint
 
 
 @dataclass
@@ -48,9 +52,15 @@ def fold_checkpoint(ckpt, path="checkpoint"):
         folded = fold_centering(model)
     except ValueError as e:
         raise TrainingError(f"{path}: {e}") from None
+    config = {**dataclasses.asdict(TrainConfig()), **ckpt.get("config", {})}
+    optimizer = folded.configure_optimizers(config["weight_decay"], config["learning_rate"],
+                                            (config["beta1"], config["beta2"]), "cpu")
     return {
         "model": folded.state_dict(), "model_args": dataclasses.asdict(folded.config), "model_class": "GPT",
         "config": ckpt.get("config", {}), "dataset_meta": ckpt.get("dataset_meta", {}),
+        # what upstream nanoGPT's train.py --init_from=resume reads besides the model
+        "optimizer": optimizer.state_dict(), "iter_num": ckpt.get("iter_num", 0),
+        "best_val_loss": ckpt.get("best_val_loss", float("inf")),
         "folded_from": {"checkpoint": os.path.abspath(path), "centering": describe_centering(model.config),
                         "iter_num": ckpt.get("iter_num"), "best_val_loss": ckpt.get("best_val_loss")},
     }

@@ -53,6 +53,21 @@ def test_char_prepare_small_file(tmp_path):
     assert meta["token_bytes"][meta["chars"].index("—")] == 3 and meta["token_bytes"][meta["chars"].index("a")] == 1
     assert len(train) == int(len(SAMPLE) * 0.9) and len(train) + len(val) == len(SAMPLE)
     assert decode_chars(meta, train) + decode_chars(meta, val) == SAMPLE
+    with open(tmp_path / "meta.pkl", "rb") as f:  # upstream nanoGPT's meta.pkl, the same vocabulary
+        upstream = pickle.load(f)
+    assert upstream == {"vocab_size": meta["vocab_size"], "itos": dict(enumerate(meta["chars"])),
+                        "stoi": {c: i for i, c in enumerate(meta["chars"])}}
+
+
+def test_a_bpe_dataset_replacing_a_char_one_takes_its_meta_pkl_away(tmp_path):
+    """Upstream nanoGPT assumes GPT-2 BPE where there is no meta.pkl: a stale character one would
+    decode the BPE tokens as characters."""
+    from data.text_sources import write_dataset
+    ids = list(range(10)) * 10
+    write_dataset(str(tmp_path), ids, {"tokenizer": "char", "vocab_size": 10, "chars": list("abcdefghij")})
+    assert (tmp_path / "meta.pkl").exists()
+    write_dataset(str(tmp_path), ids, {"tokenizer": "gpt2", "vocab_size": 50257}, force=True)
+    assert not (tmp_path / "meta.pkl").exists() and (tmp_path / "meta.json").exists()
 
 
 @needs_tiny_shakespeare
@@ -142,6 +157,7 @@ def test_bpe_prepare_small_file(tmp_path):
     assert run_script("shakespeare", "--input", source, "--out_dir", tmp_path).returncode == 0
     meta, train, val = read_prepared(tmp_path)
     assert meta["tokenizer"] == "gpt2" and meta["vocab_size"] == 50257 and "chars" not in meta
+    assert not (tmp_path / "meta.pkl").exists()  # upstream nanoGPT's sample.py then assumes GPT-2 BPE
     enc = gpt2_tokenizer.get_gpt2_encoding()
     ids = enc.encode_ordinary(SAMPLE)  # the whole text is tokenized, then the token stream is split
     assert train.tolist() + val.tolist() == ids and len(train) == int(len(ids) * 0.9)

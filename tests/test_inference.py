@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import sample as sample_module
-from conftest import run_main, warm_up
+from conftest import run_main, warm_up, write_char_dataset
 from model import GPT, GPTConfig, KVCache
 from model_advanced_centering import PLACEMENTS, AdvancedGPT, AdvancedGPTConfig, fold_centering
 from sample import SampleConfig, sample
@@ -51,13 +51,13 @@ def incremental_logits(model, idx, prefill):
     return torch.cat(out, dim=1)
 
 
-def greedy_with_logits(model, prompt, new_tokens, use_cache=True):
+def greedy_with_logits(model, prompt, new_tokens, use_cache=True, window="slide"):
     """model.generate(prompt, new_tokens, top_k=1), and the logits each step sampled from
     (B, new_tokens, vocab), read by a hook on the model's forward."""
     steps = []
     hook = model.register_forward_hook(lambda module, args, out: steps.append(out[0][:, -1]))
     try:
-        idx = model.generate(prompt, new_tokens, top_k=1, use_cache=use_cache)
+        idx = model.generate(prompt, new_tokens, top_k=1, use_cache=use_cache, window=window)
     finally:
         hook.remove()
     return idx, torch.stack(steps, dim=1)
@@ -99,24 +99,42 @@ def test_cached_generation_matches_uncached_within_the_window(name):
 
 
 @pytest.mark.parametrize("name", list(MODELS))
-def test_cached_generation_past_the_window_restarts_from_half_a_window(name):
+def test_cached_generation_past_the_window_slides_like_the_uncached_path(name):
+    """The default: past block_size every step sees the last block_size tokens, cached or not."""
+    torch.manual_seed(0)
+    model = MODELS[name]().eval()
+    for prompt in (torch.randint(0, 40, (2, 3)), torch.randint(0, 40, (1, 20))):  # the second: longer than the window
+        # 3 + 40 tokens with block_size 16: 27 steps past the window edge
+        assert_same_generation(greedy_with_logits(model, prompt, 40),
+                               greedy_with_logits(model, prompt, 40, use_cache=False))
+    torch.manual_seed(1)  # sampled, not greedy: the same random draws on both paths
+    prompt = torch.randint(0, 40, (2, 3))
+    runs = [model.generate(prompt, 40, top_k=10, generator=torch.Generator().manual_seed(5), use_cache=c)
+            for c in (True, False)]
+    assert torch.equal(runs[0], runs[1])
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_restart_window_rebuilds_the_cache_from_half_a_window(name):
     torch.manual_seed(0)
     model = MODELS[name]().eval()
     prompt = torch.randint(0, 40, (2, 3))
     # 43 tokens with block_size 16: the cache is rebuilt from the last 8 tokens at lengths 17, 26, 35
-    cached = greedy_with_logits(model, prompt, 40)
+    cached = greedy_with_logits(model, prompt, 40, window="restart")
     assert_same_generation(cached, half_window_reference(model, prompt, 40))
-    # the uncached path slides instead: the logits part at the first window edge (step 14)
-    uncached_logits = greedy_with_logits(model, prompt, 40, use_cache=False)[1]
-    assert torch.allclose(cached[1][:, :14], uncached_logits[:, :14], atol=1e-5)
-    assert not torch.allclose(cached[1][:, 14], uncached_logits[:, 14], atol=1e-3)
+    # the sliding window parts from it at the first window edge (step 14)
+    sliding_logits = greedy_with_logits(model, prompt, 40, use_cache=False)[1]
+    assert torch.allclose(cached[1][:, :14], sliding_logits[:, :14], atol=1e-5)
+    assert not torch.allclose(cached[1][:, 14], sliding_logits[:, 14], atol=1e-3)
     # a prompt longer than the window: both paths start from its last 16 tokens
     long_prompt = torch.randint(0, 40, (1, 20))
-    cached = greedy_with_logits(model, long_prompt, 10)
+    cached = greedy_with_logits(model, long_prompt, 10, window="restart")
     assert cached[0].shape == (1, 30) and torch.equal(cached[0][:, :20], long_prompt)
     assert torch.allclose(cached[1][:, 0], greedy_with_logits(model, long_prompt, 1, use_cache=False)[1][:, 0],
                           atol=1e-5)
     assert_same_generation(cached, half_window_reference(model, long_prompt, 10))
+    with pytest.raises(ValueError, match="window must be 'slide' or 'restart'"):
+        model.generate(prompt, 1, window="half")
 
 
 def test_cache_overflow_is_an_error():
@@ -188,11 +206,14 @@ def test_fold_script_and_sampling_from_the_folded_checkpoint(tiny_config, tmp_pa
     status, out, err = run_main(sample_module.main, [f"--out_dir={folded_dir}", "--num_samples=1",
                                                      "--max_new_tokens=30", "--device=cpu", "--start=ROMEO:"], capsys)
     assert status == 0 and out.startswith("ROMEO:"), err
-    # greedy sampling inside the window (a one-token prompt + 15 <= block_size 16): the same text
-    # with and without the cache
-    greedy = SampleConfig(out_dir=folded_dir, num_samples=1, max_new_tokens=15, top_k=1, device="cpu")
+    # greedy sampling past the window (a one-token prompt + 40 > block_size 16): the same text
+    # with and without the cache; the restart window parts from it
+    greedy = SampleConfig(out_dir=folded_dir, num_samples=1, max_new_tokens=40, top_k=1, device="cpu")
     quiet = lambda *a: None  # noqa: E731
-    assert sample(greedy, quiet) == sample(dataclasses.replace(greedy, use_kv_cache=False), quiet)
+    text = sample(greedy, quiet)
+    assert text == sample(dataclasses.replace(greedy, use_kv_cache=False), quiet)
+    restart = sample(dataclasses.replace(greedy, window="restart"), quiet)
+    assert restart[0][:16] == text[0][:16]
 
 
 @pytest.mark.parametrize("case,message", [("plain", "not a centered model"), ("simple", "'simple'"),
@@ -253,16 +274,56 @@ def test_export_without_transformers_says_how_to_install(capsys, monkeypatch):
     assert status == 1 and err.count("\n") == 1 and "pip install transformers" in err, err
 
 
-def test_hf_export_refuses_a_compact_vocabulary(tmp_path, capsys):
+# a text a tiny model learns in 80 iterations well enough that its greedy continuation varies
+LEARNABLE = "First Citizen:\nBefore we proceed any further, hear me speak.\n\n" * 300
+
+
+def trained_run(kind, tmp_path, tiny_config):
+    """A tiny run on LEARNABLE in characters, GPT-2 BPE, or a compact GPT-2 vocabulary (whose
+    model has padding rows past it: vocab_multiple 8)."""
+    from data.text_sources import write_dataset
+    from gpt2_tokenizer import compact_vocabulary, get_gpt2_encoding, token_byte_lengths
+    data_dir = str(tmp_path / "data")
+    if kind == "char":
+        write_char_dataset(data_dir, LEARNABLE)
+    else:
+        enc = get_gpt2_encoding()
+        ids, meta = enc.encode_ordinary(LEARNABLE), {"tokenizer": "gpt2", "vocab_size": enc.n_vocab,
+                                                       "token_bytes": token_byte_lengths(enc)}
+        if kind == "compact":
+            ids, compact = compact_vocabulary(ids, meta["token_bytes"])
+            meta.update(compact)
+        write_dataset(data_dir, ids, meta)
+    cfg = dataclasses.replace(tiny_config, data_dir=data_dir, max_iters=80, eval_interval=40, learning_rate=1e-2,
+                              min_lr=1e-3, vocab_multiple=8 if kind == "compact" else 1)
+    train(cfg, log=lambda *a: None)
+    return cfg.out_dir
+
+
+@pytest.mark.parametrize("kind", ["char", "bpe", "compact"])
+def test_hf_export_tokenizer_and_pipeline_give_our_greedy_text(kind, tiny_config, tmp_path, capsys, monkeypatch):
     pytest.importorskip("transformers", reason="transformers is optional (pip install transformers)")
-    torch.manual_seed(0)
-    folder = write_checkpoint(GPT(GPTConfig(**BASE)), str(tmp_path / "ckpt"))
-    ckpt = load_checkpoint(os.path.join(folder, "ckpt.pt"))
-    ckpt["dataset_meta"] = {"tokenizer": "gpt2", "vocab_size": 40, "gpt2_ids": list(range(100, 140))}
-    save_checkpoint(ckpt, os.path.join(folder, "ckpt.pt"))
-    status, _, err = run_main(export_hf.main, [f"--in_dir={folder}", f"--out_dir={tmp_path / 'hf'}"], capsys)
-    assert status == 1 and err.count("\n") == 1 and "compact vocabulary (40 of GPT-2's tokens)" in err, err
-    assert not os.path.exists(tmp_path / "hf")
+    from transformers import AutoTokenizer, pipeline
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # everything comes from the export folder
+    run, out_dir = trained_run(kind, tmp_path, tiny_config), str(tmp_path / "hf")
+    status, out, err = run_main(export_hf.main, [f"--in_dir={run}", f"--out_dir={out_dir}"], capsys)
+    assert status == 0 and "and its tokenizer" in out and "does not slide its window" in out, err
+
+    ckpt = load_checkpoint(os.path.join(run, "ckpt.pt"))
+    encode, decode = sample_module.make_codec(ckpt["dataset_meta"])
+    tokenizer = AutoTokenizer.from_pretrained(out_dir)
+    text = LEARNABLE[:LEARNABLE.index("\n\n") + 2] * 3  # whole lines: a compact vocabulary holds their tokens
+    assert tokenizer(text, verbose=False).input_ids == encode(text) and tokenizer.decode(encode(text)) == text
+
+    prompt = "First"
+    new_tokens = 16 - len(encode(prompt)) + 1  # the most that fit: prompt + new tokens - 1 = block_size
+    greedy = SampleConfig(out_dir=run, start=prompt, num_samples=1, max_new_tokens=new_tokens, top_k=1, device="cpu")
+    ours = sample(greedy, lambda *a: None)[0]
+    assert len(set(ours)) > 8, ours  # not one token over and over
+    generator = pipeline("text-generation", model=out_dir, device="cpu")
+    assert generator(prompt, max_new_tokens=new_tokens, do_sample=False)[0]["generated_text"] == ours
+    with pytest.raises(IndexError, match="index out of range"):  # past n_positions: refused, not slid
+        generator(prompt, max_new_tokens=new_tokens + 1, do_sample=False)
 
 
 @pytest.mark.parametrize("kind", ["baseline", "centered"])

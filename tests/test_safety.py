@@ -414,7 +414,7 @@ def test_bad_value_is_one_line_and_exit_2(tiny_config, bad, capsys, monkeypatch)
     assert not os.path.exists(tiny_config.out_dir) and "step 0" not in out
 
 
-@pytest.mark.parametrize("bad", ["--device=gpu", "--out_dir=", "--temperature=0"])
+@pytest.mark.parametrize("bad", ["--device=gpu", "--out_dir=", "--temperature=0", "--window=half"])
 def test_sample_bad_value_is_one_line_and_exit_2(bad, capsys):
     import sample
     code, _, err = run_main(sample.main, [bad], capsys)
@@ -527,6 +527,8 @@ def copy_prepare_scripts(root):
     """The char prepare script and its helpers in a scratch repository, so that default folders
     (data/<dataset>...) land there, not in this checkout."""
     os.makedirs(root / "data" / "shakespeare_char")
+    for name in ("files.py", "configurator.py"):  # text_sources writes meta.pkl through files.py
+        shutil.copy(os.path.join(REPO_ROOT, name), root)
     shutil.copy(os.path.join(REPO_ROOT, "data", "text_sources.py"), root / "data")
     shutil.copy(os.path.join(REPO_ROOT, "data", "shakespeare_char", "prepare.py"), root / "data" / "shakespeare_char")
     return root / "data" / "shakespeare_char" / "prepare.py"
