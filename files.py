@@ -17,8 +17,9 @@ import json
 import os
 import socket
 import sys
+import tempfile
 
-from configurator import UserError
+from configurator import ConfigError, UserError
 
 _warned = set()  # (path, offset) of the torn lines already reported by this process
 
@@ -29,13 +30,22 @@ def write_atomically(path, write):
     then rename over the target. A crash at any point leaves the previous file as it was."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    tmp = f"{path}.tmp.{os.getpid()}"
+    tmp, recording = f"{path}.tmp.{os.getpid()}", None
     try:
         with open(tmp, "wb") as f:
-            write(f)
+            recording = _RecordingFile(f)
+            write(recording)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except Exception as e:
+        # a full disk (or a file-size limit) mid-write: one line, and the previous file is intact.
+        # torch.save reports a failed write as a RuntimeError without its errno; the wrapper kept it
+        error = e if isinstance(e, OSError) else getattr(recording, "error", None)
+        if error is None:
+            raise
+        raise UserError(f"cannot write {path}: {error.strerror or error} (its previous version, if any, "
+                        f"is unchanged)") from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -44,6 +54,37 @@ def write_atomically(path, write):
         os.fsync(dir_fd)  # make the rename itself durable
     finally:
         os.close(dir_fd)
+
+
+def ensure_writable_folder(path, flag):
+    """Make the folder path (and its parents) if need be, and check that a file can be created in
+    it: a ConfigError naming the flag that gave it otherwise (a file, a read-only file system).
+    A probe file, not os.access, because root passes os.access on a read-only mount."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(f"{flag}={path} is a file, not a folder: give a folder")
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise ConfigError(f"{flag}={path}: cannot write there ({e.strerror or e})") from None
+
+
+class _RecordingFile:
+    """A binary file whose write() remembers the OSError it raised (for write_atomically)."""
+
+    def __init__(self, f):
+        self._f, self.error = f, None
+
+    def write(self, data):
+        try:
+            return self._f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
 
 
 def _warn_torn(path, offset, size):

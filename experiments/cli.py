@@ -16,7 +16,7 @@ import sys
 from configurator import TRUE_WORDS, UserError, fail
 from experiments.plan import CONFIG_DIR
 from experiments.records import read_results
-from experiments.sweep import Sweep, other_settings
+from experiments.sweep import Sweep, check_sweep_folder, other_settings
 from train import REPO_ROOT
 
 DEFAULT_OUT_ROOT = os.path.join(REPO_ROOT, "out", "experiments")
@@ -137,6 +137,7 @@ def print_plan(runs, sweep_dir, configs):
     """The dry run: each run and its status in the folder ("to do", "ok", ...), or "other settings"
     for a run the folder holds trained otherwise (the sweep would refuse it). configs: the
     resolved training configs of the runs (experiments.plan.check_plan)."""
+    check_sweep_folder(sweep_dir)
     results = read_results(sweep_dir)
     sweep = Sweep(sweep_dir, "dry run", configs=tuple(configs.items()))
     conflicts = 0

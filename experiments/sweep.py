@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from configurator import ConfigError, UserError
 from experiments.plan import BASELINE_MODE, CONFIG_DIR, check_plan
 from experiments.records import FINAL_STATUSES, RESULTS_FILE, append_record, provenance, read_results, summarize
-from files import FileLock, LockHeld, lock_holder
+from files import FileLock, LockHeld, ensure_writable_folder, lock_holder
 from train import REPO_ROOT, RUN_LOCK, SESSION_KEYS, TrainConfig
 
 TRAINER = os.path.join(REPO_ROOT, "train_advanced_centered.py")
@@ -244,6 +244,14 @@ def make_executor(executor, jobs=1, nproc=1, gpus=None, cpus=None, slurm=None):
     raise ConfigError(f"unknown executor '{executor}'; valid executors: local, slurm")
 
 
+def check_sweep_folder(sweep_dir):
+    """Refuse (ConfigError) a sweep folder, or its out_root, that is a file: checked in a dry run
+    too, where nothing is made yet."""
+    for folder in (os.path.dirname(sweep_dir), sweep_dir):
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise ConfigError(f"--out_root: {folder} is a file, not a folder: give the folder of the sweep folders")
+
+
 def run_sweep(name, runs, out_root, *, executor="local", jobs=1, nproc=1, overrides=(), slurm=None,
               wait=True, log=print, config_dir=CONFIG_DIR, gpus=None, cpus=None, trainer=TRAINER, execute=True):
     """Do every run of the list that has no final record yet in <out_root>/<name>; returns the
@@ -258,6 +266,7 @@ def run_sweep(name, runs, out_root, *, executor="local", jobs=1, nproc=1, overri
         raise ConfigError("--jobs and --nproc must be at least 1")
     out_root = os.path.abspath(out_root)
     sweep_dir = os.path.join(out_root, name)
+    check_sweep_folder(sweep_dir)
     variants = sorted({r.variant for r in runs})
     modes = sorted({r.mode for r in runs} - {BASELINE_MODE})
     configs = check_plan(runs, variants, modes, tuple(overrides), config_dir, starts=execute,
@@ -271,7 +280,7 @@ def run_sweep(name, runs, out_root, *, executor="local", jobs=1, nproc=1, overri
         if conflict:
             raise ConfigError(conflict)
         return {r.run_id: done[r.run_id] for r in runs if r.run_id in done}
-    os.makedirs(sweep_dir, exist_ok=True)
+    ensure_writable_folder(sweep_dir, "--out_root")
     with SweepLock(sweep_dir):
         done = read_results(sweep_dir)
         conflict = settings_conflict(sweep, runs, done)
