@@ -31,12 +31,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from configurator import UserError
-from experiments.records import read_jsonl
+from files import read_jsonl
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
 NANOGPT_FILES = ("train.py", "model.py", "configurator.py")
 NANOGPT_ITER_LINE = re.compile(r"^iter (\d+): loss ([-\d.na]+), time ([\d.]+)ms")
 NANOGPT_EVAL_LINE = re.compile(r"^step (\d+): train loss ([\d.]+), val loss ([\d.]+)")
+SKIP_FIRST = 10  # warm-up iterations left out of a median step time
 
 
 def cpu_run_settings(iters):

@@ -43,13 +43,11 @@ matrix when N < n), done once for a centered site whose output is its input shif
 
 The probe is an evaluation-mode forward pass with forward hooks on the site modules (SiteRecorder);
 the model's forward is not changed. In evaluation mode adaptive centering subtracts its running
-mean, so "after" is what evaluation sees; simple mode subtracts the mean of the probed sequences. plot_diagnostics draws every metric over training per variant.
+mean, so "after" is what evaluation sees; simple mode subtracts the mean of the probed sequences. experiments.plots.plot_diagnostics draws every metric over training per variant.
 """
 
 import functools
 import math
-import os
-import textwrap
 
 import torch
 
@@ -282,86 +280,13 @@ def diagnostic_curves(records):
     return curves
 
 
-def _base_metric(metric):
+def base_metric(metric):
     """The metric's name without its _before/_after side."""
     return metric.rsplit("_", 1)[0] if metric.endswith(("_before", "_after")) else metric
 
 
 def metric_names(groups):
     """The metrics the diag/ keys of groups' records hold ({label: [records of a run, ...]})."""
-    return sorted({_base_metric(parse_diag_key(key)[2]) for runs in groups.values() for records in runs
+    return sorted({base_metric(parse_diag_key(key)[2]) for runs in groups.values() for records in runs
                    for record in records if record.get("type") == "eval"
                    for key in record if parse_diag_key(key) is not None})
-
-
-def plot_diagnostics(groups, out_dir, metrics=None):
-    """One PNG per metric, out_dir/diag_<metric>.png: a grid of sites (rows) by layers (columns),
-    each variant drawn over training as its mean over runs (band: +-1 std where it has several).
-    Solid: the representation leaving the site (after centering); dashed, where it differs: before.
-    groups: {variant label: [the records of one run, ...]}. metrics: names to draw (default all).
-    Returns the paths written."""
-    # imported here, not at the top: experiments.plots imports model_advanced_centering, which
-    # imports this module; it also sets matplotlib's file-only backend before pyplot loads
-    from experiments.plots import mean_band
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    runs = {label: [diagnostic_curves(r) for r in run_records] for label, run_records in sorted(groups.items())}
-    present = {key for curves in runs.values() for c in curves for key in c}
-    colors = plt.cm.tab10(np.linspace(0, 1, 10))
-    os.makedirs(out_dir, exist_ok=True)
-    paths = []
-    for name in metric_names(groups):
-        if metrics and name not in metrics:
-            continue
-        cells = sorted({(site, layer) for site, layer, m in present if _base_metric(m) == name},
-                       key=lambda sl: (SITE_ORDER.index(sl[0]) if sl[0] in SITE_ORDER else len(SITE_ORDER), sl[1]))
-        sites = list(dict.fromkeys(site for site, _ in cells))
-        n_layers = 1 + max(layer for _, layer in cells)
-        has_sides = any(m == f"{name}_after" for _, _, m in present)
-        width = max(7.0, 2.6 * n_layers + 0.8)  # inches; wide enough for the titles
-        fig, axes = plt.subplots(len(sites), n_layers, figsize=(width, 2.0 * len(sites) + 1.4),
-                                 squeeze=False, sharex=True, constrained_layout=True)
-        for (row, site), layer in ((rs, layer) for rs in enumerate(sites) for layer in range(n_layers)):
-            ax = axes[row][layer]
-            if (site, layer) not in cells:
-                ax.remove()  # (hidden, its tick labels would still count as text outside the figure)
-                continue
-            for k, (label, curves) in enumerate(runs.items()):
-                drawn = None
-                for side in ("after", "before") if has_sides else (None,):
-                    key = (site, layer, name if side is None else f"{name}_{side}")
-                    series = [c[key] for c in curves if key in c]
-                    if not series:
-                        continue
-                    x, mean, std = mean_band(series)
-                    if side == "before" and drawn is not None and np.allclose(mean, drawn, rtol=1e-4):
-                        continue  # not centered here (or a mean-shift invariant metric): before is after
-                    drawn = mean
-                    ax.plot(x, mean, color=colors[k % 10], lw=1.3, ls="--" if side == "before" else "-",
-                            label=None if side == "before" else f"{label} ({len(series)} run{'s' * (len(series) > 1)})")
-                    if len(series) > 1:
-                        ax.fill_between(x, mean - std, mean + std, color=colors[k % 10], alpha=0.15, lw=0)
-            ax.set_title(site if site == "embeddings" else f"{site}, layer {layer}", fontsize=9)
-            ax.tick_params(labelsize=7)
-            ax.grid(alpha=0.3)
-            if layer == 0 or (site, layer - 1) not in cells:
-                ax.set_ylabel(name, fontsize=8)
-            if row == len(sites) - 1 or (sites[row + 1], layer) not in cells:
-                ax.set_xlabel("iteration", fontsize=8)
-                ax.tick_params(labelbottom=True)
-        handles, labels = axes[0][0].get_legend_handles_labels()
-        # about 15 characters per inch at font size 8, plus the line sample
-        per_column = 0.07 * max(len(label) for label in labels) + 0.7
-        fig.legend(handles, labels, loc="outside lower center", fontsize=8,
-                   ncol=max(1, min(len(labels), int(width / per_column))))
-        style = "solid: after the site (centered), dashed: before centering where different; " if has_sides else ""
-        title = [f"{METRIC_TITLES.get(name, name)} over training", f"{style}mean over seeds, band ±1 std"]
-        # wrapped to the width here (about 12 characters per inch at size 10): experiments.plots'
-        # save_figure would find the shared axes' off-view tick labels "outside" and redraw 4 times
-        fig.suptitle("\n".join(textwrap.fill(line, int(width * 12)) for line in title), fontsize=10)
-        path = os.path.join(out_dir, f"diag_{name}.png")
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
-    return paths

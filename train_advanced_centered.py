@@ -12,13 +12,15 @@ center_v, center_attn_out, center_residual, center_mlp (placements, booleans), c
 (simple, adaptive, learnable_center, momentum) and centering_momentum.
 """
 
+import dataclasses
+import os
 import sys
 from dataclasses import dataclass
 
 import train
 from configurator import ConfigError
 from model_advanced_centering import (PLACEMENTS, AdvancedGPT, AdvancedGPTConfig, CenteringOptions,
-                                      describe_centering, leak_warning)
+                                      describe_centering, fold_centering, leak_warning)
 
 
 @dataclass
@@ -49,6 +51,31 @@ def announce(cfg):
     warning = leak_warning(cfg)
     if warning:
         print(warning, file=sys.stderr)
+
+
+def fold_checkpoint(ckpt, path="checkpoint"):
+    """The checkpoint dict of the plain GPT equivalent to an AdvancedGPT checkpoint (every center
+    folded into a bias; scripts/fold_centering.py writes it, scripts/export_hf.py exports it)."""
+    if ckpt["model_class"] != "AdvancedGPT":
+        raise train.TrainingError(f"{path} holds a {ckpt['model_class']}, not a centered model (AdvancedGPT): "
+                            f"nothing to fold")
+    model = train.model_from_checkpoint(ckpt, path)
+    try:
+        folded = fold_centering(model)
+    except ValueError as e:
+        raise train.TrainingError(f"{path}: {e}") from None
+    config = {**dataclasses.asdict(train.TrainConfig()), **ckpt.get("config", {})}
+    optimizer = folded.configure_optimizers(config["weight_decay"], config["learning_rate"],
+                                            (config["beta1"], config["beta2"]), "cpu")
+    return {
+        "model": folded.state_dict(), "model_args": dataclasses.asdict(folded.config), "model_class": "GPT",
+        "config": ckpt.get("config", {}), "dataset_meta": ckpt.get("dataset_meta", {}),
+        # what upstream nanoGPT's train.py --init_from=resume reads besides the model
+        "optimizer": optimizer.state_dict(), "iter_num": ckpt.get("iter_num", 0),
+        "best_val_loss": ckpt.get("best_val_loss", float("inf")),
+        "folded_from": {"checkpoint": os.path.abspath(path), "centering": describe_centering(model.config),
+                        "iter_num": ckpt.get("iter_num"), "best_val_loss": ckpt.get("best_val_loss")},
+    }
 
 
 def main(argv=None, on_step=None, config_cls=CenteredTrainConfig):

@@ -16,7 +16,6 @@ import time
 from tqdm import tqdm
 
 from configurator import ConfigError
-from experiments.sweep import child_environment, describe_device
 
 POLL_S = 0.1
 # a run still starting (importing torch) after this long has not yet restored its SIGINT handler,
@@ -37,6 +36,22 @@ def visible_gpus():
 
 def available_cpus():
     return len(os.sched_getaffinity(0))
+
+
+def describe_device(config_device, threads, gpus):
+    """What a run trains on, for its record: its device and the threads or GPUs it was given."""
+    if gpus and config_device != "cpu":
+        return f"cuda (CUDA_VISIBLE_DEVICES={','.join(gpus)})"
+    return f"{'cpu' if config_device == 'auto' else config_device} ({threads} thread{'s' if threads != 1 else ''})"
+
+
+def child_environment(threads, gpus):
+    """The environment a run is given: its share of CPU threads (torch takes its thread count
+    from OMP_NUM_THREADS) and, on a GPU machine, its own GPUs."""
+    env = {"OMP_NUM_THREADS": str(threads)}
+    if gpus is not None:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+    return env
 
 
 class LocalExecutor:

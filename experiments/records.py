@@ -18,6 +18,7 @@ import socket
 import statistics
 import subprocess
 
+from machine import cpu_model
 from files import append_jsonl, read_jsonl
 from train import REPO_ROOT, TrainingDiverged
 
@@ -61,22 +62,6 @@ def git_state(repo=REPO_ROOT):
         return head.stdout.strip(), bool(status.stdout.strip()) if status.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None, None
-
-
-def cpu_model():
-    """The processor's model name and the vector units that change float rounding (runs on two
-    CPUs of one seed agree for a few hundred steps, then drift apart), e.g. 'AMD EPYC (avx512)';
-    None where /proc/cpuinfo is not there."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            info = f.read()
-    except OSError:
-        return None
-    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
-    flags = set(fields.get("flags", "").split())
-    units = [name for name, flag in (("amx", "amx_bf16"), ("avx512", "avx512f"), ("avx2", "avx2")) if flag in flags]
-    return fields.get("model name", "unknown") + (f" ({units[0]})" if units else "")
 
 
 def provenance(device, slurm_job_id=None):

@@ -26,7 +26,7 @@ import time
 
 from configurator import ConfigError, UserError
 from experiments.records import RESULTS_FILE, append_record, provenance, read_results, summarize
-from experiments.sweep import child_environment, describe_device
+from experiments.local import child_environment, describe_device
 from train import REPO_ROOT
 
 try:

@@ -28,8 +28,10 @@ import time
 from dataclasses import dataclass
 
 from configurator import ConfigError, UserError
+from experiments.local import LocalExecutor
 from experiments.plan import BASELINE_MODE, CONFIG_DIR, check_plan
 from experiments.records import FINAL_STATUSES, RESULTS_FILE, append_record, provenance, read_results, summarize
+from experiments.slurm import STATE_FILE, SlurmExecutor, slurm_runs_under_way
 from files import FileLock, LockHeld, ensure_writable_folder, lock_holder
 from train import REPO_ROOT, RUN_LOCK, SESSION_KEYS, TrainConfig
 
@@ -148,22 +150,6 @@ class Sweep:
         return record
 
 
-def describe_device(config_device, threads, gpus):
-    """What a run trains on, for its record: its device and the threads or GPUs it was given."""
-    if gpus and config_device != "cpu":
-        return f"cuda (CUDA_VISIBLE_DEVICES={','.join(gpus)})"
-    return f"{'cpu' if config_device == 'auto' else config_device} ({threads} thread{'s' if threads != 1 else ''})"
-
-
-def child_environment(threads, gpus):
-    """The environment a run is given: its share of CPU threads (torch takes its thread count
-    from OMP_NUM_THREADS) and, on a GPU machine, its own GPUs."""
-    env = {"OMP_NUM_THREADS": str(threads)}
-    if gpus is not None:
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
-    return env
-
-
 class SweepLock(FileLock):
     """sweep.lock, held (files.FileLock) by the one sweep command working on a folder."""
 
@@ -213,7 +199,6 @@ def settings_conflict(sweep, runs, done):
 def refuse_runs_on_slurm(sweep_dir, todo, done):
     """Raise UserError when a run to do here was submitted to Slurm (--executor=slurm without
     --wait) and its job may still be queued or running: it would be trained twice at once."""
-    from experiments.slurm import STATE_FILE, slurm_runs_under_way
     queued = slurm_runs_under_way(sweep_dir, todo, done)
     if queued:
         raise UserError(f"{len(queued)} runs of {sweep_dir} are queued or running as Slurm jobs "
@@ -236,10 +221,8 @@ def trainers_alive(sweep, runs):
 
 def make_executor(executor, jobs=1, nproc=1, gpus=None, cpus=None, slurm=None):
     if executor == "local":
-        from experiments.local import LocalExecutor
         return LocalExecutor(jobs=jobs, nproc=nproc, gpus=gpus, cpus=cpus)
     if executor == "slurm":
-        from experiments.slurm import SlurmExecutor
         return SlurmExecutor(slurm, nproc=nproc)
     raise ConfigError(f"unknown executor '{executor}'; valid executors: local, slurm")
 

@@ -12,7 +12,6 @@ says otherwise.
 
 import dataclasses
 import os
-import platform
 import statistics
 import sys
 
@@ -20,35 +19,17 @@ import _repo_root  # noqa: E402,F401  (the repository's modules become importabl
 
 import torch  # noqa: E402
 
+from benchmarking import SKIP_FIRST  # noqa: E402
 from configurator import run_command  # noqa: E402
+from machine import machine_description  # noqa: E402
 from train import TrainConfig, train  # noqa: E402
 
-SKIP_FIRST = 10  # warm-up iterations left out of the median
 BENCHMARK_DIR = os.path.join("out", "benchmark")  # a scratch folder of its own
 
 
 @dataclasses.dataclass
 class BenchmarkConfig(TrainConfig):
     out_dir: str = BENCHMARK_DIR  # scratch folder, replaced at every benchmark (a config's out_dir is not used)
-
-
-def cpu_model():
-    """The CPU's model name (lscpu's "Model name", from /proc/cpuinfo), or the architecture."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return f"{line.split(':', 1)[1].strip()} ({platform.machine()})"
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_description():
-    cpu = cpu_model()
-    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
-    return (f"{cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, {gpu}, "
-            f"torch {torch.__version__}")
 
 
 def report(summary):

@@ -16,7 +16,7 @@ import time
 
 import _repo_root  # noqa: E402,F401  (the repository's modules become importable)
 
-from benchmark import machine_description  # noqa: E402
+from machine import machine_description  # noqa: E402
 from configurator import run_command  # noqa: E402
 from model_advanced_centering import AdvancedGPT, AdvancedGPTConfig, describe_centering  # noqa: E402
 from train import train  # noqa: E402

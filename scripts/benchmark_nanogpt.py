@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import _repo_root  # noqa: E402,F401  (the repository's modules become importable)
 
 from benchmarking import PairedBenchmark, default_work_dir, format_summary, summarise  # noqa: E402
-from benchmark import machine_description  # noqa: E402
+from machine import machine_description  # noqa: E402
 from configurator import ConfigError, run_command  # noqa: E402
 
 DEFAULT_INPUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import _repo_root  # noqa: E402,F401  (the repository's modules become importable)
 
-from benchmark import machine_description  # noqa: E402
+from machine import machine_description  # noqa: E402
 from benchmarking import default_work_dir, protocol_pairs  # noqa: E402
 from configurator import ConfigError, run_command  # noqa: E402
 

@@ -29,7 +29,7 @@ import _repo_root  # noqa: E402,F401  (the repository's modules become importabl
 
 import torch  # noqa: E402
 
-from benchmark import machine_description  # noqa: E402
+from machine import machine_description  # noqa: E402
 from configurator import ConfigError, describe, fail, load_config  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
 from model_advanced_centering import AdvancedGPT, AdvancedGPTConfig, fold_centering  # noqa: E402

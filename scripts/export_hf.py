@@ -38,7 +38,7 @@ import _repo_root  # noqa: E402,F401  (the repository's modules become importabl
 import torch  # noqa: E402
 
 from configurator import ConfigError, run_command  # noqa: E402
-from fold_centering import fold_checkpoint  # noqa: E402
+from train_advanced_centered import fold_checkpoint  # noqa: E402
 from train import TrainingError, load_checkpoint, model_from_checkpoint, run_files_in  # noqa: E402
 
 CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")

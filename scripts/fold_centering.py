@@ -19,15 +19,14 @@ metrics.jsonl) is refused, unless --overwrite=True, which replaces that run (its
 the folded checkpoint. The folder of the centered run itself (--in_dir) is always refused.
 """
 
-import dataclasses
 import os
 import sys
 from dataclasses import dataclass
 
 import _repo_root  # noqa: F401  (the repository's modules become importable)
 from configurator import ConfigError, run_command
-from model_advanced_centering import describe_centering, fold_centering
-from train import TrainConfig, TrainingError, load_checkpoint, model_from_checkpoint, run_files_in, save_checkpoint
+from train import load_checkpoint, run_files_in, save_checkpoint
+from train_advanced_centered import fold_checkpoint
 
 
 @dataclass
@@ -40,30 +39,6 @@ class FoldConfig:
     def validate(self):
         if not self.in_dir or not self.out_dir:
             raise ConfigError("give both --in_dir=FOLDER and --out_dir=FOLDER")
-
-
-def fold_checkpoint(ckpt, path="checkpoint"):
-    """The checkpoint dict of the plain GPT equivalent to an AdvancedGPT checkpoint."""
-    if ckpt["model_class"] != "AdvancedGPT":
-        raise TrainingError(f"{path} holds a {ckpt['model_class']}, not a centered model (AdvancedGPT): "
-                            f"nothing to fold")
-    model = model_from_checkpoint(ckpt, path)
-    try:
-        folded = fold_centering(model)
-    except ValueError as e:
-        raise TrainingError(f"{path}: {e}") from None
-    config = {**dataclasses.asdict(TrainConfig()), **ckpt.get("config", {})}
-    optimizer = folded.configure_optimizers(config["weight_decay"], config["learning_rate"],
-                                            (config["beta1"], config["beta2"]), "cpu")
-    return {
-        "model": folded.state_dict(), "model_args": dataclasses.asdict(folded.config), "model_class": "GPT",
-        "config": ckpt.get("config", {}), "dataset_meta": ckpt.get("dataset_meta", {}),
-        # what upstream nanoGPT's train.py --init_from=resume reads besides the model
-        "optimizer": optimizer.state_dict(), "iter_num": ckpt.get("iter_num", 0),
-        "best_val_loss": ckpt.get("best_val_loss", float("inf")),
-        "folded_from": {"checkpoint": os.path.abspath(path), "centering": describe_centering(model.config),
-                        "iter_num": ckpt.get("iter_num"), "best_val_loss": ckpt.get("best_val_loss")},
-    }
 
 
 def fold_command(cfg):

@@ -15,9 +15,8 @@ import sys
 
 import _repo_root  # noqa: F401  (the repository's modules become importable)
 from configurator import UserError
-from diagnostics import plot_diagnostics
 from experiments.cli import CommandLine, guarded
-from experiments.plots import find_runs, group_name
+from experiments.plots import find_runs, group_name, plot_diagnostics
 from experiments.records import read_metrics
 
 

@@ -35,7 +35,6 @@ import time
 
 import _repo_root  # noqa: F401  (the repository's modules become importable)
 from configurator import ConfigError, UserError
-from diagnostics import plot_diagnostics
 from experiments import plots, report
 from experiments.cli import (CommandLine, add_sweep_arguments, boolean, comma_list, guarded, name_not_ok,
                              print_plan, sweep_options)
@@ -466,7 +465,7 @@ def diagnostics_figures(report_dir, runs, run_dir_of):
             if r["mode"] in (mode, BASELINE_MODE):
                 groups.setdefault(plots.label(r["variant"], r["mode"]), []).append(read_metrics(run_dir_of(r)))
         out_dir = os.path.join(report_dir, "diagnostics", mode)
-        paths += [os.path.relpath(p, report_dir) for p in plot_diagnostics(groups, out_dir, list(report.DIAGNOSTIC_METRICS))]
+        paths += [os.path.relpath(p, report_dir) for p in plots.plot_diagnostics(groups, out_dir, list(report.DIAGNOSTIC_METRICS))]
     return paths
 
 
