@@ -16,6 +16,7 @@ from importlib import metadata
 
 import numpy as np
 
+from configurator import UserError
 from files import write_atomically  # the repository root is on sys.path (the prepare scripts put it there)
 
 TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
@@ -341,9 +342,14 @@ def write_dataset(out_dir, ids, meta, force=False):
         os.makedirs(out_dir, exist_ok=True)
     except OSError as e:
         fail(f"cannot create {out_dir}: {e.strerror or e}")
-    for split, part in parts.items():
-        write_tokens(staged_path(out_dir, split), part)
-    publish_dataset(out_dir, {**meta, **{f"{split}_tokens": len(part) for split, part in parts.items()}}, force)
+    try:  # a full disk: one line (the staged files are replaced by the next try; meta.json comes last)
+        for split, part in parts.items():
+            write_tokens(staged_path(out_dir, split), part)
+        publish_dataset(out_dir, {**meta, **{f"{split}_tokens": len(part) for split, part in parts.items()}}, force)
+    except OSError as e:
+        fail(f"cannot write the dataset in {out_dir}: {e.strerror or e}", 1)
+    except UserError as e:
+        fail(str(e), e.status)
     report_written(out_dir, {split: len(part) for split, part in parts.items()}, meta["vocab_size"])
 
 

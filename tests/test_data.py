@@ -287,6 +287,23 @@ def test_openwebtext_hub_failure_is_one_clear_line(tmp_path):
 
 # ----------------------------------------------------------------------------- bad input
 
+def test_a_full_disk_while_preparing_is_one_line_and_exit_1(tmp_path):
+    """RLIMIT_FSIZE makes every write past 50 KB fail (EFBIG), as a full disk would."""
+    import resource
+    path = tmp_path / "input.txt"
+    path.write_text(SAMPLE * 40)  # about 150,000 characters: a train.bin of about 270 KB
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))
+    result = subprocess.run([sys.executable, "data/shakespeare_char/prepare.py", "--input", str(path), "--out_dir",
+                             str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True, preexec_fn=limit,
+                            timeout=120)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("error: cannot write the dataset in ")  # numpy: "N requested and M written"
+    assert not (tmp_path / "out" / "meta.json").exists()  # no dataset that looks prepared
+
+
+
 @pytest.mark.parametrize("script", ["shakespeare_char", "shakespeare", "code_char"])
 @pytest.mark.parametrize("problem", ["missing", "empty"])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, script, problem):
