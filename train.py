@@ -789,20 +789,18 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
     existed = os.path.isdir(cfg.out_dir)
     try:
         return _train(cfg, owner, model_cls, model_config_cls, log, on_step, announce)
-    except BaseException:
+    finally:
         owner.release()
         if not existed:
             remove_if_unused(cfg.out_dir)  # a start that failed leaves no empty run folder behind
-        raise
-    finally:
-        owner.release()
 
 
 def remove_if_unused(folder):
     """Delete a folder this start made when it holds nothing but the trainer's lock file."""
     try:
-        if set(os.listdir(folder)) <= {RUN_LOCK}:
-            for name in os.listdir(folder):
+        names = os.listdir(folder)
+        if set(names) <= {RUN_LOCK}:
+            for name in names:
                 os.remove(os.path.join(folder, name))
             os.rmdir(folder)
     except OSError:

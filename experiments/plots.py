@@ -346,7 +346,8 @@ def plot_diagnostics(groups, out_dir, metrics=None):
                    ncol=max(1, min(len(labels), int(width / per_column))))
         style = "solid: after the site (centered), dashed: before centering where different; " if has_sides else ""
         title = [f"{METRIC_TITLES.get(name, name)} over training", f"{style}mean over seeds, band ±1 std"]
-        # wrapped to the width here (about 12 characters per inch at size 10): save_figure would find the shared axes' off-view tick labels "outside" and redraw 4 times
+        # wrapped to the width here (about 12 characters per inch at size 10): save_figure would
+        # find the shared axes' off-view tick labels "outside" and redraw 4 times
         fig.suptitle("\n".join(textwrap.fill(line, int(width * 12)) for line in title), fontsize=10)
         path = os.path.join(out_dir, f"diag_{name}.png")
         fig.savefig(path, dpi=110)

@@ -18,8 +18,8 @@ import socket
 import statistics
 import subprocess
 
-from machine import cpu_model
 from files import append_jsonl, read_jsonl
+from machine import cpu_model
 from train import REPO_ROOT, TrainingDiverged
 
 RESULTS_FILE = "results.jsonl"

@@ -25,10 +25,10 @@ from _repo_root import ROOT as REPO_ROOT  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarking import SKIP_FIRST  # noqa: E402
-from machine import machine_description  # noqa: E402
 from configurator import ConfigError, fail, load_config  # noqa: E402
 from experiments.cli import CommandLine  # noqa: E402
 from experiments.plan import BASELINE_MODE, check_plan, variant_names  # noqa: E402
+from machine import machine_description  # noqa: E402
 from model_advanced_centering import CENTERING_MODES, AdvancedGPT, AdvancedGPTConfig  # noqa: E402
 from train import TokenData, TrainingError, model_args_from  # noqa: E402
 from train_advanced_centered import CenteredTrainConfig  # noqa: E402

