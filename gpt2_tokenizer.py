@@ -17,6 +17,7 @@ import numpy as np
 import tiktoken
 
 from configurator import UserError
+from files import write_atomically
 
 # sha256 of the original GPT-2 files (equal to the hashes in tiktoken_ext/openai_public.py)
 ENCODER_JSON_SHA256 = "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"
@@ -107,11 +108,7 @@ def _fetch_into_tiktoken_cache(url, sha256, timeout):
         data = response.read()
     if hashlib.sha256(data).hexdigest() != sha256:
         raise TokenizerUnavailable(f"{url}: unexpected sha256")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    write_atomically(path, lambda f: f.write(data))
 
 
 def _tiktoken_gpt2(allow_download, timeout):

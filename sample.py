@@ -15,8 +15,10 @@ from dataclasses import dataclass
 import torch
 
 from configurator import ConfigError, run_command
-from train import (REPO_ROOT, TrainConfig, check_device, load_checkpoint, model_from_checkpoint, pick_device,
-                   vocabulary_difference)
+from train import TrainConfig, check_device
+from training import REPO_ROOT
+from training.checkpoint import load_checkpoint, model_from_checkpoint, vocabulary_difference
+from training.runtime import pick_device
 
 
 @dataclass

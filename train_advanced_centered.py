@@ -21,6 +21,8 @@ import train
 from configurator import ConfigError
 from model_advanced_centering import (PLACEMENTS, AdvancedGPT, AdvancedGPTConfig, CenteringOptions,
                                       describe_centering, fold_centering, leak_warning)
+from training import TrainingError
+from training.checkpoint import model_from_checkpoint
 
 
 @dataclass
@@ -57,13 +59,13 @@ def fold_checkpoint(ckpt, path="checkpoint"):
     """The checkpoint dict of the plain GPT equivalent to an AdvancedGPT checkpoint (every center
     folded into a bias; scripts/fold_centering.py writes it, scripts/export_hf.py exports it)."""
     if ckpt["model_class"] != "AdvancedGPT":
-        raise train.TrainingError(f"{path} holds a {ckpt['model_class']}, not a centered model (AdvancedGPT): "
+        raise TrainingError(f"{path} holds a {ckpt['model_class']}, not a centered model (AdvancedGPT): "
                                   f"nothing to fold")
-    model = train.model_from_checkpoint(ckpt, path)
+    model = model_from_checkpoint(ckpt, path)
     try:
         folded = fold_centering(model)
     except ValueError as e:
-        raise train.TrainingError(f"{path}: {e}") from None
+        raise TrainingError(f"{path}: {e}") from None
     config = {**dataclasses.asdict(train.TrainConfig()), **ckpt.get("config", {})}
     optimizer = folded.configure_optimizers(config["weight_decay"], config["learning_rate"],
                                             (config["beta1"], config["beta2"]), "cpu")

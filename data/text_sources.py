@@ -10,22 +10,17 @@ import json
 import os
 import pickle
 import re
-import sys
 import urllib.request
 from importlib import metadata
 
 import numpy as np
 
-from configurator import UserError
-from files import write_atomically  # the repository root is on sys.path (the prepare scripts put it there)
+from configurator import UserError, fail  # the repository root is on sys.path (the prepare scripts put it there)
+from files import write_atomically
 
 TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 
 
-def fail(message, status=2):
-    """Report a user error as one line on stderr, without a traceback."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(status)
 
 
 class ArgumentParser(argparse.ArgumentParser):

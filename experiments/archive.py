@@ -6,7 +6,7 @@ results/ folder) and a fresh clone can report on them, plot them, or continue th
     archive_sweep("results/S", "out/experiments/S")   # on a fresh clone: the sweep skips these runs
 
 An archived run keeps its results record, run.json, train.log and metrics.jsonl (gzipped:
-experiments.records.read_metrics reads either); checkpoints (ckpt.pt, best.pt) stay behind. Only
+training.metrics.read_metrics reads either); checkpoints (ckpt.pt, best.pt) stay behind. Only
 runs with a final status are copied, so a run still under way is never half-archived, and the
 destination's lock is taken, so no sweep is writing there meanwhile. A run's record goes in last:
 an archive that was interrupted is simply run again.
@@ -19,7 +19,8 @@ import shutil
 from types import SimpleNamespace
 
 from configurator import ConfigError, UserError
-from experiments.records import FINAL_STATUSES, METRICS_FILE, RESULTS_FILE, append_record, read_results
+from experiments.records import FINAL_STATUSES, RESULTS_FILE, append_record, read_results
+from training.metrics import METRICS_FILE
 from experiments.slurm import slurm_runs_under_way
 from experiments.sweep import SweepLock
 

@@ -17,7 +17,7 @@ from configurator import TRUE_WORDS, UserError, fail
 from experiments.plan import CONFIG_DIR
 from experiments.records import read_results
 from experiments.sweep import Sweep, check_sweep_folder, other_settings
-from train import REPO_ROOT
+from training import REPO_ROOT
 
 DEFAULT_OUT_ROOT = os.path.join(REPO_ROOT, "out", "experiments")
 

@@ -13,7 +13,7 @@ from configurator import UserError
 from experiments.plan import BASELINE, BASELINE_MODE
 from experiments.plots import mode_label
 from experiments.report import fmt
-from train import SESSION_KEYS
+from training.run_folder import SESSION_KEYS
 
 REPORT_FILE = "results.json"
 # differ between runs of one report, or say nothing about the setting

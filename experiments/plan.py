@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 from configurator import ConfigError, load_config
 from model_advanced_centering import CENTERING_MODES
-from train import REPO_ROOT, preflight
+from train import preflight
+from training import REPO_ROOT
 from train_advanced_centered import CenteredTrainConfig
 
 CONFIG_DIR = os.path.join(REPO_ROOT, "config")

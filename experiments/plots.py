@@ -18,11 +18,11 @@ import numpy as np  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
 from configurator import UserError  # noqa: E402
-from diagnostics import METRIC_TITLES, SITE_ORDER, base_metric, diagnostic_curves, metric_names, parse_diag_key  # noqa: E402
+from diagnostics import METRIC_TITLES, SITE_ORDER, base_metric, diagnostic_curves, metric_names  # noqa: E402
 from experiments.plan import BASELINE_MODE  # noqa: E402
-from experiments.records import METRICS_FILE, read_metrics  # noqa: E402
 from experiments.stats import correct_comparisons  # noqa: E402
 from model_advanced_centering import BATCH_STATISTICS_MODES  # noqa: E402
+from training.metrics import METRICS_FILE, read_metrics  # noqa: E402
 
 DECISION_COLORS = {"better": "tab:green", "worse": "tab:red", "equivalent": "tab:blue", "no detectable difference": "tab:gray", "untested": "lightgray"}
 

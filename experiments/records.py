@@ -20,10 +20,10 @@ import subprocess
 
 from files import append_jsonl, read_jsonl
 from machine import cpu_model
-from train import REPO_ROOT, TrainingDiverged
+from training import REPO_ROOT, TrainingDiverged
+from training.metrics import read_metrics
 
 RESULTS_FILE = "results.jsonl"
-METRICS_FILE = "metrics.jsonl"  # a run's own records, written by train.py
 FINAL_STATUSES = ("ok", "diverged")  # a run with one of these is not run again; "failed" is
 
 
@@ -32,12 +32,6 @@ def status_of(returncode):
     if returncode == 0:
         return "ok"
     return "diverged" if returncode == TrainingDiverged.status else "failed"
-
-
-def read_metrics(run_dir):
-    """A run's metrics.jsonl records; an archived run (scripts/archive_sweep.py) has them gzipped."""
-    path = os.path.join(run_dir, METRICS_FILE)
-    return read_jsonl(path if os.path.exists(path) else path + ".gz")
 
 
 def read_results(sweep_dir):

@@ -263,7 +263,7 @@ def sequential_table(decided, plan, analysis, names=None, rates=None, prior=None
     its look detects with 80% power, the Holm-corrected p of the difference and of the
     equivalence tests against that look's level, and the decision. Sorted as comparison_table."""
     head = ["rank", "method", "mode", "lr", "seeds", "improvement vs baseline (95% CI)",
-            f"detectable at 80% power", "p (difference, Holm)", "p (equivalence ±m, Holm)", "level of the look",
+            "detectable at 80% power", "p (difference, Holm)", "p (equivalence ±m, Holm)", "level of the look",
             "decision"] + (["prior report's claim"] if prior else [])
     lines = [f"Seed plan, declared before the runs: {plan.describe()}.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

@@ -29,7 +29,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 from configurator import ConfigError
 from experiments.stats import (ALPHA, holm, min_detectable_effect, paired_comparison, relative_improvement_pct,

@@ -25,9 +25,10 @@ import subprocess
 import time
 
 from configurator import ConfigError, UserError
+from files import write_atomically
 from experiments.records import RESULTS_FILE, append_record, provenance, read_results, summarize
 from experiments.local import child_environment, describe_device
-from train import REPO_ROOT
+from training import REPO_ROOT
 
 try:
     import submitit
@@ -199,7 +200,4 @@ class SlurmExecutor:
 
 
 def write_json(path, obj):
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
+    write_atomically(path, lambda f: f.write(json.dumps(obj, indent=1).encode("utf-8")))

@@ -33,13 +33,13 @@ from experiments.plan import BASELINE_MODE, CONFIG_DIR, check_plan
 from experiments.records import FINAL_STATUSES, RESULTS_FILE, append_record, provenance, read_results, summarize
 from experiments.slurm import STATE_FILE, SlurmExecutor, slurm_runs_under_way
 from files import FileLock, LockHeld, ensure_writable_folder, lock_holder
-from train import REPO_ROOT, RUN_LOCK, SESSION_KEYS, TrainConfig
+from training import REPO_ROOT
+from training.run_folder import RUN_LOCK, SESSION_KEYS
 
 TRAINER = os.path.join(REPO_ROOT, "train_advanced_centered.py")
 LOCK_FILE = "sweep.lock"
 # train.py refuses a fresh run into a folder that holds a run unless --overwrite=True; a trainer
 # without that key (older train.py) needs no such flag.
-TRAINER_HAS_OVERWRITE = "overwrite" in {f.name for f in dataclasses.fields(TrainConfig)}
 
 
 def libc_prctl():
@@ -116,7 +116,7 @@ class Sweep:
         args = [self.trainer, *run.train_args(self.overrides, self.config_dir), f"--out_dir={run_dir}"]
         if os.path.exists(os.path.join(run_dir, "ckpt.pt")):
             args.append("--init_from=resume")
-        elif TRAINER_HAS_OVERWRITE:
+        else:
             args.append("--overwrite=True")  # a run that died before its first checkpoint starts over
         return launcher + args
 

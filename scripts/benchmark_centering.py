@@ -30,7 +30,9 @@ from experiments.cli import CommandLine  # noqa: E402
 from experiments.plan import BASELINE_MODE, check_plan, variant_names  # noqa: E402
 from machine import machine_description  # noqa: E402
 from model_advanced_centering import CENTERING_MODES, AdvancedGPT, AdvancedGPTConfig  # noqa: E402
-from train import TokenData, TrainingError, model_args_from  # noqa: E402
+from training import TrainingError  # noqa: E402
+from training.batches import TokenData  # noqa: E402
+from training.checkpoint import model_args_from  # noqa: E402
 from train_advanced_centered import CenteredTrainConfig  # noqa: E402
 
 

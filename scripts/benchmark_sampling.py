@@ -33,7 +33,8 @@ from machine import machine_description  # noqa: E402
 from configurator import ConfigError, describe, fail, load_config  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
 from model_advanced_centering import AdvancedGPT, AdvancedGPTConfig, fold_centering  # noqa: E402
-from train import TrainingError, load_checkpoint, model_from_checkpoint  # noqa: E402
+from training import TrainingError  # noqa: E402
+from training.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
 
 
 @dataclass

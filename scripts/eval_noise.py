@@ -16,7 +16,9 @@ import numpy as np
 import torch
 
 from experiments.cli import CommandLine, guarded
-from train import REPO_ROOT, TokenData, load_checkpoint, model_from_checkpoint
+from training import REPO_ROOT
+from training.batches import TokenData
+from training.checkpoint import load_checkpoint, model_from_checkpoint
 
 
 @torch.no_grad()

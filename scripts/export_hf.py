@@ -39,7 +39,9 @@ import torch  # noqa: E402
 
 from configurator import ConfigError, run_command  # noqa: E402
 from train_advanced_centered import fold_checkpoint  # noqa: E402
-from train import TrainingError, load_checkpoint, model_from_checkpoint, run_files_in  # noqa: E402
+from training import TrainingError  # noqa: E402
+from training.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
+from training.run_folder import run_files_in  # noqa: E402
 
 CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 GPT2_EOT = 50256  # <|endoftext|> in GPT-2 BPE

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 import _repo_root  # noqa: F401  (the repository's modules become importable)
 from configurator import ConfigError, run_command
-from train import load_checkpoint, run_files_in, save_checkpoint
+from training.checkpoint import load_checkpoint, save_checkpoint
+from training.run_folder import run_files_in
 from train_advanced_centered import fold_checkpoint
 
 

@@ -44,8 +44,10 @@ from configurator import ConfigError, run_command  # noqa: E402
 from data.text_sources import (SPLITS, existing_fingerprint, fingerprint_files, publish_dataset,  # noqa: E402
                                staged_path)
 from model import GPT, GPTConfig  # noqa: E402
-from train import (REPO_ROOT, SESSION_KEYS, TrainConfig, TrainingError, load_model_state,  # noqa: E402
-                   read_checkpoint, run_files_in, save_checkpoint)
+from train import TrainConfig
+from training import REPO_ROOT, TrainingError
+from training.checkpoint import load_model_state, read_checkpoint, save_checkpoint
+from training.run_folder import SESSION_KEYS, run_files_in
 
 UPSTREAM_KEYS = {"model", "model_args", "optimizer", "iter_num", "best_val_loss", "config"}  # its train.py writes these
 

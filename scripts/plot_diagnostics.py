@@ -17,7 +17,7 @@ import _repo_root  # noqa: F401  (the repository's modules become importable)
 from configurator import UserError
 from experiments.cli import CommandLine, guarded
 from experiments.plots import find_runs, group_name, plot_diagnostics
-from experiments.records import read_metrics
+from training.metrics import read_metrics
 
 
 def main(argv=None):

@@ -21,7 +21,9 @@ from configurator import ConfigError, load_config
 from experiments.cli import CommandLine, guarded
 from experiments.plan import MODES, plan_runs, variant_names
 from model_advanced_centering import AdvancedGPT, AdvancedGPTConfig
-from train import REPO_ROOT, load_checkpoint, model_from_checkpoint, train
+from train import train
+from training import REPO_ROOT
+from training.checkpoint import load_checkpoint, model_from_checkpoint
 from train_advanced_centered import CenteredTrainConfig
 
 TINY = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=8",

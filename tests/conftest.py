@@ -1,6 +1,8 @@
 """Shared fixtures: a small char-level dataset written straight to disk (no preparation script
-involved) and the settings of a tiny model that trains in a second on a CPU."""
+involved) and the settings of a tiny model that trains in a second on a CPU; and the helpers that
+several test files use: command lines, subprocess environment, metrics and sweep records."""
 
+import dataclasses
 import json
 import os
 import sys
@@ -20,6 +22,12 @@ TEST_TEXT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shakespear
 TINY_MODEL = dict(n_layer=2, n_head=2, n_embd=32, block_size=16, batch_size=4, bias=True,
                   dropout=0.0, eval_windows=16, warmup_iters=2, learning_rate=3e-3, min_lr=3e-4,
                   device="cpu", compile=False, log_interval=1)
+# an even smaller model as the experiment scripts' command-line flags (one run of a sweep)
+TINY = ["--n_layer=1", "--n_head=2", "--n_embd=16", "--block_size=16", "--batch_size=4",
+        "--eval_interval=10", "--eval_windows=8", "--warmup_iters=2", "--device=cpu", "--log_interval=5"]
+SCRIPTS = os.path.join(REPO_ROOT, "scripts")
+# the environment of a subprocess that trains: one thread, as the tests in this process (one_thread)
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def write_char_dataset(folder, text, force=False):
@@ -104,3 +112,26 @@ def run_main(main, argv, capsys):
         status = e.code
     out, err = capsys.readouterr()
     return status, out, err
+
+
+def cli_args(cfg):
+    return [f"--{k}={v}" for k, v in dataclasses.asdict(cfg).items()]
+
+
+def iters_of(out_dir, kind="eval"):
+    from training.metrics import read_metrics
+    return [r["iter"] for r in read_metrics(out_dir) if r["type"] == kind]
+
+
+def swap_two_chars(meta):
+    chars = meta["chars"]
+    chars[0], chars[1] = chars[1], chars[0]
+
+
+def sweep(args, **kwargs):
+    return [sys.executable, os.path.join(SCRIPTS, "advanced_centering_experiments.py"), *args]
+
+
+def results(path):
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]

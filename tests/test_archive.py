@@ -7,8 +7,7 @@ import sys
 
 import pytest
 
-from conftest import REPO_ROOT
-from test_experiments import ENV, TINY, results, sweep
+from conftest import ENV, REPO_ROOT, TINY, results, sweep
 
 ARCHIVE = os.path.join(REPO_ROOT, "scripts", "archive_sweep.py")
 
@@ -20,7 +19,7 @@ def archive(src, dst):
 @pytest.mark.slow
 def test_archived_sweep_reads_as_before_and_a_sweep_restored_from_it_does_only_the_rest(char_data, tmp_path):
     from experiments.plots import find_runs
-    from experiments.records import read_metrics
+    from training.metrics import read_metrics
 
     args = ["--name=a", f"--out_root={tmp_path / 'out'}", "--variants=baseline", "--seeds=1,2", "--iters=20",
             f"--data_dir={char_data}", *TINY]

@@ -1,7 +1,10 @@
-"""The paired benchmarks' own logic: log parsing, the data both trainers get, the summary."""
+"""The benchmarks (benchmarking.py, scripts/benchmark.py): log parsing, shared data, summary, own folder."""
+import dataclasses
 import json
 import os
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -9,6 +12,7 @@ import pytest
 from benchmarking import (RunResult, parse_nanogpt_log, parse_our_metrics, run_alternating, summarise,
                           write_paired_data)
 from configurator import UserError
+from conftest import ENV, REPO_ROOT, iters_of
 
 
 def test_nanogpt_log_skips_warm_up_and_the_final_evaluation_iteration():
@@ -57,3 +61,20 @@ def test_alternation_and_summary():
     s = summarise(pairs)
     assert s["ratios"] == [2.0, 3.0] and s["ratio_median"] == 2.5 and s["cpu_ratios"] == [1.5, 1.0]
     assert s["nanogpt_val"] == [2.0, 2.0] and s["ours_val"] == [2.1, 2.1]
+
+
+@pytest.mark.slow  # starts training subprocesses
+def test_benchmark_after_training_leaves_the_run_alone(tiny_config, tmp_path):
+    config = tmp_path / "tiny.py"
+    settings = {**dataclasses.asdict(tiny_config), "out_dir": str(tmp_path / "run"), "max_iters": 4, "eval_interval": 2}
+    config.write_text("".join(f"{k} = {v!r}\n" for k, v in settings.items()))
+    r = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "train.py"), str(config)], cwd=tmp_path,
+                       capture_output=True, text=True, env=ENV)
+    assert r.returncode == 0, r.stderr
+    before = {name: (tmp_path / "run" / name).read_bytes() for name in ("metrics.jsonl", "best.pt")}
+    for _ in range(2):  # the benchmark's own folder is replaced each time
+        r = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "scripts", "benchmark.py"), str(config)],
+                           cwd=tmp_path, capture_output=True, text=True, env=ENV)
+        assert r.returncode == 0, r.stderr
+    assert {name: (tmp_path / "run" / name).read_bytes() for name in before} == before
+    assert iters_of(str(tmp_path / "out" / "benchmark")) == [0, 2, 4]

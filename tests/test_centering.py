@@ -10,11 +10,12 @@ import torch.nn as nn
 
 import sample as sample_module
 import train_advanced_centered
-from conftest import REPO_ROOT, run_main, warm_up
+from conftest import ENV, REPO_ROOT, SCRIPTS, run_main, warm_up
 from model import GPT, GPTConfig
 from model_advanced_centering import (CENTERING_MODES, PLACEMENTS, AdvancedGPT, AdvancedGPTConfig,
                                       VectorCentering)
-from train import load_checkpoint, train
+from train import train
+from training.checkpoint import load_checkpoint
 from train_advanced_centered import CenteredTrainConfig
 
 BASE = dict(block_size=16, vocab_size=40, n_layer=2, n_head=2, n_embd=32, dropout=0.0, bias=True)
@@ -245,3 +246,11 @@ def test_compiled_training_in_every_mode(tiny_config, mode):
     if mode in ("adaptive", "momentum"):  # the compiled forward did collect batch statistics
         assert all(m.num_updates.item() == 3 and m.running_mean.abs().sum() > 0
                    for _, _, m in model.centerings())
+
+
+@pytest.mark.slow
+def test_smoke_check_passes(char_data):
+    r = subprocess.run([sys.executable, os.path.join(SCRIPTS, "test_advanced_centering_simple.py"),
+                        f"--data_dir={char_data}"], capture_output=True, text=True, env=ENV, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("PASS") == 33 and "all passed" in r.stdout

@@ -1,5 +1,7 @@
 """The experiment scripts' command lines (experiments/cli.py, experiments/plan.py): what they
-refuse before anything runs, in one line with exit status 2."""
+refuse before anything runs, in one line with exit status 2, and what their dry runs show."""
+
+import json
 
 import pytest
 
@@ -97,3 +99,72 @@ def test_a_prompt_file_that_is_not_text_is_one_line(tiny_config, tmp_path, capsy
     status, _, err = run_main(sample_module.main, [f"--out_dir={tiny_config.out_dir}", f"--start=FILE:{prompt}",
                                                    "--device=cpu"], capsys)
     assert status == 2 and err.startswith(f"error: cannot read the prompt file {prompt}") and err.count("\n") == 1, err
+
+
+def test_yes_no_options_and_counts_are_checked_when_parsed(char_data, tmp_path, capsys):
+    """--dry_run and --wait alone or =True/False (the configurator's words); --jobs/--nproc below 1
+    are refused while parsing, so a dry run catches them too."""
+    import advanced_centering_experiments as sweep_script
+    import run_best_advanced_1k
+    from experiments.cli import CommandLine, add_sweep_arguments, sweep_options
+
+    base = ["--name=x", f"--out_root={tmp_path}", "--variants=baseline", "--seeds=1", "--iters=10", f"--data_dir={char_data}"]
+    for dry in (["--dry_run"], ["--dry_run=True"], ["--dry_run=1", "--dropout=0.1"], ["--dry_run", "--dropout=0.1"]):
+        assert sweep_script.main(base + dry) == 0
+        assert capsys.readouterr().out.endswith(f"1 runs in {tmp_path / 'x'}\n")
+    assert not (tmp_path / "x").exists()  # nothing ran
+    assert run_best_advanced_1k.main([f"--out_root={tmp_path}", "--variants=baseline", "--tune", "--rates=1e-3",
+                                      "--selection_seeds=1", "--seeds=2", "--iters=10", f"--data_dir={char_data}",
+                                      "--dry_run"]) == 0
+    assert "1 runs in" in (out := capsys.readouterr().out) and "then 2 test seeds" in out  # --tune alone: True
+    for bad, message in (("--jobs=0", "argument --jobs: must be at least 1, got 0"),
+                         ("--jobs=-2", "argument --jobs: must be at least 1, got -2"),
+                         ("--nproc=0", "argument --nproc: must be at least 1, got 0"),
+                         ("--dry_run=maybe", "argument --dry_run: expected a boolean"),
+                         ("--wait=yes", "argument --wait: expected a boolean")):
+        with pytest.raises(SystemExit) as exit:
+            sweep_script.main(base + ["--dry_run", bad])
+        err = capsys.readouterr().err
+        assert exit.value.code == 2 and err.startswith(f"error: {message}") and err.count("\n") == 1, err
+
+    parser = CommandLine("x")
+    add_sweep_arguments(parser)
+    for argv, dry, wait in (([], False, False), (["--wait"], False, True), (["--wait=False", "--dry_run=false"], False, False),
+                            (["--wait=true", "--dry_run", "config/gpu.py"], True, True)):
+        args, rest = parser.parse_with_overrides(["--executor=slurm", *argv])
+        assert (args.dry_run, sweep_options(args)["wait"]) == (dry, wait)
+        assert rest == [a for a in argv if a.endswith(".py")]  # an overlay after a bare flag stays an overlay
+
+
+def test_dry_run_shows_runs_held_with_other_settings(char_data, tmp_path, capsys):
+    """A run the folder holds (finished: its record; started: its run.json) trained otherwise is
+    listed as "other settings", not as its old status, by both experiment scripts' dry runs."""
+    import advanced_centering_experiments as sweep_script
+    import run_best_advanced_1k
+    from experiments.plan import check_plan, plan_runs
+    from experiments.records import RESULTS_FILE, append_record
+
+    runs = plan_runs(["baseline"], [], [1, 2, 3], [10])
+    configs = check_plan(runs, ["baseline"], [], ["--n_embd=32", f"--data_dir={char_data}"])
+    folder = tmp_path / "x"
+    for run in runs:
+        configs[run.run_id]["out_dir"] = str(folder / run.run_id)
+    (folder / runs[0].run_id).mkdir(parents=True)
+    (folder / runs[0].run_id / "run.json").write_text(json.dumps({"config": {**configs[runs[0].run_id], "n_embd": 16}}))
+    append_record(str(folder / RESULTS_FILE), {"run_id": runs[1].run_id, "status": "ok",
+                                               "config": {**configs[runs[1].run_id], "device": "cuda"}})
+    append_record(str(folder / RESULTS_FILE), {"run_id": runs[2].run_id, "status": "ok",
+                                               "config": {**configs[runs[2].run_id], "n_embd": 16}})
+    assert sweep_script.main(["--name=x", f"--out_root={tmp_path}", "--variants=baseline", "--seeds=1,2,3",
+                              "--iters=10", "--n_embd=32", f"--data_dir={char_data}", "--dry_run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split(None, 1) == [runs[0].run_id, "other settings (n_embd=16, now 32)"]
+    assert lines[1].split() == [runs[1].run_id, "ok"]  # another device is the same run
+    assert lines[2].split(None, 1) == [runs[2].run_id, "other settings (n_embd=16, now 32)"]
+    assert lines[-1].startswith("2 of them the folder holds trained with other settings")
+
+    assert run_best_advanced_1k.main([f"--out_root={tmp_path}", "--name=x", "--variants=baseline", "--seeds=3",
+                                      "--iters=10", "--n_embd=32", f"--data_dir={char_data}", "--dry_run",
+                                      f"--dataset={configs[runs[0].run_id]['dataset']}"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("other settings (n_embd=16, now 32)") == 2 and f"{runs[1].run_id}" in out

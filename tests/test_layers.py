@@ -16,6 +16,7 @@ LAYERS = [
     ["cpu_runtime", "machine", "files", "gpt2_tokenizer", "benchmarking", "data.text_sources"],
     ["diagnostics", "model"],
     ["model_advanced_centering"],
+    ["training"],  # the trainer's plumbing: runtime, batches, checkpoint, run folder, metrics
     ["train"],
     ["train_advanced_centered", "sample"],
     ["experiments"],  # the package and every module in it

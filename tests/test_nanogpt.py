@@ -23,7 +23,9 @@ from conftest import REPO_ROOT, TINY_MODEL, run_main, write_char_dataset
 from model import GPT, GPTConfig
 from model_advanced_centering import AdvancedGPT, AdvancedGPTConfig
 from sample import SampleConfig, sample
-from train import TrainConfig, TrainingError, load_checkpoint, model_from_checkpoint, save_checkpoint, train
+from train import TrainConfig, train
+from training import TrainingError
+from training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from train_advanced_centered import CenteredTrainConfig
 
 NANOGPT = os.path.join(os.path.dirname(REPO_ROOT), "shared", "peers", "nanoGPT")

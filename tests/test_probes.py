@@ -7,9 +7,10 @@ nothing a user made damaged or half-written.
 The rest of the probe list is tested where its code is tested: sizes checked against memory and
 the splits (test_train.py), empty lists, path-like names, hyphens and the sweep's preflight
 (test_cli.py), non-UTF-8 config and prompt files and a --report_dir that is a file (test_cli.py),
-bad values of every key (test_safety.py), fold and export into a run folder (test_inference.py),
---eval_only, locks, torn lines, dataset fingerprints and checkpoint checksums (test_safety.py,
-test_train.py), openwebtext's --seed (test_safety.py)."""
+bad values of every key (test_train.py, test_sample.py), fold and export into a run folder
+(test_inference.py), --eval_only and locks (test_run_folder.py), torn lines (test_metrics.py,
+test_records.py), dataset fingerprints (test_batches.py), checkpoint checksums (test_checkpoint.py),
+openwebtext's --seed (test_data.py)."""
 
 import dataclasses
 import json
@@ -24,15 +25,10 @@ import pytest
 import torch
 
 import train as train_module
-from conftest import REPO_ROOT, run_main, sample_text
+from conftest import ENV, REPO_ROOT, cli_args, run_main, sample_text
 from files import read_jsonl
-from train import load_checkpoint, train
-
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
-def cli_args(cfg):
-    return [f"--{k}={v}" for k, v in dataclasses.asdict(cfg).items()]
+from train import train
+from training.checkpoint import load_checkpoint
 
 
 def train_with_file_limit(cfg, limit_bytes):

@@ -10,8 +10,7 @@ import time
 import pytest
 import torch
 
-from conftest import REPO_ROOT, TINY_MODEL
-from test_experiments import ENV, results, sweep
+from conftest import ENV, REPO_ROOT, TINY_MODEL, results, sweep
 
 pytestmark = pytest.mark.slow
 SLURM = ["--executor=slurm", "--cpus_per_run=1", "--time_min=10"]

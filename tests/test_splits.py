@@ -14,7 +14,8 @@ import torch.nn.functional as F
 
 from conftest import REPO_ROOT, write_char_dataset
 from data.text_sources import dataset_fingerprint, split_tokens
-from train import load_checkpoint, model_from_checkpoint, train
+from train import train
+from training.checkpoint import load_checkpoint, model_from_checkpoint
 
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak \u2014 caf\u00e9!\n\n" * 40
 
@@ -77,7 +78,7 @@ def test_fingerprint_changes_with_tokens_and_vocabulary(tmp_path):
 def test_forced_replacement_that_crashes_leaves_no_dataset_under_the_old_fingerprint(tmp_path, monkeypatch, crash_at):
     from data import text_sources
     from configurator import ConfigError
-    from train import TokenData
+    from training.batches import TokenData
     folder = write_char_dataset(str(tmp_path / "d"), TEXT)
     real_replace, moves = os.replace, []
 

@@ -1,5 +1,4 @@
 import dataclasses
-import json
 import os
 import subprocess
 import sys
@@ -8,22 +7,19 @@ import pytest
 import torch
 import torch.nn as nn
 
-import sample as sample_module
 import train as train_module
-from configurator import ConfigError, UserError
-from conftest import REPO_ROOT, flip_bytes_in_tensor, run_main
+import train_advanced_centered
+from conftest import ENV, REPO_ROOT, cli_args, iters_of, run_main
 from model import GPT
-from train import (TokenData, TrainingError, evaluate, load_checkpoint,
-                   load_model_state, save_checkpoint, setup_runtime, train)
+from train import evaluate, train
+from training.batches import TokenData
+from training.checkpoint import load_checkpoint
+from training.metrics import read_metrics
+from training.runtime import setup_runtime
 
 
 def weights(out_dir, name="ckpt.pt"):
     return load_checkpoint(os.path.join(out_dir, name))["model"]
-
-
-def read_metrics(out_dir):
-    with open(os.path.join(out_dir, "metrics.jsonl"), encoding="utf-8") as f:
-        return [json.loads(line) for line in f]
 
 
 def test_training_reduces_loss_and_writes_outputs(tiny_config):
@@ -111,76 +107,11 @@ def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(tiny_config, cap
     assert all(torch.isfinite(t).all() for t in ckpt["model"].values())
 
 
-def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
-    path = str(tmp_path / "ckpt.pt")
-    save_checkpoint({"x": torch.arange(5)}, path)
-
-    def crash_midway(obj, f):
-        f.write(b"partial garbage")
-        raise OSError("disk full")
-
-    monkeypatch.setattr(torch, "save", crash_midway)
-    with pytest.raises(UserError, match="cannot write .*ckpt.pt: disk full .*unchanged"):  # one line, exit 1
-        save_checkpoint({"x": torch.zeros(5)}, path)
-    monkeypatch.undo()
-    assert torch.equal(torch.load(path, weights_only=True)["x"], torch.arange(5))
-    assert os.listdir(tmp_path) == ["ckpt.pt"]  # no temporary file left behind
-
-
-def test_bad_checkpoints_give_clear_errors(tiny_config, tmp_path):
-    with pytest.raises(ConfigError, match="no checkpoint at"):  # a path that names none: exit 2
-        load_checkpoint(str(tmp_path / "missing.pt"))
-    train(dataclasses.replace(tiny_config, max_iters=2), log=lambda *a: None)
-    good = os.path.join(tiny_config.out_dir, "ckpt.pt")
-    truncated = str(tmp_path / "truncated.pt")
-    with open(good, "rb") as f, open(truncated, "wb") as g:
-        g.write(f.read()[:1000])
-    with pytest.raises(ConfigError, match="unreadable \\(truncated or corrupt\\)"):  # exit 2, as a corrupt one
-        load_checkpoint(truncated)
-    ckpt = load_checkpoint(good)
-    inference_only = os.path.join(str(tmp_path), "folded")
-    os.makedirs(inference_only)
-    save_checkpoint({k: ckpt[k] for k in ("model", "model_args", "model_class")},
-                    os.path.join(inference_only, "ckpt.pt"))
-    with pytest.raises(TrainingError, match="cannot be resumed: it lacks the training state"):
-        train(dataclasses.replace(tiny_config, out_dir=inference_only, init_from="resume"), log=lambda *a: None)
-    other = GPT(train_module.GPTConfig(**{**ckpt["model_args"], "n_embd": 64}))
-    with pytest.raises(TrainingError, match="does not match the model"):
-        load_model_state(other, ckpt["model"], good)
-
-
-def test_corrupt_checkpoint_is_one_line_and_exit_2_everywhere(tiny_config, tmp_path, capsys):
-    """Bytes flipped inside a tensor: torch.load does not notice, the checksum written with the
-    checkpoint does, in resume, evaluation and sampling alike (never a traceback, a NaN loss, or
-    exit 3: a sweep would record the run as diverged)."""
-    cfg = dataclasses.replace(tiny_config, max_iters=4, eval_interval=2)
-    train(cfg, log=lambda *a: None)
-    path = os.path.join(cfg.out_dir, "ckpt.pt")
-    legacy = str(tmp_path / "legacy.pt")  # as written before checkpoints had a checksum
-    torch.save(load_checkpoint(path), legacy)
-    assert "checksum" not in torch.load(legacy, weights_only=True)
-    assert load_checkpoint(legacy)["iter_num"] == 4
-    flip_bytes_in_tensor(path)
-    assert not torch.isfinite(torch.load(path, weights_only=True)["model"]["transformer.h.0.mlp.c_fc.weight"]).all()
-    with pytest.raises(ConfigError, match=f"checkpoint {path} is corrupt"):
-        load_checkpoint(path)
-    for main, extra in ((train_module.main, ["--init_from=resume", "--max_iters=8"]),
-                        (train_module.main, ["--eval_only=True"]), (sample_module.main, None)):
-        argv = cli_args(cfg) + extra if extra else [f"--out_dir={cfg.out_dir}", "--device=cpu", "--num_samples=1"]
-        status, out, err = run_main(main, argv, capsys)
-        assert status == 2 and err.count("\n") == 1 and "corrupt" in err and "step" not in out, (argv, err)
-    assert [r["iter"] for r in read_metrics(cfg.out_dir) if r["type"] == "eval"] == [0, 2, 4]  # nothing written
-
-
 def test_resume_without_checkpoint_exits_2(tiny_config, capsys):
     status, _, err = run_main(train_module.main, [f"--data_dir={tiny_config.data_dir}", f"--out_dir={tiny_config.out_dir}",
                                                   "--init_from=resume", "--device=cpu"], capsys)
     assert status == 2  # a bad value (the folder names no run), not a run that failed
     assert err.strip() == f"error: no checkpoint at {tiny_config.out_dir}/ckpt.pt"
-
-
-def cli_args(cfg):
-    return [f"--{k}={v}" for k, v in dataclasses.asdict(cfg).items()]
 
 
 @pytest.mark.slow  # three interpreters start (torchrun and its two workers)
@@ -209,18 +140,6 @@ def test_two_gloo_processes_match_one(tiny_config, tmp_path):
 # (the loop with every centering site in place; the plain GPT is the same forward with identity sites)
 
 
-def test_sample_from_saved_checkpoint(tiny_config, capsys):
-    train(dataclasses.replace(tiny_config, max_iters=5), log=lambda *a: None)
-    status, out, err = run_main(sample_module.main, [f"--out_dir={tiny_config.out_dir}", "--start=ROMEO:",
-                                                     "--num_samples=2", "--max_new_tokens=30", "--device=cpu"], capsys)
-    assert status == 0, err
-    samples = out.split("---------------\n")
-    assert len(samples) == 3 and all(s.startswith("ROMEO:") and len(s) >= 36 for s in samples[:2])
-    status, _, err = run_main(sample_module.main, [f"--out_dir={tiny_config.out_dir}", "--start=\u263a",
-                                                   "--device=cpu"], capsys)
-    assert status == 2 and "outside the vocabulary" in err
-
-
 @pytest.mark.parametrize("override, message", [
     ("--batch_size=1000000000000", "GiB to train"),
     ("--gradient_accumulation_steps=1000000000000", "GiB to train"),
@@ -243,6 +162,86 @@ def test_the_memory_estimate_never_refuses_the_shapes_users_run():
     """training_bytes is a lower bound: the CPU protocol's model needs a few tens of MB by it, and
     GPT-2 small (124M parameters, context 1024, batch 16, as config/experiment_base.py suggests
     for a GPU) fits a 40 GiB GPU by it."""
-    from train import training_bytes
+    from training.runtime import training_bytes
     assert 10e6 < training_bytes(4, 128, 64, 71, 12) < 100e6
     assert training_bytes(12, 768, 1024, 50304, 16) < 40 * 2 ** 30
+
+
+class Crash(Exception):
+    pass
+
+
+def test_run_without_always_save_checkpoint_resumes_exactly(tiny_config, tmp_path):
+    base = dataclasses.replace(tiny_config, always_save_checkpoint=False, dropout=0.1, max_iters=30,
+                               lr_decay_iters=30, eval_interval=10)
+    straight = dataclasses.replace(base, out_dir=str(tmp_path / "straight"))
+    train(straight, log=lambda *a: None)
+
+    def crash_at_25(cfg, iter_num, *rest):
+        if iter_num == 25:
+            raise Crash()
+
+    killed = dataclasses.replace(base, out_dir=str(tmp_path / "killed"))
+    with pytest.raises(Crash):
+        train(killed, log=lambda *a: None, on_step=crash_at_25)
+    assert os.path.exists(os.path.join(killed.out_dir, "ckpt.pt"))  # something to resume from
+    train(dataclasses.replace(killed, init_from="resume"), log=lambda *a: None)
+    a = load_checkpoint(os.path.join(straight.out_dir, "ckpt.pt"))["model"]
+    b = load_checkpoint(os.path.join(killed.out_dir, "ckpt.pt"))["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert iters_of(straight.out_dir) == iters_of(killed.out_dir)
+    assert iters_of(straight.out_dir, "train") == iters_of(killed.out_dir, "train")
+    best = lambda d: load_checkpoint(os.path.join(d, "best.pt"))["best_val_loss"]
+    assert best(straight.out_dir) == best(killed.out_dir)
+
+
+BAD_INPUTS = ["--learning_rate=-1", "--learning_rate=nan", "--beta1=1.5", "--beta2=1", "--min_lr=-1",
+              "--min_lr=0.1", "--weight_decay=-1", "--grad_clip=-1", "--dropout=1", "--warmup_iters=-1",
+              "--eval_windows=0", "--centering_momentum=0", "--centering_mode=mean", "--device=gpu",
+              "--out_dir=", "--out_dir=/dev/null/x", "--wandb_log=True", "--peak_flops=0", "--seed=-1",
+              f"--seed={2**70}"]
+
+
+@pytest.mark.parametrize("bad", BAD_INPUTS)
+def test_bad_value_is_one_line_and_exit_2(tiny_config, bad, capsys, monkeypatch):
+    real_find_spec = train_module.importlib.util.find_spec
+    monkeypatch.setattr(train_module.importlib.util, "find_spec",  # as on a machine without wandb
+                        lambda name, *a: None if name == "wandb" else real_find_spec(name, *a))
+    code, out, err = run_main(train_advanced_centered.main, cli_args(tiny_config) + [bad], capsys)
+    key = bad[2:].split("=")[0]
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: ") and key in err, err
+    assert not os.path.exists(tiny_config.out_dir) and "step 0" not in out
+
+
+def test_default_folders_differ():
+    from train_advanced_centered import CenteredTrainConfig
+    assert train_module.TrainConfig().out_dir != CenteredTrainConfig().out_dir
+    assert "out" != train_module.TrainConfig().out_dir
+
+
+@pytest.mark.slow
+def test_torchrun_runs_the_readme_command_and_reports_once(tiny_config, tmp_path):
+    # the README's command: a config with gradient_accumulation_steps=1, 2 processes
+    base = {**dataclasses.asdict(tiny_config), "gradient_accumulation_steps": 1, "max_iters": 4,
+            "eval_interval": 2}
+    args = lambda out, **kw: [f"--{k}={v}" for k, v in {**base, "out_dir": str(out), **kw}.items()]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    run = lambda cmd: subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, env=ENV, timeout=300)
+    one = run([sys.executable, "train_advanced_centered.py", *args(tmp_path / "one")])
+    two = run(torchrun + ["train_advanced_centered.py", *args(tmp_path / "two")])
+    assert one.returncode == 0 and two.returncode == 0, two.stderr[-2000:]
+    assert two.stdout.count("done:") == 1 and two.stdout.count("centering: none") == 1
+    warnings = [line for line in two.stderr.splitlines() if "warn" in line.lower()]
+    assert len(warnings) == len(set(warnings)), warnings  # no warning once per process
+    m1, m2 = read_metrics(str(tmp_path / "one")), read_metrics(str(tmp_path / "two"))
+    assert [r["type"] for r in m1] == [r["type"] for r in m2]
+    for a, b in zip(m1, m2):  # each process took half of every micro-batch: the same training
+        for key in ("loss", "val_loss", "test_loss"):
+            if key in a:
+                assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), (a, b)
+
+    # batch statistics: whole micro-steps per process; the warning and the done line appear once
+    warn = run(torchrun + ["train_advanced_centered.py", *args(tmp_path / "adaptive", gradient_accumulation_steps=2),
+                           "--center_embeddings=True", "--centering_mode=adaptive"])
+    assert warn.returncode == 0, warn.stderr[-2000:]
+    assert warn.stdout.count("done:") == 1 and warn.stderr.count("warning: centering_mode 'adaptive'") == 1

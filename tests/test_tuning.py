@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import ENV, REPO_ROOT, SCRIPTS, TINY
 from configurator import ConfigError
 from experiments.records import read_jsonl
 from experiments.tuning import at_chosen_rates, check_disjoint, choose_rates, selection_table
@@ -74,10 +74,6 @@ def test_test_phase_takes_fresh_seeds_at_the_chosen_rates():
                for s in (1, 2, 101) for rate in ("1e-3", "3e-3")]
     picked = at_chosen_rates(records, chosen, test_seeds=[1, 2])
     assert sorted((r["seed"], r["params"]["learning_rate"]) for r in picked) == [(1, "3e-3"), (2, "3e-3")]
-
-
-TINY = ["--n_layer=1", "--n_head=2", "--n_embd=16", "--block_size=16", "--batch_size=4", "--eval_interval=10",
-        "--eval_windows=8", "--warmup_iters=2", "--device=cpu", "--log_interval=5"]
 
 
 @pytest.mark.slow
@@ -212,16 +208,13 @@ def test_report_tables_show_the_grid_and_label_non_causal_modes(tmp_path):
 
 
 def fake_tuned_sweep(tmp_path, monkeypatch):
-    """scripts/run_best_advanced_1k.py with run_sweep replaced by made-up records (no training):
-    baseline test losses `BASE`, variant "clear" 3% better, "close" about 0.7% better and noisy
+    """The protocol of scripts/run_best_advanced_1k.py (experiments/protocol.py) with run_sweep
+    replaced by made-up records (no training): baseline test losses `BASE`, variant "clear" 3% better, "close" about 0.7% better and noisy
     (a Holm p in [0.01, 0.1] on seeds 1-5). Returns (module, fake sweep, the sweeps asked for as
     (execute, run ids), args of --tune=True --seeds=5 --extend_to=10, the rate grid's runs)."""
     import argparse
-    import importlib.util
 
-    spec = importlib.util.spec_from_file_location("run_best", os.path.join(REPO_ROOT, "scripts", "run_best_advanced_1k.py"))
-    run_best = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(run_best)
+    from experiments import protocol as run_best
     base = [2.00, 2.01, 1.99, 2.02, 2.00, 2.01, 1.98, 2.00, 2.02, 1.99]
     gains = {"clear": [3.0, 3.1, 2.9, 3.0, 3.05], "close": [1.0, 0.4, 1.5, -0.2, 0.8] + [0.9, 0.5, 1.1, 0.7, 0.6]}
     store, asked = {}, []
@@ -418,3 +411,20 @@ def test_seed_plan_and_cells_options_are_checked(char_data, tmp_path, capsys):
     planned = {line.split()[0].rsplit("-s", 1)[0] for line in out.splitlines() if "-s100" in line}
     assert planned == {"baseline-none", "value_centered-momentum", "embeddings_centered-adaptive"}
     assert "test seeds by the seed plan" in out and "±0.5%" in out
+
+
+@pytest.mark.slow
+def test_run_best_reproduction_writes_table_and_plots(char_data, tmp_path):
+    report = tmp_path / "report"
+    r = subprocess.run([sys.executable, os.path.join(SCRIPTS, "run_best_advanced_1k.py"), "--seeds=2", "--iters=20",
+                        f"--out_root={tmp_path}", f"--report_dir={report}", f"--data_dir={char_data}", *TINY],
+                       capture_output=True, text=True, env=ENV, timeout=600)
+    assert r.returncode == 0, r.stderr
+    table = (report / "results.md").read_text()
+    for method in ("Baseline", "Embeddings centered", "QK + Value", "Full attention", "Value only"):
+        assert f"| {method} |" in table
+    assert "(n=2)" in table and "Noise floor" in table and "+2.26%" in table and "p (Holm)" in table
+    data = json.loads((report / "results.json").read_text())
+    assert len(data["runs"]) == 10 and len(data["comparisons"]) == 5 and data["metric"] == "test_loss"
+    assert (report / "improvement.png").stat().st_size > 10_000
+    assert (report / "val_curves.png").stat().st_size > 10_000

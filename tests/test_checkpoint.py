@@ -1,0 +1,89 @@
+"""The checkpoint format (training/checkpoint.py): atomic writes, checksums, loading and its one-line errors."""
+import dataclasses
+import os
+
+import pytest
+import torch
+
+import sample as sample_module
+import train as train_module
+from configurator import ConfigError, UserError
+from conftest import cli_args, flip_bytes_in_tensor, run_main, sample_text, write_char_dataset
+from model import GPT
+from train import train
+from training import TrainingError
+from training.checkpoint import load_checkpoint, load_model_state, save_checkpoint
+from training.metrics import read_metrics
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = str(tmp_path / "ckpt.pt")
+    save_checkpoint({"x": torch.arange(5)}, path)
+
+    def crash_midway(obj, f):
+        f.write(b"partial garbage")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash_midway)
+    with pytest.raises(UserError, match="cannot write .*ckpt.pt: disk full .*unchanged"):  # one line, exit 1
+        save_checkpoint({"x": torch.zeros(5)}, path)
+    monkeypatch.undo()
+    assert torch.equal(torch.load(path, weights_only=True)["x"], torch.arange(5))
+    assert os.listdir(tmp_path) == ["ckpt.pt"]  # no temporary file left behind
+
+
+def test_bad_checkpoints_give_clear_errors(tiny_config, tmp_path):
+    with pytest.raises(ConfigError, match="no checkpoint at"):  # a path that names none: exit 2
+        load_checkpoint(str(tmp_path / "missing.pt"))
+    train(dataclasses.replace(tiny_config, max_iters=2), log=lambda *a: None)
+    good = os.path.join(tiny_config.out_dir, "ckpt.pt")
+    truncated = str(tmp_path / "truncated.pt")
+    with open(good, "rb") as f, open(truncated, "wb") as g:
+        g.write(f.read()[:1000])
+    with pytest.raises(ConfigError, match="unreadable \\(truncated or corrupt\\)"):  # exit 2, as a corrupt one
+        load_checkpoint(truncated)
+    ckpt = load_checkpoint(good)
+    inference_only = os.path.join(str(tmp_path), "folded")
+    os.makedirs(inference_only)
+    save_checkpoint({k: ckpt[k] for k in ("model", "model_args", "model_class")},
+                    os.path.join(inference_only, "ckpt.pt"))
+    with pytest.raises(TrainingError, match="cannot be resumed: it lacks the training state"):
+        train(dataclasses.replace(tiny_config, out_dir=inference_only, init_from="resume"), log=lambda *a: None)
+    other = GPT(train_module.GPTConfig(**{**ckpt["model_args"], "n_embd": 64}))
+    with pytest.raises(TrainingError, match="does not match the model"):
+        load_model_state(other, ckpt["model"], good)
+
+
+def test_corrupt_checkpoint_is_one_line_and_exit_2_everywhere(tiny_config, tmp_path, capsys):
+    """Bytes flipped inside a tensor: torch.load does not notice, the checksum written with the
+    checkpoint does, in resume, evaluation and sampling alike (never a traceback, a NaN loss, or
+    exit 3: a sweep would record the run as diverged)."""
+    cfg = dataclasses.replace(tiny_config, max_iters=4, eval_interval=2)
+    train(cfg, log=lambda *a: None)
+    path = os.path.join(cfg.out_dir, "ckpt.pt")
+    legacy = str(tmp_path / "legacy.pt")  # as written before checkpoints had a checksum
+    torch.save(load_checkpoint(path), legacy)
+    assert "checksum" not in torch.load(legacy, weights_only=True)
+    assert load_checkpoint(legacy)["iter_num"] == 4
+    flip_bytes_in_tensor(path)
+    assert not torch.isfinite(torch.load(path, weights_only=True)["model"]["transformer.h.0.mlp.c_fc.weight"]).all()
+    with pytest.raises(ConfigError, match=f"checkpoint {path} is corrupt"):
+        load_checkpoint(path)
+    for main, extra in ((train_module.main, ["--init_from=resume", "--max_iters=8"]),
+                        (train_module.main, ["--eval_only=True"]), (sample_module.main, None)):
+        argv = cli_args(cfg) + extra if extra else [f"--out_dir={cfg.out_dir}", "--device=cpu", "--num_samples=1"]
+        status, out, err = run_main(main, argv, capsys)
+        assert status == 2 and err.count("\n") == 1 and "corrupt" in err and "step" not in out, (argv, err)
+    assert [r["iter"] for r in read_metrics(cfg.out_dir) if r["type"] == "eval"] == [0, 2, 4]  # nothing written
+
+
+def test_resume_refuses_another_dataset(tiny_config, tmp_path, capsys):
+    data_dir = write_char_dataset(str(tmp_path / "data"), sample_text(20_000))
+    cfg = dataclasses.replace(tiny_config, data_dir=data_dir, max_iters=2, eval_interval=2)
+    assert run_main(train_module.main, cli_args(cfg), capsys)[0] == 0
+    # the same folder prepared again from other text (same characters, other tokens)
+    write_char_dataset(data_dir, sample_text(20_000)[::-1], force=True)
+    code, _, err = run_main(train_module.main, cli_args(cfg) + ["--init_from=resume", "--max_iters=4"], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith(f"error: {cfg.out_dir}/ckpt.pt was trained on another dataset than {data_dir} holds")
+    assert load_checkpoint(os.path.join(cfg.out_dir, "ckpt.pt"))["iter_num"] == 2
