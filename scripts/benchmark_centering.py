@@ -26,7 +26,7 @@ import torch  # noqa: E402
 
 from benchmarking import SKIP_FIRST  # noqa: E402
 from configurator import ConfigError, fail, load_config  # noqa: E402
-from experiments.cli import CommandLine  # noqa: E402
+from configurator import CommandLine  # noqa: E402
 from experiments.plan import BASELINE_MODE, check_plan, variant_names  # noqa: E402
 from machine import machine_description  # noqa: E402
 from model_advanced_centering import CENTERING_MODES, AdvancedGPT, AdvancedGPTConfig  # noqa: E402

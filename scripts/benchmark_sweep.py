@@ -20,7 +20,8 @@ import time
 
 import _repo_root  # noqa: F401  (the repository's modules become importable)
 
-from experiments.cli import CommandLine, comma_list, guarded
+from configurator import CommandLine, comma_list
+from experiments.cli import guarded
 from experiments.plan import check_plan, plan_runs
 from experiments.sweep import run_sweep
 

@@ -11,7 +11,8 @@ figure and Holm-corrected p is the one its own report decided on.
 import sys
 
 import _repo_root  # noqa: F401  (the repository's modules become importable)
-from experiments.cli import CommandLine, comma_list, guarded
+from configurator import CommandLine, comma_list
+from experiments.cli import guarded
 from experiments.compare import across_reports
 
 

@@ -12,7 +12,8 @@ import sys
 
 import _repo_root  # noqa: F401  (the repository's modules become importable)
 from configurator import UserError
-from experiments.cli import CommandLine, guarded
+from configurator import CommandLine
+from experiments.cli import guarded
 from experiments.plots import improvement_bars, mode_heatmap
 from experiments.records import read_jsonl
 from experiments.report import METRIC_NAMES

@@ -15,7 +15,8 @@ import _repo_root  # noqa: F401  (the repository's modules become importable)
 import numpy as np
 import torch
 
-from experiments.cli import CommandLine, guarded
+from configurator import CommandLine
+from experiments.cli import guarded
 from training import REPO_ROOT
 from training.batches import TokenData
 from training.checkpoint import load_checkpoint, model_from_checkpoint

@@ -15,7 +15,8 @@ import sys
 
 import _repo_root  # noqa: F401  (the repository's modules become importable)
 from configurator import UserError
-from experiments.cli import CommandLine, guarded
+from configurator import CommandLine
+from experiments.cli import guarded
 from experiments.plots import find_runs, group_name, plot_diagnostics
 from training.metrics import read_metrics
 

@@ -31,7 +31,8 @@ plots to --report_dir (default: the sweep folder) and prints the tables.
 import sys
 
 import _repo_root  # noqa: F401  (the repository's modules become importable)
-from experiments.cli import CommandLine, add_sweep_arguments, boolean, comma_list, guarded
+from configurator import CommandLine, boolean, comma_list
+from experiments.cli import add_sweep_arguments, guarded
 from experiments.plan import MODES
 from experiments.protocol import DEFAULT_RATES, EXTEND_BAND, SELECTION_SEED_BASE, rate_list, run
 

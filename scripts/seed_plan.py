@@ -14,7 +14,8 @@ import sys
 
 import _repo_root  # noqa: F401  (the repository's modules become importable)
 from configurator import ConfigError
-from experiments.cli import CommandLine, at_least, comma_list, guarded
+from configurator import CommandLine, at_least, comma_list
+from experiments.cli import guarded
 from experiments.seed_plan import DECISIONS, SeedPlan, simulate
 
 

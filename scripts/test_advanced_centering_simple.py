@@ -18,7 +18,8 @@ import _repo_root  # noqa: F401  (the repository's modules become importable)
 import torch
 
 from configurator import ConfigError, load_config
-from experiments.cli import CommandLine, guarded
+from configurator import CommandLine
+from experiments.cli import guarded
 from experiments.plan import MODES, plan_runs, variant_names
 from model_advanced_centering import AdvancedGPT, AdvancedGPTConfig
 from train import train

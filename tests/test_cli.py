@@ -106,7 +106,8 @@ def test_yes_no_options_and_counts_are_checked_when_parsed(char_data, tmp_path, 
     are refused while parsing, so a dry run catches them too."""
     import advanced_centering_experiments as sweep_script
     import run_best_advanced_1k
-    from experiments.cli import CommandLine, add_sweep_arguments, sweep_options
+    from configurator import CommandLine
+    from experiments.cli import add_sweep_arguments, sweep_options
 
     base = ["--name=x", f"--out_root={tmp_path}", "--variants=baseline", "--seeds=1", "--iters=10", f"--data_dir={char_data}"]
     for dry in (["--dry_run"], ["--dry_run=True"], ["--dry_run=1", "--dropout=0.1"], ["--dry_run", "--dropout=0.1"]):

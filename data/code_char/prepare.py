@@ -10,12 +10,13 @@ meta.json next to this script (data/code_char_<file name> for --input FILE).
 import os, sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # repo root, for data.text_sources
 
-from data.text_sources import (ArgumentParser, add_output_args, default_out_dir, package_source_text, read_text_file,
+from configurator import CommandLine
+from data.text_sources import (add_output_args, default_out_dir, package_source_text, read_text_file,
                                write_dataset)
 
 PACKAGE, VERSION, LICENSE = "Django", "5.1.4", "BSD-3-Clause"
 
-parser = ArgumentParser(description="Prepare character-level Python source code (Django's .py files).")
+parser = CommandLine(description="Prepare character-level Python source code (Django's .py files).")
 parser.add_argument("--input", metavar="PATH", help=f"any UTF-8 text file (default: the .py files of {PACKAGE} {VERSION})")
 add_output_args(parser)
 args = parser.parse_args()

@@ -17,7 +17,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 import numpy as np
 from tqdm import tqdm
 
-from data.text_sources import (SPLITS, ArgumentParser, add_output_args, default_out_dir, fail, publish_dataset,
+from configurator import CommandLine
+from data.text_sources import (SPLITS, add_output_args, default_out_dir, fail, publish_dataset,
                                report_written, staged_path)
 from gpt2_tokenizer import EOT_ID, compact_token_files, get_gpt2_encoding, token_byte_lengths
 
@@ -79,7 +80,7 @@ def write_bin(dataset, path):
 
 
 def main():
-    parser = ArgumentParser(description="Prepare OpenWebText (or a local text file) with GPT-2 BPE tokens.")
+    parser = CommandLine(description="Prepare OpenWebText (or a local text file) with GPT-2 BPE tokens.")
     parser.add_argument("--dataset", default="openwebtext", help="Hugging Face Hub dataset with a 'text' column")
     parser.add_argument("--text_file", metavar="PATH", help="use a local UTF-8 text file instead of the hub")
     parser.add_argument("--sample_by", default="paragraph", choices=["line", "paragraph", "document"],
