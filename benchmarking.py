@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from configurator import UserError
-from files import read_jsonl
+from training.metrics import METRICS_FILE, read_metrics
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
 NANOGPT_FILES = ("train.py", "model.py", "configurator.py")
@@ -93,13 +93,14 @@ def parse_nanogpt_log(text, skip):
     return RunResult([t for i, t in sorted(times.items()) if skip <= i < last], evals[-1])
 
 
-def parse_our_metrics(path, skip):
-    """Our metrics.jsonl -> per-iteration ms (records after iteration skip) and the last val loss."""
-    records = read_jsonl(path)
+def parse_our_metrics(run_dir, skip):
+    """A run's metrics.jsonl (training.metrics) -> per-iteration ms (records after iteration skip)
+    and the last val loss."""
+    records = read_metrics(run_dir)
     steps = [r["step_ms"] for r in records if r.get("type") == "train" and r["iter"] > skip]
     evals = [r for r in records if r.get("type") == "eval"]
     if not steps or not evals:
-        raise UserError(f"{path} holds no training or evaluation records")
+        raise UserError(f"{os.path.join(run_dir, METRICS_FILE)} holds no training or evaluation records")
     return RunResult(steps, evals[-1]["val_loss"], evals[-1]["val_bpb"])
 
 
@@ -110,7 +111,7 @@ def run_our_trainer(args, out_dir, threads, log_path, skip, script="train.py"):
     cmd = [sys.executable, os.path.join(REPO_ROOT, script), *args, f"--out_dir={out_dir}"]
     usage = {}
     run_logged(cmd, REPO_ROOT, thread_env(threads), log_path, usage)
-    return dataclasses.replace(parse_our_metrics(os.path.join(out_dir, "metrics.jsonl"), skip), **usage)
+    return dataclasses.replace(parse_our_metrics(out_dir, skip), **usage)
 
 
 def thread_env(threads):
@@ -285,7 +286,7 @@ def timed_protocol_run(root, data_dir, out_dir, iters, threads, log_path):
     start, usage = time.perf_counter(), {}
     run_logged(cmd, root, thread_env(threads), log_path, usage)
     wall = time.perf_counter() - start
-    evals = [r for r in read_jsonl(os.path.join(out_dir, "metrics.jsonl")) if r.get("type") == "eval"]
+    evals = read_metrics(out_dir, "eval")
     return wall, usage["cpu_s"], evals[-1]["val_loss"]
 
 

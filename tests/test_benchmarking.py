@@ -32,7 +32,7 @@ def test_our_metrics_give_step_times_after_the_warm_up(tmp_path):
     records += [{"type": "eval", "iter": 5, "val_loss": 2.0, "val_bpb": 3.0}, {"type": "test", "iter": 5}]
     path = tmp_path / "metrics.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    result = parse_our_metrics(str(path), skip=2)
+    result = parse_our_metrics(str(tmp_path), skip=2)
     assert (result.step_ms, result.val_loss, result.val_bpb) == ([3.0, 4.0, 5.0], 2.0, 3.0)
 
 

@@ -13,13 +13,13 @@ from conftest import REPO_ROOT
 # lowest first; a module may import its own layer and the layers below it
 LAYERS = [
     ["configurator"],
-    ["cpu_runtime", "machine", "files", "gpt2_tokenizer", "benchmarking", "data.text_sources"],
+    ["cpu_runtime", "machine", "files", "gpt2_tokenizer", "data.text_sources"],
     ["diagnostics", "model"],
     ["model_advanced_centering"],
     ["training"],  # the trainer's plumbing: runtime, batches, checkpoint, run folder, metrics
     ["train"],
     ["train_advanced_centered", "sample"],
-    ["experiments"],  # the package and every module in it
+    ["experiments", "benchmarking"],  # the package and every module in it; the benchmarks' runner
     ["scripts", "data.prepare"],  # command lines: the scripts, and data/<dataset>/prepare.py
 ]
 SKIPPED_FOLDERS = {".git", "tests", "out", "results", "config", "__pycache__"}

@@ -34,6 +34,7 @@ import torch
 from configurator import ConfigError
 from files import write_atomically
 from training import TrainingError
+from training.metrics import METRICS_FILE
 from training.runtime import set_rng_state
 
 MODEL_KEYS = ("model", "model_args", "model_class")  # what rebuilds the model
@@ -158,7 +159,7 @@ def model_args_from(cfg, model_config_cls, vocab_size):
 
 
 def load_resumable_checkpoint(path, model_cls):
-    metrics_path = os.path.join(os.path.dirname(path), "metrics.jsonl")
+    metrics_path = os.path.join(os.path.dirname(path), METRICS_FILE)
     if not os.path.exists(path) and os.path.exists(metrics_path):
         raise ConfigError(f"no checkpoint at {path}: the run stopped before its first checkpoint; "
                             f"start it again with --init_from=scratch --overwrite=True")

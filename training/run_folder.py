@@ -12,8 +12,9 @@ from configurator import ConfigError, given_keys
 from files import LockHeld, ensure_writable_folder
 from training import TrainingError
 from training.checkpoint import load_resumable_checkpoint
+from training.metrics import METRICS_FILE
 
-RUN_FILES = ("ckpt.pt", "best.pt", "metrics.jsonl")  # a folder with any of these holds a run
+RUN_FILES = ("ckpt.pt", "best.pt", METRICS_FILE)  # a folder with any of these holds a run
 RUN_LOCK = "train.lock"  # held (files.FileLock) by the one trainer of a run folder while it runs
 TEMPORARY_FILE = re.compile(r"\.tmp\.(\d+)$")  # files.write_atomically's, ending in the writer's PID
 
