@@ -164,7 +164,6 @@ def check_ranges(cfg):
         raise ConfigError("wandb_log=True needs the wandb package: pip install wandb (or --wandb_log=False)")
 
 
-
 def preflight(cfg, device=True):
     """What would stop a run at its start, checked without building anything (a sweep does this
     for every planned run before the first starts): the device is there (device=False: it is
@@ -218,7 +217,6 @@ def evaluate(model, data, split, count, batch_size, rt, offsets=None):
     return loss, bits_per_byte
 
 
-
 def final_test_record(model, data, best_path, batch_size, rt):
     """The run's reported result: the best checkpoint (chosen on validation loss) evaluated exactly
     on the whole test split, every non-overlapping window. Loads the best weights into model."""
@@ -230,7 +228,6 @@ def final_test_record(model, data, best_path, batch_size, rt):
     loss, bits_per_byte = evaluate(model, data, "test", None, batch_size, rt, offsets=offsets)
     return {"type": "test", "iter": best["iter_num"], "test_loss": loss, "test_bpb": bits_per_byte,
             "test_tokens": len(offsets) * data.block_size}
-
 
 
 # ----------------------------------------------------------------------------------------------
@@ -434,7 +431,6 @@ def _train(cfg, owner, model_cls, model_config_cls, log, on_step, announce):
             wandb.log({"test/loss": record["test_loss"], "test/bpb": record["test_bpb"]})
         summary.update(test_loss=record["test_loss"], test_bpb=record["test_bpb"])
     return summary
-
 
 
 def main(argv=None, config_cls=TrainConfig, model_cls=GPT, model_config_cls=GPTConfig, announce=None,

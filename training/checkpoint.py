@@ -151,7 +151,6 @@ def model_from_checkpoint(ckpt, path="checkpoint"):
     return model
 
 
-
 def model_args_from(cfg, model_config_cls, vocab_size):
     args = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(model_config_cls) if hasattr(cfg, f.name)}
     args["vocab_size"] = vocab_size
@@ -173,8 +172,6 @@ def load_resumable_checkpoint(path, model_cls):
     return ckpt
 
 
-
-
 VOCABULARY_KEYS = ("tokenizer", "vocab_size", "chars", "gpt2_ids")  # what the token ids mean
 
 
@@ -192,7 +189,6 @@ def same_dataset(saved_meta, data):
         return saved_meta["fingerprint"] == data.fingerprint
     sizes = lambda meta: [meta.get(k) for k in ("train_tokens", "val_tokens")]
     return sizes(saved_meta) == sizes(data.meta)
-
 
 
 def check_same_dataset(ckpt, data, path):

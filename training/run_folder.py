@@ -77,7 +77,6 @@ def clear_out_dir(out_dir, replaced, rt, say):
         dist.barrier()
 
 
-
 def take_run_lock(owner, out_dir):
     """Hold the folder's RUN_LOCK for the run's life: a second trainer is refused before it changes anything."""
     try:
@@ -97,7 +96,6 @@ def remove_if_unused(folder):
             os.rmdir(folder)
     except OSError:
         pass  # gone already, or someone else's files appeared: leave it
-
 
 
 SESSION_KEYS = {"out_dir", "init_from", "overwrite", "eval_only", "device", "dtype", "compile",
@@ -127,7 +125,6 @@ def resume_config(cfg, ckpt, model_config_cls, path):
         resumed.validate()
     changes = {k: (saved[k], getattr(cfg, k)) for k in differs if k not in ("init_from", "overwrite", "eval_only")}
     return resumed, changes
-
 
 
 def open_run(cfg, model_config_cls, model_cls):

@@ -130,7 +130,6 @@ def peak_memory_mb(rt):
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-
 def rng_state(rt):
     state = {"cpu": torch.get_rng_state()}
     if rt.device_type == "cuda":
