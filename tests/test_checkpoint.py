@@ -87,3 +87,27 @@ def test_resume_refuses_another_dataset(tiny_config, tmp_path, capsys):
     assert code == 2 and err.count("\n") == 1
     assert err.startswith(f"error: {cfg.out_dir}/ckpt.pt was trained on another dataset than {data_dir} holds")
     assert load_checkpoint(os.path.join(cfg.out_dir, "ckpt.pt"))["iter_num"] == 2
+
+
+def test_a_checkpoint_from_before_the_training_package_loads_samples_and_resumes(char_data, tmp_path, capsys):
+    """tests/data/centered_ckpt_5008509.pt was written by commit 5008509, before the checkpoint code
+    moved into training/: a centered (AdvancedGPT, embeddings, momentum) run of the tiny model on
+    the test text, 4 iterations. Today's code still loads it, rebuilds its model and resumes it."""
+    import shutil
+
+    import train_advanced_centered
+    from training.checkpoint import model_from_checkpoint
+
+    old = os.path.join(os.path.dirname(__file__), "data", "centered_ckpt_5008509.pt")
+    ckpt = load_checkpoint(old)
+    assert ckpt["model_class"] == "AdvancedGPT" and ckpt["iter_num"] == 4
+    model = model_from_checkpoint(ckpt, old)
+    assert model.config.center_embeddings and model.config.centering_mode == "momentum"
+    out_dir = tmp_path / "run"
+    out_dir.mkdir()
+    shutil.copy(old, out_dir / "ckpt.pt")
+    shutil.copy(old, out_dir / "best.pt")
+    status, out, err = run_main(train_advanced_centered.main, [f"--out_dir={out_dir}", "--init_from=resume",
+                                                              f"--data_dir={char_data}", "--max_iters=6"], capsys)
+    assert status == 0, err
+    assert "resuming from" in out and load_checkpoint(str(out_dir / "ckpt.pt"))["iter_num"] == 6
