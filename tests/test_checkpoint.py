@@ -90,7 +90,7 @@ def test_resume_refuses_another_dataset(tiny_config, tmp_path, capsys):
 
 
 def test_a_checkpoint_from_before_the_training_package_loads_samples_and_resumes(char_data, tmp_path, capsys):
-    """tests/data/centered_ckpt_5008509.pt was written by commit 5008509, before the checkpoint code
+    """tests/fixtures/centered_ckpt_5008509.pt was written by commit 5008509, before the checkpoint code
     moved into training/: a centered (AdvancedGPT, embeddings, momentum) run of the tiny model on
     the test text, 4 iterations. Today's code still loads it, rebuilds its model and resumes it."""
     import shutil
@@ -98,7 +98,7 @@ def test_a_checkpoint_from_before_the_training_package_loads_samples_and_resumes
     import train_advanced_centered
     from training.checkpoint import model_from_checkpoint
 
-    old = os.path.join(os.path.dirname(__file__), "data", "centered_ckpt_5008509.pt")
+    old = os.path.join(os.path.dirname(__file__), "fixtures", "centered_ckpt_5008509.pt")
     ckpt = load_checkpoint(old)
     assert ckpt["model_class"] == "AdvancedGPT" and ckpt["iter_num"] == 4
     model = model_from_checkpoint(ckpt, old)
