@@ -31,13 +31,11 @@ import re
 import signal
 import sys
 import time
-import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel as DDP
 
 from configurator import ConfigError, run_command
 from files import FileLock
@@ -50,7 +48,7 @@ from training.metrics import MetricsLog
 from training.run_folder import (RUN_LOCK, check_out_dir, clear_out_dir, open_run, remove_if_unused,
                                  take_run_lock)
 from training.runtime import (DTYPES, check_sizes, peak_memory_mb, pick_device, resolve_dtype, rng_state,
-                              setup_runtime)
+                              setup_runtime, wrap_model)
 
 
 @dataclass
@@ -306,13 +304,7 @@ def _train(cfg, owner, model_cls, model_config_cls, log, on_step, announce):
     raw_model = model
     if cfg.compile:
         say("compiling the model...")
-        model = torch.compile(model)
-    if rt.ddp:
-        # buffers are kept in sync by the modules that own them (all-reduced), not broadcast from rank 0
-        # (torch's deprecation warning for this argument itself says to keep it until it has a successor)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="`broadcast_buffers` is deprecated", category=FutureWarning)
-            model = DDP(model, device_ids=[rt.local_rank] if rt.device_type == "cuda" else None, broadcast_buffers=False)
+    model = wrap_model(model, cfg.compile, rt)  # what the loop calls; raw_model is what it saves
 
     # every check that can fail has passed (runtime, data, model): only now is the old run deleted
     if cfg.eval_only and cfg.overwrite:

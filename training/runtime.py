@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from configurator import ConfigError
 from cpu_runtime import retain_freed_memory
@@ -142,3 +143,15 @@ def set_rng_state(state):
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
 
+
+def wrap_model(model, compile_model, rt):
+    """The model as the loop calls it: torch.compile'd when asked, inside DDP under torchrun."""
+    if compile_model:
+        model = torch.compile(model)
+    if rt.ddp:
+        # buffers are kept in sync by the modules that own them (all-reduced), not broadcast from rank 0
+        # (torch's deprecation warning for this argument itself says to keep it until it has a successor)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="`broadcast_buffers` is deprecated", category=FutureWarning)
+            model = DDP(model, device_ids=[rt.local_rank] if rt.device_type == "cuda" else None, broadcast_buffers=False)
+    return model
