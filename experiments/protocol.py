@@ -41,6 +41,7 @@ METHODS = [
 OTHER_METHODS = [  # measured by the prior report too, not in its table: not run unless asked (--variants)
     ("mlp_centered", "MLP", -0.57),
     ("residual_centered", "Residual stream", -11.73),
+    ("aggressive_centered", "Aggressive (every placement)", -88.0),  # "catastrophic, -88%"
 ]
 SELECTION_SEED_BASE = 1000  # selection seeds are 1001, 1002, ...: never a test seed 1..N
 DEFAULT_RATES = ["1e-3", "2e-3", "4e-3", "8e-3", "1.6e-2"]
