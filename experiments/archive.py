@@ -20,9 +20,9 @@ from types import SimpleNamespace
 
 from configurator import ConfigError, UserError
 from experiments.records import FINAL_STATUSES, RESULTS_FILE, append_record, read_results
-from training.metrics import METRICS_FILE
 from experiments.slurm import slurm_runs_under_way
 from experiments.sweep import SweepLock
+from training.metrics import METRICS_FILE
 
 KEPT_FILES = ("run.json", "train.log")  # besides the metrics; never a checkpoint
 CHECKPOINT = "ckpt.pt"  # train.py's resume checkpoint: a run folder with one holds work

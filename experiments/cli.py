@@ -1,5 +1,7 @@
 """
-The command-line style of the experiment scripts: argparse, every option written --key=value
+What the experiment scripts' command lines share: the sweep options (add_sweep_arguments), guarded
+(errors and interrupts as one line and an exit status) and print_plan. The style itself is
+configurator.CommandLine: argparse, every option written --key=value
 and given a help string (--help lists them), a yes/no option as --key=True or --key=False (the
 configurator's boolean words) or --key alone for True; training keys a script does not define
 itself go through to the trainer as --key=value overrides (and config files such as

@@ -1,5 +1,5 @@
 """
-The files a sweep reads and writes, in one place:
+The files a sweep reads and writes, in one place (a run's metrics.jsonl is read through training.metrics):
 
     <sweep>/results.jsonl          one record per finished run attempt (the last one counts)
     <sweep>/<run id>/metrics.jsonl what train.py logged (train, eval and test records)

@@ -25,9 +25,9 @@ import subprocess
 import time
 
 from configurator import ConfigError, UserError
-from files import write_atomically
 from experiments.records import RESULTS_FILE, append_record, provenance, read_results, summarize
 from experiments.local import child_environment, describe_device
+from files import write_atomically
 from training import REPO_ROOT
 
 try:

@@ -38,8 +38,6 @@ from training.run_folder import RUN_LOCK, SESSION_KEYS
 
 TRAINER = os.path.join(REPO_ROOT, "train_advanced_centered.py")
 LOCK_FILE = "sweep.lock"
-# train.py refuses a fresh run into a folder that holds a run unless --overwrite=True; a trainer
-# without that key (older train.py) needs no such flag.
 
 
 def libc_prctl():
@@ -116,7 +114,7 @@ class Sweep:
         args = [self.trainer, *run.train_args(self.overrides, self.config_dir), f"--out_dir={run_dir}"]
         if os.path.exists(os.path.join(run_dir, "ckpt.pt")):
             args.append("--init_from=resume")
-        else:
+        else:  # the trainer refuses a fresh run into a folder that holds a run unless told to replace it
             args.append("--overwrite=True")  # a run that died before its first checkpoint starts over
         return launcher + args
 

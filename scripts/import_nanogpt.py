@@ -44,10 +44,11 @@ from configurator import ConfigError, run_command  # noqa: E402
 from data.text_sources import (SPLITS, existing_fingerprint, fingerprint_files, publish_dataset,  # noqa: E402
                                staged_path)
 from model import GPT, GPTConfig  # noqa: E402
-from train import TrainConfig
-from training import REPO_ROOT, TrainingError
-from training.checkpoint import load_model_state, read_checkpoint, save_checkpoint
-from training.run_folder import SESSION_KEYS, run_files_in
+from train import TrainConfig  # noqa: E402
+from training import REPO_ROOT, TrainingError  # noqa: E402
+from training.checkpoint import load_model_state, read_checkpoint, save_checkpoint  # noqa: E402
+from training.metrics import METRICS_FILE  # noqa: E402
+from training.run_folder import SESSION_KEYS, run_files_in  # noqa: E402
 
 UPSTREAM_KEYS = {"model", "model_args", "optimizer", "iter_num", "best_val_loss", "config"}  # its train.py writes these
 
@@ -195,9 +196,9 @@ def import_command(cfg):
     }
     for name in ("ckpt.pt", "best.pt"):  # first: an import that fails to write deletes nothing
         save_checkpoint(ours, os.path.join(cfg.out_dir, name))
-    if "metrics.jsonl" in held:  # the replaced run's records would describe another model
-        print(f"overwrite: deleting the previous run's metrics.jsonl in {cfg.out_dir}")
-        os.remove(os.path.join(cfg.out_dir, "metrics.jsonl"))
+    if METRICS_FILE in held:  # the replaced run's records would describe another model
+        print(f"overwrite: deleting the previous run's {METRICS_FILE} in {cfg.out_dir}")
+        os.remove(os.path.join(cfg.out_dir, METRICS_FILE))
     upstream_loss = f"{float(best):.4f}" if math.isfinite(float(best)) else "none"
     print(f"imported nanoGPT's run at iteration {ours['iter_num']} (its val loss estimate {upstream_loss}) "
           f"into {cfg.out_dir}" + (f"; its data: {dataset_dir}" if have_tokens else ""))

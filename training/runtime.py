@@ -58,6 +58,7 @@ def resolve_dtype(requested, device_type):
         raise ConfigError("dtype float16 needs CUDA; use float32 or bfloat16")
     return requested
 
+
 def memory_bytes(device_type):
     """The memory a run on this device can have at most: the GPU's, else this machine's RAM."""
     if device_type == "cuda":
