@@ -135,3 +135,9 @@ def sweep(args, **kwargs):
 def results(path):
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def pytest_collection_modifyitems(items):
+    """The slow tests first (stable order otherwise): with pytest-xdist (-n auto) the long ones
+    start early and the short ones fill the gaps, rather than a long one ending the run alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

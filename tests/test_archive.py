@@ -12,12 +12,19 @@ from conftest import ENV, REPO_ROOT, TINY, results, sweep
 ARCHIVE = os.path.join(REPO_ROOT, "scripts", "archive_sweep.py")
 
 
-def archive(src, dst):
-    return subprocess.run([sys.executable, ARCHIVE, str(src), str(dst)], capture_output=True, text=True, env=ENV)
+def archive(capsys, *argv):
+    """scripts/archive_sweep.py in this process (the first call of the test below is the command
+    line itself) -> its exit status, stdout and stderr, named as subprocess.run names them."""
+    import types
+
+    import archive_sweep
+    from conftest import run_main
+    status, out, err = run_main(archive_sweep.main, [str(a) for a in argv], capsys)
+    return types.SimpleNamespace(returncode=status, stdout=out, stderr=err)
 
 
 @pytest.mark.slow
-def test_archived_sweep_reads_as_before_and_a_sweep_restored_from_it_does_only_the_rest(char_data, tmp_path):
+def test_archived_sweep_reads_as_before_and_a_sweep_restored_from_it_does_only_the_rest(char_data, tmp_path, capsys):
     from experiments.plots import find_runs
     from training.metrics import read_metrics
 
@@ -32,7 +39,8 @@ def test_archived_sweep_reads_as_before_and_a_sweep_restored_from_it_does_only_t
     with open(src / "results.jsonl", "a") as f:  # and a failed attempt, which a sweep would run again
         f.write(json.dumps({**results(src / "results.jsonl")[0], "run_id": "broken", "status": "failed"}) + "\n")
 
-    r = archive(src, tmp_path / "results" / "a")
+    r = subprocess.run([sys.executable, ARCHIVE, str(src), str(tmp_path / "results" / "a")], capture_output=True,
+                       text=True, env=ENV)
     assert r.returncode == 0, r.stderr
     assert "2 runs copied, 0 already there" in r.stdout
     dst = tmp_path / "results" / "a"
@@ -42,10 +50,10 @@ def test_archived_sweep_reads_as_before_and_a_sweep_restored_from_it_does_only_t
         assert read_metrics(str(dst / run)) == read_metrics(str(src / run)) != []
     assert results(dst / "results.jsonl") == results(src / "results.jsonl")[:2]
     assert len(find_runs([str(dst)])) == 2
-    assert "0 runs copied, 2 already there" in archive(src, dst).stdout  # again: nothing changes
+    assert "0 runs copied, 2 already there" in archive(capsys, src, dst).stdout  # again: nothing changes
 
     # a fresh clone: the archive brought into a new out folder; the same sweep with a third seed
-    r = archive(dst, tmp_path / "clone" / "a")
+    r = archive(capsys, dst, tmp_path / "clone" / "a")
     assert r.returncode == 0, r.stderr
     args3 = [a.replace(str(tmp_path / "out"), str(tmp_path / "clone")) for a in args]
     args3 = [("--seeds=1,2,3" if a.startswith("--seeds") else a) for a in args3]
@@ -59,10 +67,10 @@ def test_archived_sweep_reads_as_before_and_a_sweep_restored_from_it_does_only_t
     other = tmp_path / "other"
     other.mkdir()
     (other / "results.jsonl").write_text(json.dumps({**results(src / "results.jsonl")[0], "wall_s": 1.0}) + "\n")
-    r = archive(src, other)
+    r = archive(capsys, src, other)
     assert r.returncode != 0 and "holds baseline-none-s1-i20 with another record" in r.stderr
     assert "Traceback" not in r.stderr and sorted(p.name for p in other.iterdir()) == ["results.jsonl", "sweep.lock"]
-    assert archive(tmp_path / "nowhere", other).returncode != 0
+    assert archive(capsys, tmp_path / "nowhere", other).returncode != 0
 
     # an archive cut short: one run's folder copied without its record, another run failed there;
     # archiving again completes it; a run there with a checkpoint and no record is refused
@@ -71,18 +79,18 @@ def test_archived_sweep_reads_as_before_and_a_sweep_restored_from_it_does_only_t
     (cut / "baseline-none-s1-i20").mkdir()
     (cut / "baseline-none-s1-i20" / "train.log").write_text("half")
     (cut / "results.jsonl").write_text(json.dumps({**results(src / "results.jsonl")[1], "status": "failed"}) + "\n")
-    r = archive(src, cut)
+    r = archive(capsys, src, cut)
     assert r.returncode == 0, r.stderr
     assert "2 runs copied, 0 already there" in r.stdout
     assert sorted(p.name for p in (cut / "baseline-none-s1-i20").iterdir()) == ["metrics.jsonl.gz", "run.json", "train.log"]
     assert [x["status"] for x in results(cut / "results.jsonl")] == ["failed", "ok", "ok"]
     (tmp_path / "busy" / "baseline-none-s2-i20").mkdir(parents=True)
     (tmp_path / "busy" / "baseline-none-s2-i20" / "ckpt.pt").write_bytes(b"x")
-    r = archive(src, tmp_path / "busy")
+    r = archive(capsys, src, tmp_path / "busy")
     assert r.returncode != 0 and "started but not finished" in r.stderr
 
 
-def test_only_copies_the_runs_that_match(tmp_path):
+def test_only_copies_the_runs_that_match(tmp_path, capsys):
     """--only: the runs whose id matches a pattern, e.g. another sweep's selection runs; a pattern
     that matches nothing is one line and exit 2, before anything is copied."""
     from experiments.records import append_record
@@ -91,11 +99,9 @@ def test_only_copies_the_runs_that_match(tmp_path):
         (src / run_id).mkdir(parents=True)
         (src / run_id / "run.json").write_text("{}")
         append_record(str(src / "results.jsonl"), {"run_id": run_id, "status": "ok"})
-    r = subprocess.run([sys.executable, ARCHIVE, str(src), str(tmp_path / "none"), "--only=*-s9*"],
-                       capture_output=True, text=True, env=ENV)
+    r = archive(capsys, src, tmp_path / "none", "--only=*-s9*")
     assert r.returncode == 2 and r.stderr.startswith("error: --only") and not (tmp_path / "none").exists()
-    r = subprocess.run([sys.executable, ARCHIVE, str(src), str(tmp_path / "dst"), "--only=*-s100?-*"],
-                       capture_output=True, text=True, env=ENV)
+    r = archive(capsys, src, tmp_path / "dst", "--only=*-s100?-*")
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in (tmp_path / "dst").iterdir() if p.is_dir()) == [
         "baseline-none-s1001-i20", "value_centered-momentum-s1002-i20"]

@@ -53,11 +53,17 @@ def test_one_row_per_cell_one_column_per_report_labelled_by_what_differs(tmp_pat
     (["{a}", "{broken}"], "cannot be read"),
     (["{a}", "{a}", "--cells=foo/bar"], "error: no report has foo/bar"),
 ])
-def test_bad_input_is_one_line_and_exit_1(tmp_path, args, message):
+def test_bad_input_is_one_line_and_exit_1(tmp_path, args, message, capsys):
+    import compare_reports
+    from conftest import run_main
     write_report(tmp_path / "a", 64, {}, 0, {})
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "results.json").write_text("{not json")
     folders = {"a": tmp_path / "a", "missing": tmp_path / "missing", "broken": tmp_path / "broken"}
-    r = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "scripts", "compare_reports.py"),
-                        *[a.format(**folders) for a in args]], capture_output=True, text=True)
-    assert r.returncode == 1 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+    argv = [a.format(**folders) for a in args]
+    status, out, err = run_main(compare_reports.main, argv, capsys)
+    assert status == 1 and err.count("\n") == 1 and message in err, err
+    if args[-1] == "{broken}":  # once as the command line itself: the exit status and no traceback
+        r = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "scripts", "compare_reports.py"), *argv],
+                           capture_output=True, text=True)
+        assert r.returncode == 1 and r.stderr == err, r.stderr

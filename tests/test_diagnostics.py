@@ -271,6 +271,7 @@ def tiny_runs(char_data, tmp_path_factory):
     return runs
 
 
+@pytest.mark.xdist_group("tiny_runs")  # one worker trains the module's runs once
 def test_eval_records_hold_every_diagnostic(tiny_runs, tiny_config):
     from conftest import TINY_MODEL
     train(tiny_config, log=lambda *a: None)  # the plain GPT of train.py logs them too
@@ -285,6 +286,7 @@ def test_eval_records_hold_every_diagnostic(tiny_runs, tiny_config):
     assert "center_norm/embeddings" in centered and "cosine/embeddings" in centered
 
 
+@pytest.mark.xdist_group("tiny_runs")  # one worker trains the module's runs once
 def test_plot_command_draws_each_metric(tiny_runs, tmp_path, capsys):
     import plot_diagnostics
     out = tmp_path / "plots"
@@ -299,6 +301,7 @@ def test_plot_command_draws_each_metric(tiny_runs, tmp_path, capsys):
     assert error.value.code == 1 and err.startswith("error:") and err.count("\n") == 1
 
 
+@pytest.mark.xdist_group("tiny_runs")  # one worker trains the module's runs once
 def test_every_logged_metric_has_a_plot(tiny_runs, tmp_path):
     """Without --metrics every metric in the records is drawn (checked without drawing them)."""
     names = diagnostics.metric_names({"run": [eval_records(tiny_runs[0])]})

@@ -12,7 +12,8 @@ import torch
 
 from conftest import ENV, REPO_ROOT, TINY_MODEL, results, sweep
 
-pytestmark = pytest.mark.slow
+# one cluster: with pytest-xdist, its tests run on one worker, one after another (--dist loadgroup)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]
 SLURM = ["--executor=slurm", "--cpus_per_run=1", "--time_min=10"]
 MODEL = [f"--{k}={v}" for k, v in TINY_MODEL.items()] + ["--eval_interval=20", "--log_interval=20"]
 

@@ -9,15 +9,19 @@ import time
 
 import pytest
 
-from conftest import ENV, REPO_ROOT, SCRIPTS, TINY, flip_bytes_in_tensor, results, sweep
+from conftest import ENV, REPO_ROOT, TINY, flip_bytes_in_tensor, results, sweep
 
 
 @pytest.mark.slow
-def test_sweep_resumes_after_interrupt_without_redoing_runs(char_data, tmp_path):
+def test_sweep_resumes_after_interrupt_without_redoing_runs(char_data, tmp_path, capsys):
+    import advanced_centering_experiments
+    import create_comparison_plots
+    import plot_training_improved
+    from conftest import run_main
     args = ["--name=s", f"--out_root={tmp_path}", "--variants=baseline,embeddings_centered",
             "--modes=momentum", "--seeds=1,2", "--iters=60", f"--data_dir={char_data}", *TINY]
-    dry = subprocess.run(sweep(args + ["--dry_run"]), capture_output=True, text=True, env=ENV)
-    assert dry.returncode == 0 and "4 runs in" in dry.stdout and dry.stdout.count("to do") == 4
+    status, out, err = run_main(advanced_centering_experiments.main, args + ["--dry_run"], capsys)
+    assert status == 0 and "4 runs in" in out and out.count("to do") == 4, err
 
     proc = subprocess.Popen(sweep(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     second_ckpt = tmp_path / "s" / "baseline-none-s2-i60" / "ckpt.pt"
@@ -43,10 +47,10 @@ def test_sweep_resumes_after_interrupt_without_redoing_runs(char_data, tmp_path)
         assert "resuming from" in f.read()  # the interrupted run continued from its checkpoint
 
     # plots from this small sweep
-    for cmd in (["create_comparison_plots.py", str(tmp_path / "s" / "results.jsonl")],
-                ["plot_training_improved.py", str(tmp_path / "s"), f"--out={tmp_path / 'curves.png'}"]):
-        r = subprocess.run([sys.executable, os.path.join(SCRIPTS, cmd[0]), *cmd[1:]], capture_output=True, text=True)
-        assert r.returncode == 0, r.stderr
+    for main, argv in ((create_comparison_plots.main, [str(tmp_path / "s" / "results.jsonl")]),
+                       (plot_training_improved.main, [str(tmp_path / "s"), f"--out={tmp_path / 'curves.png'}"])):
+        status, out, err = run_main(main, argv, capsys)
+        assert status == 0, err
     for png in (tmp_path / "s" / "improvement_i60.png", tmp_path / "s" / "mode_heatmap_i60.png", tmp_path / "curves.png"):
         assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
 

@@ -77,17 +77,20 @@ def test_test_phase_takes_fresh_seeds_at_the_chosen_rates():
 
 
 @pytest.mark.slow
-def test_tuned_comparison_end_to_end(char_data, tmp_path):
+def test_tuned_comparison_end_to_end(char_data, tmp_path, capsys):
     """The one command: a rate grid on a selection seed, the rates chosen on validation, fresh
-    test seeds at those rates, and the report of the test comparison."""
-    script = [sys.executable, os.path.join(REPO_ROOT, "scripts", "run_best_advanced_1k.py"), "--tune=True",
-              "--rates=3e-3,1e-2", "--selection_seeds=1", "--seeds=2", "--variants=value_centered",
-              "--modes=momentum", "--iters=30", f"--out_root={tmp_path}", f"--data_dir={char_data}",
-              "--extend_to=0"]  # no extra seeds for a borderline p: the fake-sweep test below has those
+    test seeds at those rates, and the report of the test comparison. (It trains once, as the
+    command line; the calls that train nothing run in this process.)"""
+    import run_best_advanced_1k as run_best
+    from conftest import run_main
+    args = ["--tune=True", "--rates=3e-3,1e-2", "--selection_seeds=1", "--seeds=2", "--variants=value_centered",
+            "--modes=momentum", "--iters=30", f"--out_root={tmp_path}", f"--data_dir={char_data}",
+            "--extend_to=0"]  # no extra seeds for a borderline p: the fake-sweep test below has those
+    script = [sys.executable, os.path.join(REPO_ROOT, "scripts", "run_best_advanced_1k.py"), *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    dry = subprocess.run(script + ["--dry_run"] + TINY, capture_output=True, text=True, env=env)
-    assert dry.returncode == 0, dry.stderr
-    assert "4 runs in" in dry.stdout and "then 2 test seeds" in dry.stdout
+    status, out, err = run_main(run_best.main, args + ["--dry_run"] + TINY, capsys)
+    assert status == 0, err
+    assert "4 runs in" in out and "then 2 test seeds" in out
     r = subprocess.run(script + TINY, capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     sweep_dir = tmp_path / "best_advanced_1k-tuned"
@@ -121,9 +124,9 @@ def test_tuned_comparison_end_to_end(char_data, tmp_path):
     results_file = sweep_dir / "results.jsonl"
     kept = [line for line in results_file.read_text().splitlines() if '"value_centered-momentum-s2-' not in line]
     results_file.write_text("\n".join(kept) + "\n")
-    partial = subprocess.run(script + TINY + ["--report_only", f"--report_dir={tmp_path / 'partial'}"],
-                             capture_output=True, text=True, env=env)
-    assert partial.returncode == 0, partial.stderr[-2000:]
+    status, out, err = run_main(run_best.main, args + TINY + ["--report_only", f"--report_dir={tmp_path / 'partial'}"],
+                                capsys)
+    assert status == 0, err[-2000:]
     text = (tmp_path / "partial" / "results.md").read_text()
     assert "**Partial**: 1 of the variants" in text and "Value only / momentum" in text
     assert "| Value only |" not in text and "lr 3e-3" in text  # not compared; the grid is there
@@ -131,14 +134,14 @@ def test_tuned_comparison_end_to_end(char_data, tmp_path):
 
     # another experiment's command on the same folder (other modes, sharing the baseline's runs)
     # would replace this report: refused before anything trains, unless it reports elsewhere
-    other = subprocess.run([a.replace("--modes=momentum", "--modes=adaptive") for a in script] + TINY,
-                           capture_output=True, text=True, env=env)
-    assert other.returncode == 1 and "holds the report of another command" in other.stderr
-    assert "Traceback" not in other.stderr and len(read_jsonl(str(results_file))) == len(kept)
+    status, out, err = run_main(run_best.main, [a.replace("--modes=momentum", "--modes=adaptive") for a in args] + TINY,
+                                capsys)
+    assert status == 1 and "holds the report of another command" in err
+    assert "Traceback" not in err and len(read_jsonl(str(results_file))) == len(kept)
 
     # the same folder with another width is refused before anything runs
-    again = subprocess.run(script + TINY[:2] + ["--n_embd=24"] + TINY[3:], capture_output=True, text=True, env=env)
-    assert again.returncode == 2 and "other settings" in again.stderr and "n_embd=16, now 24" in again.stderr
+    status, out, err = run_main(run_best.main, args + TINY[:2] + ["--n_embd=24"] + TINY[3:], capsys)
+    assert status == 2 and "other settings" in err and "n_embd=16, now 24" in err
 
 
 @pytest.mark.slow
@@ -414,17 +417,27 @@ def test_seed_plan_and_cells_options_are_checked(char_data, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_run_best_reproduction_writes_table_and_plots(char_data, tmp_path):
+def test_run_best_reproduction_writes_table_and_plots(char_data, tmp_path, capsys):
+    """The results-table command without --tune: by default every placement of the prior report's
+    table and the baseline (planned here, not trained); trained for one of them, the table and
+    plots of the test comparison."""
+    import run_best_advanced_1k as run_best
+    from conftest import run_main
     report = tmp_path / "report"
-    r = subprocess.run([sys.executable, os.path.join(SCRIPTS, "run_best_advanced_1k.py"), "--seeds=2", "--iters=20",
-                        f"--out_root={tmp_path}", f"--report_dir={report}", f"--data_dir={char_data}", *TINY],
-                       capture_output=True, text=True, env=ENV, timeout=600)
+    args = ["--seeds=2", "--iters=20", f"--out_root={tmp_path}", f"--report_dir={report}", f"--data_dir={char_data}", *TINY]
+    status, out, err = run_main(run_best.main, args + ["--dry_run"], capsys)
+    assert status == 0, err
+    planned = {line.split()[0].rsplit("-s", 1)[0] for line in out.splitlines() if "-i20" in line}
+    assert planned == {"baseline-none", "embeddings_centered-adaptive", "qk_value_centered-adaptive",
+                       "full_attention_centered-adaptive", "value_centered-adaptive"}
+    r = subprocess.run([sys.executable, os.path.join(SCRIPTS, "run_best_advanced_1k.py"), *args,
+                        "--variants=value_centered"], capture_output=True, text=True, env=ENV, timeout=600)
     assert r.returncode == 0, r.stderr
     table = (report / "results.md").read_text()
-    for method in ("Baseline", "Embeddings centered", "QK + Value", "Full attention", "Value only"):
+    for method in ("Baseline", "Value only"):
         assert f"| {method} |" in table
-    assert "(n=2)" in table and "Noise floor" in table and "+2.26%" in table and "p (Holm)" in table
+    assert "(n=2)" in table and "Noise floor" in table and "+1.13%" in table and "p (Holm)" in table
     data = json.loads((report / "results.json").read_text())
-    assert len(data["runs"]) == 10 and len(data["comparisons"]) == 5 and data["metric"] == "test_loss"
+    assert len(data["runs"]) == 4 and len(data["comparisons"]) == 2 and data["metric"] == "test_loss"
     assert (report / "improvement.png").stat().st_size > 10_000
     assert (report / "val_curves.png").stat().st_size > 10_000
