@@ -6,8 +6,12 @@ The tuning protocol of scripts/run_best_advanced_1k.py: select -> test -> decide
     phase 2 (test)    each variant at its chosen rate on fresh test seeds 1..N, compared with the
                       same-seed baseline on the held-out test split
     decide            with a seed plan (--looks): look by look, the undecided cells and the baseline
-                      get more seeds (experiments/seed_plan.py); without one, the older extension
-                      rule gives a borderline variant (Holm p in EXTEND_BAND) more seeds
+                      get more seeds (experiments/seed_plan.py); without one, the test seeds are
+                      1..--seeds, fixed before the runs
+
+The older extension rule (a variant whose Holm p lay in EXTEND_BAND got more seeds, which makes
+that p optimistic) is retired: no call trains by it. --extend_to with --report_only reads the
+extra seeds back, so that the second edition's reports, made under it, still regenerate.
 
 The report (results.md, results.json, plots) is built here too, from the runs the sweep folder
 holds. README, "Experiment protocol", explains the protocol for readers.
@@ -45,7 +49,7 @@ OTHER_METHODS = [  # measured by the prior report too, not in its table: not run
 ]
 SELECTION_SEED_BASE = 1000  # selection seeds are 1001, 1002, ...: never a test seed 1..N
 DEFAULT_RATES = ["1e-3", "2e-3", "4e-3", "8e-3", "1.6e-2"]
-EXTEND_BAND = (0.01, 0.1)  # Holm p of a cell that gets the extra test seeds (--extend_to)
+EXTEND_BAND = (0.01, 0.1)  # Holm p of a cell that got extra test seeds under the retired rule (--extend_to)
 
 
 def seed_plan(args):
@@ -116,7 +120,8 @@ def plan_and_check(args, overrides, variants):
 
 def tuned_phases(args, name, overrides, runs, log):
     """Phase 1 (the grid on the selection seeds), the choice, phase 2 (the test seeds at the
-    chosen rates), then the extra test seeds of the borderline variants. Returns a dict: records
+    chosen rates), then (--extend_to, report only) the extra test seeds that the retired extension
+    rule gave the borderline variants. Returns a dict: records
     (the test runs at the chosen rates), table, chosen, selection_not_ok, unrated (no eligible
     rate), pending (variants whose grid or test seeds are not complete; a failed selection run
     keeps its variant's grid incomplete),
@@ -177,9 +182,9 @@ def tuned_phases(args, name, overrides, runs, log):
     complete = {k: rate for k, rate in chosen.items() if k not in pending}
     records = at_chosen_rates(phase2.values(), complete, args.test_seeds)
 
-    # Phase 3: a borderline variant (and the baseline, which it is paired with) gets more seeds;
-    # decided on the whole family only (with --report_only, once every test run is there).
-    # A failed test run (run again by the next call) keeps the family undecided.
+    # The retired extension rule, read back (run() allows --extend_to with --report_only only): a
+    # borderline variant and the baseline, which it is paired with, got more seeds; decided on the
+    # whole family only, once every test run is there. A failed test run keeps it undecided.
     extra_seeds = list(range(args.seeds + 1, args.extend_to + 1))
     analysis = None
     if extra_seeds and not pending:
@@ -192,13 +197,10 @@ def tuned_phases(args, name, overrides, runs, log):
         close = borderline(analysis["groups"], EXTEND_BAND)
         if close:
             phase3_runs = test_runs([*close, (BASELINE, BASELINE_MODE)], extra_seeds)
-            phase3 = sweep(phase3_runs)
+            phase3 = run_sweep(name, phase3_runs, args.out_root, overrides=overrides,
+                               **{**options, "execute": False})  # read, never trained
             result["recorded"] += phase3.values()
             if missing(phase3_runs, phase3):
-                if not args.report_only:
-                    log(f"phase 3: {len(phase3_runs) - len(phase3)} runs still queued or running; "
-                        f"run the same command again")
-                    return None
                 result["extension_pending"] = sorted(close)
             else:
                 records += at_chosen_rates(phase3.values(), chosen, extra_seeds)
@@ -312,18 +314,18 @@ def build_report(args, name, phases, wall):
             sections.append(report.notes(analysis, TEST_METRIC, names))
         if extended:
             sections.append([f"More seeds: {', '.join(f'{names.get(v, v)} / {m} (Holm p {p:.3g} on seeds 1-{args.seeds})' for (v, m), p in sorted(extended.items()))} "
-                             f"and the baseline were given test seeds {args.seeds + 1}-{args.extend_to}, as the protocol "
-                             f"does for a p in [{EXTEND_BAND[0]}, {EXTEND_BAND[1]}]; their row is on every seed (so its mean "
+                             f"and the baseline were given test seeds {args.seeds + 1}-{args.extend_to}, as the extension rule "
+                             f"(retired since) did for a p in [{EXTEND_BAND[0]}, {EXTEND_BAND[1]}]; their row is on every seed (so its mean "
                              f"is over more seeds than the other rows'). "
                              f"Adding seeds because p was close makes that p slightly optimistic (optional stopping)."])
         if phases.get("extension_pending"):
-            sections.append(["Extra test seeds due (not yet run) for: " + ", ".join(
+            sections.append(["Extra test seeds of the retired extension rule not in the folder for: " + ", ".join(
                 f"{names.get(v, v)} / {m}" for v, m in phases["extension_pending"])
-                + f" and the baseline, as the protocol does for a Holm p in [{EXTEND_BAND[0]}, {EXTEND_BAND[1]}]; "
+                + f" and the baseline (Holm p in [{EXTEND_BAND[0]}, {EXTEND_BAND[1]}]); "
                 f"compared here on seeds 1-{args.seeds} only."])
         if phases.get("extension_undecided"):
-            sections.append(["Extra test seeds for a borderline variant: not decided yet, since test runs failed ("
-                             + ", ".join(phases["extension_undecided"]) + "); the same command runs them again."])
+            sections.append(["Extra test seeds of the retired extension rule: not read, since test runs failed ("
+                             + ", ".join(phases["extension_undecided"]) + ")."])
         run_dir_of = lambda r: os.path.join(sweep_dir, r["run_id"])  # noqa: E731
         improvements = {k: g["comparison"]["mean_pct"] for k, g in analysis["groups"].items() if g["comparison"]}
         effects = report.diagnostic_effects(records, (BASELINE, BASELINE_MODE), run_dir_of, read_metrics)
@@ -469,7 +471,11 @@ def run(args, overrides):
         raise ConfigError("--seeds and --selection_seeds must be at least 1")
     if args.extend_to is not None and not args.tune:
         raise ConfigError("--extend_to goes with --tune=True")
-    args.extend_to = 2 * args.seeds if args.extend_to is None else args.extend_to
+    if args.extend_to and not args.report_only:
+        raise ConfigError("--extend_to is the retired extension rule (more seeds for a borderline p, which makes that p "
+                          "optimistic): it only reads back, with --report_only, the reports made with it; plan the "
+                          "seeds with --looks and --margin, or fix them with --seeds")
+    args.extend_to = args.extend_to or 0
     if args.extend_to and args.extend_to < args.seeds:
         raise ConfigError(f"--extend_to must be 0 or at least --seeds ({args.seeds}), got {args.extend_to}")
     args.plan = seed_plan(args)
@@ -482,7 +488,7 @@ def run(args, overrides):
         raise ConfigError("--report_only and --dry_run do not go together")
     if any(o.startswith(f"--{RATE_KEY}=") for o in overrides) and args.tune:
         raise ConfigError(f"--tune=True chooses {RATE_KEY} itself: give the grid as --rates")
-    if args.plan:  # the seeds go by the plan; extension is the plan's business
+    if args.plan:  # the seeds go by the plan
         args.seeds, args.extend_to = args.plan.looks[-1], 0
     args.test_seeds = list(range(1, args.seeds + 1))
     args.selection_seeds = list(range(SELECTION_SEED_BASE + 1, SELECTION_SEED_BASE + 1 + args.selection_seeds))

@@ -6,14 +6,17 @@ sign and permutation tests, the baseline's noise floor, and the effect at equal 
 
     python scripts/run_best_advanced_1k.py [--seeds=5] [--modes=adaptive,momentum] [--dataset=shakespeare_char]
     python scripts/run_best_advanced_1k.py --tune=True [--rates=1e-3,2e-3,4e-3,8e-3,1.6e-2] [--selection_seeds=2] [--seeds=5]
+    python scripts/run_best_advanced_1k.py --tune=True --looks=10,20,30,40 --margin=0.5 [--cells=...]
 
 Without --tune every variant trains at the config's learning rate on seeds 1..N. With
 --tune=True each variant, the baseline included, is first trained at every rate of --rates on
 the selection seeds (1001, 1002, ...); its rate is the one with the lowest mean validation loss
 (best checkpoint); then it trains at that rate on the fresh test seeds 1..N, and only those runs
-are compared, on their test loss. The report has the whole grid and the chosen rates. A
-variant whose Holm-corrected p on the test seeds lies between 0.01 and 0.1 then gets more test
-seeds (--extend_to, default twice --seeds), the baseline with it, and the report says which.
+are compared, on their test loss. The report has the whole grid and the chosen rates. The test
+seeds are 1..--seeds, or, with --looks, a seed plan declared before the runs: look by look, the
+cells not yet better, worse or equivalent within --margin get more seeds (README, "Experiment
+protocol"). The older extension rule (more seeds for a borderline p) is retired; --extend_to
+only reads back, with --report_only, the reports made with it.
 
 --report_only=True trains nothing: the report of what the sweep folder holds so far (a sweep
 still under way, or one archived in results/ with scripts/archive_sweep.py: --out_root=results).
@@ -69,8 +72,9 @@ def main(argv=None):
                         help="sweep folder name (default: best_advanced_1k[-tuned][-<dataset>])")
     parser.add_argument("--report_dir", default=None, help="where the report goes (default: the sweep folder)")
     parser.add_argument("--extend_to", type=int, default=None,
-                        help=f"with --tune: test seeds of a variant whose Holm p on --seeds lies in "
-                             f"[{EXTEND_BAND[0]}, {EXTEND_BAND[1]}] (default: twice --seeds; --extend_to=0: none)")
+                        help=f"with --tune and --report_only only: read back the retired extension rule's extra "
+                             f"test seeds (up to this seed) of a variant whose Holm p on --seeds lay in "
+                             f"[{EXTEND_BAND[0]}, {EXTEND_BAND[1]}]; the second edition's reports were made with it")
     parser.add_argument("--report_only", type=boolean, default=False, metavar="True|False",
                         help="True (or --report_only alone): train nothing; report what the sweep folder holds")
     add_sweep_arguments(parser)

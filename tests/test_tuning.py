@@ -84,8 +84,7 @@ def test_tuned_comparison_end_to_end(char_data, tmp_path, capsys):
     import run_best_advanced_1k as run_best
     from conftest import run_main
     args = ["--tune=True", "--rates=3e-3,1e-2", "--selection_seeds=1", "--seeds=2", "--variants=value_centered",
-            "--modes=momentum", "--iters=30", f"--out_root={tmp_path}", f"--data_dir={char_data}",
-            "--extend_to=0"]  # no extra seeds for a borderline p: the fake-sweep test below has those
+            "--modes=momentum", "--iters=30", f"--out_root={tmp_path}", f"--data_dir={char_data}"]
     script = [sys.executable, os.path.join(REPO_ROOT, "scripts", "run_best_advanced_1k.py"), *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     status, out, err = run_main(run_best.main, args + ["--dry_run"] + TINY, capsys)
@@ -214,7 +213,8 @@ def fake_tuned_sweep(tmp_path, monkeypatch):
     """The protocol of scripts/run_best_advanced_1k.py (experiments/protocol.py) with run_sweep
     replaced by made-up records (no training): baseline test losses `BASE`, variant "clear" 3% better, "close" about 0.7% better and noisy
     (a Holm p in [0.01, 0.1] on seeds 1-5). Returns (module, fake sweep, the sweeps asked for as
-    (execute, run ids), args of --tune=True --seeds=5 --extend_to=10, the rate grid's runs)."""
+    (execute, run ids), args of --tune=True --seeds=5 --extend_to=10 --report_only=False (the
+    tests set report_only), the rate grid's runs)."""
     import argparse
 
     from experiments import protocol as run_best
@@ -245,26 +245,30 @@ def fake_tuned_sweep(tmp_path, monkeypatch):
     return run_best, fake_sweep, asked, args, grid
 
 
-def test_borderline_variants_get_more_test_seeds_with_the_baseline(tmp_path, monkeypatch):
-    """The phases of --tune=True, on records made up here (no training): a variant whose Holm p
-    on the test seeds lies in [0.01, 0.1] gets seeds 6-10, and so does the baseline; a clear one
-    does not. With --report_only, an unfinished variant is named, not compared, and nothing is
-    decided about extra seeds until the whole family is there."""
+def test_the_retired_extension_rule_is_only_read_back_never_trained(tmp_path, monkeypatch):
+    """--extend_to (report only): a variant whose Holm p on seeds 1-5 lies in [0.01, 0.1] is
+    compared on the extra seeds 6-10 the folder holds for it and the baseline; a clear one is not;
+    an unfinished variant is named, not compared, and nothing about extra seeds is decided until
+    the whole family is there. No call trains a run."""
     run_best, fake_sweep, asked, args, grid = fake_tuned_sweep(tmp_path, monkeypatch)
+    args.report_only = True
 
-    # report only, before the test phase of "close" has run: it is pending, nothing extended
+    # before the test phase of "close" has run: it is pending, nothing extended
     fake_sweep("s", grid, "", execute=True)
     fake_sweep("s", [run_best.Run(v, m, s, 100, (("learning_rate", "4e-3"),)) for v, m in
                      (("baseline", "none"), ("clear", "momentum")) for s in range(1, 6)], "", execute=True)
-    args.report_only = True
     partial = run_best.tuned_phases(args, "s", [], grid, lambda *a: None)
     assert partial["pending"] == [("close", "momentum")] and partial["extended"] == {}
     assert {(r["variant"], r["seed"]) for r in partial["records"]} == {(v, s) for v in ("baseline", "clear") for s in range(1, 6)}
-    assert all(execute is False for execute, _ in asked[2:])
 
-    # the whole command: "close" comes out borderline, so it and the baseline get seeds 6-10
-    args.report_only = False
+    # the whole family and the extra seeds in the folder (as the second edition's sweeps hold them)
+    fake_sweep("s", [run_best.Run("close", "momentum", s, 100, (("learning_rate", "4e-3"),)) for s in range(1, 6)],
+               "", execute=True)
+    fake_sweep("s", [run_best.Run(v, m, s, 100, (("learning_rate", "4e-3"),)) for v, m in
+                     (("baseline", "none"), ("close", "momentum")) for s in range(6, 11)], "", execute=True)
+    calls = len(asked)
     done = run_best.tuned_phases(args, "s", [], grid, lambda *a: None)
+    assert all(execute is False for execute, _ in asked[calls:])
     assert done["chosen"] == {("baseline", "none"): "4e-3", ("clear", "momentum"): "4e-3", ("close", "momentum"): "4e-3"}
     assert 0.01 <= done["extended"][("close", "momentum")] <= 0.1 and ("clear", "momentum") not in done["extended"]
     assert sorted(asked[-1][1]) == sorted(f"{v}-s{s}-i100-learning_rate=4e-3"
@@ -273,7 +277,7 @@ def test_borderline_variants_get_more_test_seeds_with_the_baseline(tmp_path, mon
     for r in done["records"]:
         seeds.setdefault(r["variant"], set()).add(r["seed"])
     assert seeds == {"baseline": set(range(1, 11)), "close": set(range(1, 11)), "clear": set(range(1, 6))}
-    assert done["pending"] == []
+    assert done["pending"] == []  # (a call that would train by the rule: refused, in the test below)
 
 
 def test_the_seed_plan_gives_seeds_look_by_look_to_the_undecided_cells(tmp_path, monkeypatch):
@@ -394,7 +398,8 @@ def test_a_report_folder_of_another_experiment_is_refused_also_in_the_older_form
 
 def test_seed_plan_and_cells_options_are_checked(char_data, tmp_path, capsys):
     """--looks needs --tune and a declared --margin and replaces --seeds; --cells replaces
-    --variants x --modes (the dry run plans only the cells asked for and the baseline)."""
+    --variants x --modes (the dry run plans only the cells asked for and the baseline); the
+    retired extension rule (--extend_to) trains nothing."""
     import run_best_advanced_1k as run_best
     from conftest import run_main
     base = [f"--out_root={tmp_path}", f"--data_dir={char_data}", "--iters=10", "--n_embd=32", "--dry_run"]
@@ -405,7 +410,8 @@ def test_seed_plan_and_cells_options_are_checked(char_data, tmp_path, capsys):
                            (["--tune", "--looks=5,10", "--margin=0.5", "--spend=0.5,0.6"], "summing to 1"),
                            (["--tune", "--margin=0.5"], "go with --looks"),
                            (["--tune", "--cells=value_centered"], "variant/mode pairs"),
-                           (["--tune", "--cells=value_centered/momentum", "--modes=adaptive"], "replaces --variants")]:
+                           (["--tune", "--cells=value_centered/momentum", "--modes=adaptive"], "replaces --variants"),
+                           (["--tune", "--seeds=5", "--extend_to=10"], "--extend_to is the retired extension rule")]:
         status, out, err = run_main(run_best.main, base + extra, capsys)
         assert status == 2 and message in err and "Traceback" not in err, (extra, err)
     status, out, err = run_main(run_best.main, base + ["--tune", "--rates=1e-3", "--looks=5,10", "--margin=0.5",
