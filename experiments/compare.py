@@ -4,6 +4,7 @@ measured at other widths, datasets or iteration counts, each from its own tuned 
 row per cell (variant / mode), a column per report, labelled by the settings in which the reports
 differ. Nothing is recomputed: each figure is the one its own report decided on, and each p is
 Holm-corrected within that report's own family (the footer says how large each family was).
+The same figures as a curve over one numeric setting (e.g. n_embd): setting_curve.
 """
 
 import json
@@ -54,17 +55,33 @@ def labels_of(reports, folders):
     return labels
 
 
+def decided(report, cell):
+    """(comparison, decision, p) of a cell as its report decided it: under a seed plan (--looks),
+    the look that decided it or the last one, with the p of the test that decided (TOST for
+    "equivalent within ±m"); else the Holm-corrected t-test over the report's family. None for
+    the baseline or a cell the report lacks."""
+    sequential = (report.get("sequential") or {}).get("cells", {}).get(cell)
+    if sequential is not None:
+        c, decision = sequential["comparison"], sequential["decision"]
+        if decision == "equivalent":
+            return c, f"equivalent within ±{fmt(report['seed_plan']['margin'], 'g')}%", c["p_tost_holm"]
+        return c, decision, c["p_holm"]
+    group = report["comparisons"].get(cell)
+    c = group and group.get("comparison")
+    return (c, c["decision"], c["p_holm"]) if c else None
+
+
 def cell_text(report, cell):
     group = report["comparisons"].get(cell)
     if group is None:
         return "not measured"
     rate = report.get("chosen_rates", {}).get(cell)
     at = f"lr {rate}: " if rate else ""
-    c = group.get("comparison")
-    if c is None:  # the baseline
+    if group.get("comparison") is None:  # the baseline
         return f"{at}{group['mean']:.4f} ± {fmt(group.get('std'), '.4f')} (n={len(group['losses'])})"
+    c, decision, p = decided(report, cell)
     return (f"{at}{fmt(c['mean_pct'])}% [{fmt(c['ci_low'])}, {fmt(c['ci_high'])}] (n={c['n']}), "
-            f"p {fmt(c['p_holm'], '.2g')}, {c['decision']}")
+            f"p {fmt(p, '.2g')}, {decision}")
 
 
 def cell_name(cell):
@@ -95,6 +112,41 @@ def across_reports(folders, cells=None):
                          for label, r in zip(labels, reports))
     lines += ["", "Baseline: chosen rate, its test loss (mean ± std, seeds). Other cells: chosen rate, "
               "improvement over the same-seed baseline (95% CI, seeds), p Holm-corrected within its own "
-              f"report's family ({families}), and that report's decision. Reports: "
-              + ", ".join(f"`{f}`" for f in folders) + "."]
+              f"report's family ({families}), and that report's decision. A report with a seed plan "
+              "gives the look that decided the cell (or its last look), and the p of the test that decided "
+              "(the equivalence test for \"equivalent\"). Reports: " + ", ".join(f"`{f}`" for f in folders) + "."]
     return lines
+
+
+def setting_curve(folders, key=None, cells=None):
+    """Each cell's improvement against one numeric setting in which the reports differ (key;
+    default: the only one): (key, {cell: [(value, mean_pct, ci_low, ci_high, n, decision)]}),
+    sorted by value. Nothing is recomputed; a report without the cell leaves no point."""
+    if len(folders) < 2:
+        raise UserError("give two or more report folders to compare")
+    reports = [load_report(f) for f in folders]
+    settings = [setting_of(r) for r in reports]
+    keys = sorted({k for s in settings for k in s})
+    differing = [k for k in keys if len({json.dumps(s.get(k), sort_keys=True) for s in settings}) > 1]
+    if key is None:
+        if len(differing) != 1:
+            raise UserError(f"the reports differ in {', '.join(differing) or 'no setting'}: give the one to plot "
+                            f"against with --x")
+        key = differing[0]
+    values = [s.get(key) for s in settings]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise UserError(f"--x={key}: not a number in every report ({', '.join(map(str, values))})")
+    if len(set(values)) < len(values):
+        raise UserError(f"--x={key}: two reports have the same value ({', '.join(map(str, values))})")
+    curve = {}
+    for value, report in sorted(zip(values, reports), key=lambda pair: pair[0]):
+        for cell in report["comparisons"]:
+            if (cells is not None and cell not in cells) or decided(report, cell) is None:
+                continue
+            c, decision, _ = decided(report, cell)
+            curve.setdefault(cell, []).append((value, c["mean_pct"], c["ci_low"], c["ci_high"], c["n"],
+                                               decision.split(" within")[0]))
+    if cells is not None and set(cells) - set(curve):
+        raise UserError(f"no report has {', '.join(sorted(set(cells) - set(curve)))} "
+                        f"(cells are variant/mode, e.g. value_centered/momentum)")
+    return key, curve

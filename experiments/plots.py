@@ -115,6 +115,38 @@ def improvement_bars(groups, out_path, prior=None, title="Improvement over the b
     return save_figure(fig, out_path)
 
 
+def setting_curve(curve, key, out_path, title=None):
+    """curve: experiments.compare.setting_curve's {cell: [(value, mean_pct, ci_low, ci_high, n,
+    decision)]}. Each cell's improvement with its 95% interval against the setting; the markers
+    are coloured by each report's own decision. A log2 axis when the values are powers of two."""
+    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    values = sorted({point[0] for points in curve.values() for point in points})
+    shift = (max(values) / min(values)) ** 0.05 if min(values) > 0 else 0  # side by side, not on top
+    for i, (cell, points) in enumerate(sorted(curve.items())):
+        variant, mode = cell.split("/")
+        offset = shift ** (i - (len(curve) - 1) / 2) if shift else 1
+        x = [p[0] * offset for p in points]
+        y = [p[1] for p in points]
+        line = ax.errorbar(x, y, yerr=[[p[1] - p[2] for p in points], [p[3] - p[1] for p in points]], capsize=3,
+                           marker="", label=label(variant, mode))[0]
+        for xi, p in zip(x, points):
+            ax.plot(xi, p[1], "o", color=DECISION_COLORS.get(p[5], "black"), markersize=9, markeredgewidth=1.2,
+                    markeredgecolor=line.get_color())
+            ax.annotate(f"n={p[4]}", (xi, p[3]), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=7)
+    ax.axhline(0, color="black", linewidth=0.8)
+    if min(values) > 0 and all(math.log2(v).is_integer() for v in values):
+        ax.set_xscale("log", base=2)
+    ax.set_xticks(values, [str(v) for v in values])
+    ax.minorticks_off()
+    ax.set_xlabel(key)
+    ax.set_ylabel("improvement over the same-seed baseline (%, 95% CI)")
+    ax.set_title(title or f"Improvement against {key} (dots: each report's decision; "
+                 + ", ".join(f"{c} {d}" for d, c in (("better", "green"), ("worse", "red"), ("equivalent", "blue"),
+                                                      ("no detectable difference", "grey"))) + ")")
+    ax.legend(fontsize=8)
+    return save_figure(fig, out_path)
+
+
 def mode_heatmap(groups, out_path, title="Mean improvement over the baseline (%)"):
     """Variant by mode, the mean improvement; '*' marks a cell whose corrected decision is not
     'no detectable difference' (the cells shown are the family when no decision was taken before)."""

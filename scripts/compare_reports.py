@@ -6,14 +6,19 @@ figure and Holm-corrected p is the one its own report decided on.
 
     python scripts/compare_reports.py results/tuned_w64 results/best_advanced_1k-tuned
     python scripts/compare_reports.py results/tuned_i150 results/best_advanced_1k-tuned --cells=mlp_centered/adaptive
+    python scripts/compare_reports.py results/tuned_w64 results/best_advanced_1k-tuned results/tuned_w256 \
+        --cells=embeddings_centered/momentum,full_attention_centered/momentum --plot=results/width_curve.png
+
+--plot draws each cell's improvement and interval against the numeric setting in which the
+reports differ (--x names it when they differ in several).
 """
 
 import sys
 
 import _repo_root  # noqa: F401  (the repository's modules become importable)
-from configurator import CommandLine, comma_list
+from configurator import CommandLine, ConfigError, comma_list
 from experiments.cli import guarded
-from experiments.compare import across_reports
+from experiments.compare import across_reports, setting_curve
 
 
 def main(argv=None):
@@ -21,10 +26,20 @@ def main(argv=None):
     parser.add_argument("folders", nargs="+", help="report folders, each with a results.json")
     parser.add_argument("--cells", type=comma_list(str), default=None,
                         help="comma-separated variant/mode cells to show (default: every cell); the baseline is always shown")
+    parser.add_argument("--plot", default=None, help="also draw the cells against a numeric setting into this PNG file")
+    parser.add_argument("--x", default=None,
+                        help="with --plot: the setting on the x axis, e.g. n_embd (default: the only one that differs)")
     args = parser.parse_args(argv)
 
     def body():
+        if args.x is not None and args.plot is None:
+            raise ConfigError("--x goes with --plot")
         print("\n".join(across_reports(args.folders, args.cells)))
+        if args.plot:
+            from experiments.plots import setting_curve as draw
+            key, curve = setting_curve(args.folders, args.x, args.cells)
+            draw(curve, key, args.plot)
+            print(f"written to {args.plot}")
         return 0
 
     return guarded(body)

@@ -67,3 +67,42 @@ def test_bad_input_is_one_line_and_exit_1(tmp_path, args, message, capsys):
         r = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "scripts", "compare_reports.py"), *argv],
                            capture_output=True, text=True)
         assert r.returncode == 1 and r.stderr == err, r.stderr
+
+
+def test_a_seed_plan_report_shows_its_own_decision_and_the_width_curve_draws_every_cell(tmp_path, capsys):
+    """A report with a seed plan (--looks) gives the decision of its plan (here "equivalent within
+    ±0.5%", decided by the equivalence test), not the fixed-design t-test's; --plot draws each
+    cell against the setting the reports differ in, one point per report that has it."""
+    import compare_reports
+    from conftest import run_main
+    from experiments.compare import across_reports, setting_curve
+    write_report(tmp_path / "a", 64, {"value_centered/momentum": (-4.95, -7.18, -2.72, 0.0014, "worse"),
+                                      "mlp_centered/adaptive": (0.5, 0.1, 0.9, 0.03, "better")}, 2, {})
+    write_report(tmp_path / "b", 128, {"value_centered/momentum": (-0.1, -0.3, 0.1, 0.4, "no detectable difference")},
+                 1, {})
+    planned = json.loads((tmp_path / "b" / "results.json").read_text())
+    comparison = {**planned["comparisons"]["value_centered/momentum"]["comparison"], "n": 40, "p_tost_holm": 0.012}
+    planned["sequential"] = {"cells": {"value_centered/momentum": {"decision": "equivalent", "decided_at": 40,
+                                                                   "comparison": comparison}}}
+    planned["seed_plan"] = {"looks": [10, 20, 30, 40], "margin": 0.5}
+    (tmp_path / "b" / "results.json").write_text(json.dumps(planned))
+    folders = [str(tmp_path / "b"), str(tmp_path / "a")]
+    row = across_reports(folders)[3]
+    assert row == ("| value_centered (momentum) | -0.10% [-0.30, +0.10] (n=40), p 0.012, equivalent within ±0.5% "
+                   "| -4.95% [-7.18, -2.72] (n=2), p 0.0014, worse |"), row
+    key, curve = setting_curve(folders)
+    assert key == "n_embd"
+    assert curve["value_centered/momentum"] == [(64, -4.95, -7.18, -2.72, 2, "worse"),
+                                                (128, -0.1, -0.3, 0.1, 40, "equivalent")]
+    assert curve["mlp_centered/adaptive"] == [(64, 0.5, 0.1, 0.9, 2, "better")]
+
+    png = tmp_path / "curve.png"
+    status, out, err = run_main(compare_reports.main, [*folders, f"--plot={png}"], capsys)
+    assert status == 0 and f"written to {png}" in out, err
+    assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10_000
+    for argv, message in (([*folders, "--x=n_embd"], "--x goes with --plot"),
+                          ([*folders, f"--plot={png}", "--x=device"], "--x=device: not a number"),
+                          ([*folders, f"--plot={png}", "--cells=foo/bar"], "no report has foo/bar"),
+                          ([folders[0], folders[0], f"--plot={png}"], "differ in no setting")):
+        status, out, err = run_main(compare_reports.main, argv, capsys)
+        assert status in (1, 2) and err.count("\n") == 1 and message in err, (argv, err)
