@@ -32,6 +32,7 @@ from experiments.seed_plan import SeedPlan, add_detectable_effects, decide
 from experiments.sweep import run_sweep
 from experiments.tuning import (RATE_KEY, TEST_METRIC, at_chosen_rates, borderline, check_disjoint, choose_rates,
                                 edge_rates, selection_table)
+from machine import machine_description
 from training.metrics import read_metrics
 
 # (config, name in the prior report, its claimed improvement in %)
@@ -442,7 +443,7 @@ def machine_of(records):
     hosts = sorted({f"{r['provenance'].get('hostname')}, " + (f"{r['provenance']['cpu']}, " if r["provenance"].get("cpu") else "")
                     + f"{r['provenance'].get('device')}, torch {r['provenance'].get('torch')}"
                     for r in records if r.get("provenance")})
-    return "; ".join(hosts) or report.machine()
+    return "; ".join(hosts) or machine_description()
 
 
 def diagnostics_figures(report_dir, runs, run_dir_of):

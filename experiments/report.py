@@ -9,7 +9,6 @@ Numbers of modes that train on batch statistics (simple, adaptive) are labelled 
 import json
 import math
 import os
-import platform
 
 import numpy as np
 from scipy import stats
@@ -322,10 +321,6 @@ def grid_table(table, chosen, unfinished=()):
         lines.append(f"| {variant} | {'-' if mode == BASELINE_MODE else plots.mode_label(mode)} | "
                      + " | ".join(cells) + f" | {chosen.get(key, 'grid unfinished' if key in unfinished else 'none eligible')} |")
     return lines
-
-
-def machine():
-    return f"{platform.machine()}, {os.cpu_count()} cores, {platform.node()}"
 
 
 def write_report(report_dir, title, sections, data, figures):
