@@ -55,18 +55,6 @@ MAX_PROBE_TOKENS = 4096
 TOP_K = (1, 5)
 MEAN_SHIFT_INVARIANT = ("isoscore", "var_top1", "var_top5")
 KEY_PREFIX = "diag"
-SITE_ORDER = ("embeddings", "q", "k", "v", "attn_out", "mlp", "residual", "attention")
-METRIC_TITLES = {
-    "isoscore": "IsoScore (1: isotropic, 0: one direction)",
-    "var_top1": "share of the variance in the top principal direction",
-    "var_top5": "share of the variance in the top 5 principal directions",
-    "cosine": "mean pairwise cosine similarity",
-    "max_abs": "largest |activation|",
-    "median_abs": "median |activation|",
-    "max_median_ratio": "largest / median |activation| (massive activations)",
-    "first_mass": "attention weight on the first position (attention sink), mean over heads",
-    "first_mass_max_head": "attention weight on the first position, the head with the most",
-}
 
 
 def diag_key(site, layer, metric):
@@ -262,31 +250,3 @@ def site_diagnostics(recorder, n_head):
 def eval_diagnostics(model, idx, max_tokens=MAX_PROBE_TOKENS):
     """The diagnostics of a model.GPT (or subclass) on the probe batch idx (B, T)."""
     return site_diagnostics(probe(model, idx, max_tokens), model.config.n_head)
-
-
-# ----------------------------------------------------------------------------------------------
-# Plots over training
-
-def diagnostic_curves(records):
-    """{(site, layer, metric): {iter: value}} from a run's records (eval records' diag/ keys)."""
-    curves = {}
-    for record in records:
-        if record.get("type") != "eval":
-            continue
-        for key, value in record.items():
-            parsed = parse_diag_key(key)
-            if parsed is not None and value is not None:
-                curves.setdefault(parsed, {})[record["iter"]] = value
-    return curves
-
-
-def base_metric(metric):
-    """The metric's name without its _before/_after side."""
-    return metric.rsplit("_", 1)[0] if metric.endswith(("_before", "_after")) else metric
-
-
-def metric_names(groups):
-    """The metrics the diag/ keys of groups' records hold ({label: [records of a run, ...]})."""
-    return sorted({base_metric(parse_diag_key(key)[2]) for runs in groups.values() for records in runs
-                   for record in records if record.get("type") == "eval"
-                   for key in record if parse_diag_key(key) is not None})

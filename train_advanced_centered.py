@@ -22,7 +22,7 @@ from configurator import ConfigError
 from model_advanced_centering import (PLACEMENTS, AdvancedGPT, AdvancedGPTConfig, CenteringOptions,
                                       describe_centering, fold_centering, leak_warning)
 from training import TrainingError
-from training.checkpoint import model_from_checkpoint
+from training.checkpoint import make_checkpoint, model_from_checkpoint
 
 
 @dataclass
@@ -69,15 +69,11 @@ def fold_checkpoint(ckpt, path="checkpoint"):
     config = {**dataclasses.asdict(train.TrainConfig()), **ckpt.get("config", {})}
     optimizer = folded.configure_optimizers(config["weight_decay"], config["learning_rate"],
                                             (config["beta1"], config["beta2"]), "cpu")
-    return {
-        "model": folded.state_dict(), "model_args": dataclasses.asdict(folded.config), "model_class": "GPT",
-        "config": ckpt.get("config", {}), "dataset_meta": ckpt.get("dataset_meta", {}),
-        # what upstream nanoGPT's train.py --init_from=resume reads besides the model
-        "optimizer": optimizer.state_dict(), "iter_num": ckpt.get("iter_num", 0),
-        "best_val_loss": ckpt.get("best_val_loss", float("inf")),
-        "folded_from": {"checkpoint": os.path.abspath(path), "centering": describe_centering(model.config),
-                        "iter_num": ckpt.get("iter_num"), "best_val_loss": ckpt.get("best_val_loss")},
-    }
+    # the optimizer, iteration and best loss: what upstream nanoGPT's --init_from=resume reads besides the model
+    return make_checkpoint(folded, dataclasses.asdict(folded.config), optimizer, ckpt.get("iter_num", 0),
+                           ckpt.get("best_val_loss", float("inf")), ckpt.get("config", {}), ckpt.get("dataset_meta", {}),
+                           folded_from={"checkpoint": os.path.abspath(path), "centering": describe_centering(model.config),
+                                        "iter_num": ckpt.get("iter_num"), "best_val_loss": ckpt.get("best_val_loss")})
 
 
 def main(argv=None, on_step=None, config_cls=CenteredTrainConfig):

@@ -256,9 +256,14 @@ def staged_path(out_dir, split):
 
 
 def write_tokens(path, ids):
+    """A staged token file, on disk (fsync'd) before publish_dataset renames it into place and
+    writes meta.json, the commit point, whose atomic write syncs the folder."""
     ids = np.asarray(ids, dtype=np.int64)
     assert ids.size == 0 or (ids.min() >= 0 and ids.max() < 2**16), "token ids must fit in uint16"
-    ids.astype(np.uint16).tofile(path)
+    with open(path, "wb") as f:
+        ids.astype(np.uint16).tofile(f)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def existing_fingerprint(out_dir):

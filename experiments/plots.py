@@ -18,13 +18,26 @@ import numpy as np  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
 from configurator import UserError  # noqa: E402
-from diagnostics import METRIC_TITLES, SITE_ORDER, base_metric, diagnostic_curves, metric_names  # noqa: E402
+from diagnostics import parse_diag_key  # noqa: E402
 from experiments.plan import BASELINE_MODE  # noqa: E402
 from experiments.stats import correct_comparisons  # noqa: E402
 from model_advanced_centering import BATCH_STATISTICS_MODES  # noqa: E402
 from training.metrics import METRICS_FILE, read_metrics  # noqa: E402
 
 DECISION_COLORS = {"better": "tab:green", "worse": "tab:red", "equivalent": "tab:blue", "no detectable difference": "tab:gray", "untested": "lightgray"}
+# the diagnostics' sites in the model's order, and what each metric's plot is titled
+SITE_ORDER = ("embeddings", "q", "k", "v", "attn_out", "mlp", "residual", "attention")
+METRIC_TITLES = {
+    "isoscore": "IsoScore (1: isotropic, 0: one direction)",
+    "var_top1": "share of the variance in the top principal direction",
+    "var_top5": "share of the variance in the top 5 principal directions",
+    "cosine": "mean pairwise cosine similarity",
+    "max_abs": "largest |activation|",
+    "median_abs": "median |activation|",
+    "max_median_ratio": "largest / median |activation| (massive activations)",
+    "first_mass": "attention weight on the first position (attention sink), mean over heads",
+    "first_mass_max_head": "attention weight on the first position, the head with the most",
+}
 
 
 def mode_label(mode):
@@ -319,6 +332,33 @@ def improvement_over_training(curves, out_path, title="Improvement over training
         ax.legend(fontsize=8)
     fig.suptitle(f"{title}: mean over seeds, band = 95% CI (positive = lower loss)")
     return save_figure(fig, out_path)
+
+
+# ----------------------------------------------------------------------------------------------
+# Diagnostics over training (the diag/ keys of eval records, diagnostics.py)
+def diagnostic_curves(records):
+    """{(site, layer, metric): {iter: value}} from a run's records (eval records' diag/ keys)."""
+    curves = {}
+    for record in records:
+        if record.get("type") != "eval":
+            continue
+        for key, value in record.items():
+            parsed = parse_diag_key(key)
+            if parsed is not None and value is not None:
+                curves.setdefault(parsed, {})[record["iter"]] = value
+    return curves
+
+
+def base_metric(metric):
+    """The metric's name without its _before/_after side."""
+    return metric.rsplit("_", 1)[0] if metric.endswith(("_before", "_after")) else metric
+
+
+def metric_names(groups):
+    """The metrics the diag/ keys of groups' records hold ({label: [records of a run, ...]})."""
+    return sorted({base_metric(parse_diag_key(key)[2]) for runs in groups.values() for records in runs
+                   for record in records if record.get("type") == "eval"
+                   for key in record if parse_diag_key(key) is not None})
 
 
 def plot_diagnostics(groups, out_dir, metrics=None):

@@ -32,7 +32,7 @@ from experiments.local import LocalExecutor
 from experiments.plan import BASELINE_MODE, CONFIG_DIR, check_plan
 from experiments.records import FINAL_STATUSES, RESULTS_FILE, append_record, provenance, read_results, summarize
 from experiments.slurm import STATE_FILE, SlurmExecutor, slurm_runs_under_way
-from files import FileLock, LockHeld, ensure_writable_folder, lock_holder
+from files import FileLock, LockHeld, ensure_writable_folder, lock_holder, write_atomically
 from training import REPO_ROOT
 from training.run_folder import RUN_LOCK, SESSION_KEYS
 
@@ -124,8 +124,8 @@ class Sweep:
         made = provenance(device, job_id)
         run_dir = self.run_dir(run)
         os.makedirs(run_dir, exist_ok=True)
-        with open(os.path.join(run_dir, "run.json"), "w", encoding="utf-8") as f:
-            json.dump({**run.describe(), "config": self.config_of(run)}, f, indent=1)
+        started = json.dumps({**run.describe(), "config": self.config_of(run)}, indent=1).encode("utf-8")
+        write_atomically(os.path.join(run_dir, "run.json"), lambda f: f.write(started))
         cmd = self.command(run)
         log_file = open(os.path.join(run_dir, "train.log"), "a", encoding="utf-8")
         shown_env = " ".join(f"{k}={v}" for k, v in sorted(env_changes.items()))
@@ -171,8 +171,11 @@ def other_settings(sweep, run, done):
     if old is None:
         started = os.path.join(sweep.run_dir(run), "run.json")
         if os.path.isfile(started):
-            with open(started, encoding="utf-8") as f:
-                old = json.load(f).get("config")
+            try:
+                with open(started, encoding="utf-8") as f:
+                    old = json.load(f).get("config")
+            except (OSError, ValueError, AttributeError) as e:
+                raise UserError(f"{started} cannot be read ({e}): remove that run's folder to train it anew") from None
     if not old:
         return None
     new = sweep.config_of(run)

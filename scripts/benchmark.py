@@ -17,8 +17,6 @@ import sys
 
 import _repo_root  # noqa: E402,F401  (the repository's modules become importable)
 
-import torch  # noqa: E402
-
 from benchmarking import SKIP_FIRST  # noqa: E402
 from configurator import run_command  # noqa: E402
 from machine import machine_description  # noqa: E402

@@ -46,7 +46,7 @@ from data.text_sources import (SPLITS, existing_fingerprint, fingerprint_files, 
 from model import GPT, GPTConfig  # noqa: E402
 from train import TrainConfig  # noqa: E402
 from training import REPO_ROOT, TrainingError  # noqa: E402
-from training.checkpoint import load_model_state, read_checkpoint, save_checkpoint  # noqa: E402
+from training.checkpoint import load_model_state, make_checkpoint, read_checkpoint, save_checkpoint  # noqa: E402
 from training.metrics import METRICS_FILE  # noqa: E402
 from training.run_folder import SESSION_KEYS, run_files_in  # noqa: E402
 
@@ -186,14 +186,10 @@ def import_command(cfg):
         meta = {**vocab, "source": "nanoGPT meta.pkl"}
         print(f"no train.bin and val.bin in {cfg.data_dir}: imported for sampling only (resuming needs its data)")
     best = ckpt["best_val_loss"]
-    ours = {
-        "model": model.state_dict(), "model_args": model_args, "model_class": "GPT",
-        "optimizer": optimizer.state_dict(), "iter_num": int(ckpt["iter_num"]),
-        "best_val_loss": float("inf"),  # upstream's is an estimate on random windows, not our validation loss
-        "config": config, "dataset_meta": {k: v for k, v in meta.items() if k != "token_bytes"},
-        "imported_from": {"checkpoint": os.path.abspath(in_path), "iter_num": int(ckpt["iter_num"]),
-                          "best_val_loss": float(best), "dataset": upstream_config.get("dataset")},
-    }
+    # best_val_loss inf: upstream's is an estimate on random windows, not our validation loss
+    ours = make_checkpoint(model, model_args, optimizer, int(ckpt["iter_num"]), float("inf"), config, meta,
+                           imported_from={"checkpoint": os.path.abspath(in_path), "iter_num": int(ckpt["iter_num"]),
+                                          "best_val_loss": float(best), "dataset": upstream_config.get("dataset")})
     for name in ("ckpt.pt", "best.pt"):  # first: an import that fails to write deletes nothing
         save_checkpoint(ours, os.path.join(cfg.out_dir, name))
     if METRICS_FILE in held:  # the replaced run's records would describe another model

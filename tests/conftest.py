@@ -1,12 +1,15 @@
 """Shared fixtures: a small char-level dataset written straight to disk (no preparation script
 involved) and the settings of a tiny model that trains in a second on a CPU; and the helpers that
-several test files use: command lines, subprocess environment, metrics and sweep records."""
+several test files use: command lines, subprocess environment, a small model and its centered
+variants, a full disk, prepared datasets read back and damaged, metrics and sweep records."""
 
 import dataclasses
 import json
 import os
+import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -28,6 +31,9 @@ TINY = ["--n_layer=1", "--n_head=2", "--n_embd=16", "--block_size=16", "--batch_
 SCRIPTS = os.path.join(REPO_ROOT, "scripts")
 # the environment of a subprocess that trains: one thread, as the tests in this process (one_thread)
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+# a small GPTConfig (model-level tests: test_centering, test_diagnostics, test_inference); test_model.py
+# keeps its own CFG, another vocab_size
+BASE = dict(block_size=16, vocab_size=40, n_layer=2, n_head=2, n_embd=32, dropout=0.0, bias=True)
 
 
 def write_char_dataset(folder, text, force=False):
@@ -89,6 +95,14 @@ def warm_up(model, steps=3, vocab_size=40, block_size=16):
     return model.eval()
 
 
+def centered_model(mode, seed=0, **flags):
+    """An AdvancedGPT of BASE's size (flags: the placements, or BASE's values to change, e.g.
+    bias=False) with the given centering mode, its weights drawn from torch.manual_seed(seed)."""
+    from model_advanced_centering import AdvancedGPT, AdvancedGPTConfig
+    torch.manual_seed(seed)
+    return AdvancedGPT(AdvancedGPTConfig(**{**BASE, **flags}, centering_mode=mode))
+
+
 def flip_bytes_in_tensor(path, name="transformer.h.0.mlp.c_fc.weight"):
     """Damage a checkpoint file as a bad disk or copy would: 16 bytes in the middle of one model
     tensor's data set to 0xff (four NaNs in float32), the rest of the file as it was."""
@@ -116,6 +130,38 @@ def run_main(main, argv, capsys):
 
 def cli_args(cfg):
     return [f"--{k}={v}" for k, v in dataclasses.asdict(cfg).items()]
+
+
+def one_line(err):
+    """A failure as a user meets it: one line on stderr, no traceback."""
+    return err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err
+
+
+def train_with_file_limit(cfg, limit_bytes):
+    """train.py on cfg in a subprocess that can write no file past limit_bytes: the kernel's
+    RLIMIT_FSIZE, so a write that would grow a file past it fails (EFBIG) as on a full disk."""
+    import resource
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+    return subprocess.run([sys.executable, "train.py", *cli_args(cfg)], cwd=REPO_ROOT, capture_output=True,
+                          text=True, env=ENV, preexec_fn=limit)
+
+
+def read_split(folder, name):
+    """One split of a prepared dataset (train, val or test) as uint16 tokens."""
+    return np.fromfile(os.path.join(folder, f"{name}.bin"), dtype=np.uint16)
+
+
+def read_meta(folder):
+    with open(os.path.join(folder, "meta.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def damage_meta_not_json(data_dir):
+    """A dataset's meta.json cut short: not JSON any more."""
+    with open(os.path.join(data_dir, "meta.json"), "w") as f:
+        f.write('{"vocab_size": 65, "chars": [')
 
 
 def iters_of(out_dir, kind="eval"):

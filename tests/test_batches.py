@@ -1,14 +1,17 @@
-"""Token data (training/batches.py): the dataset fingerprint, and batches shared between processes."""
+"""Token data (training/batches.py): the dataset fingerprint, a damaged dataset, and batches shared between
+processes."""
 import dataclasses
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 import train as train_module
 from configurator import ConfigError
-from conftest import cli_args, run_main, sample_text, swap_two_chars, write_char_dataset
+from conftest import (cli_args, damage_meta_not_json, one_line, run_main, sample_text, swap_two_chars,
+                      write_char_dataset)
 from training import batches, run_folder
 
 
@@ -73,3 +76,32 @@ def test_step_sharing_errors_name_the_flag_to_add(tiny_config):
     with pytest.raises(ConfigError, match=r"^4 processes cannot share steps of gradient_accumulation_steps=6: "
                        r"add --gradient_accumulation_steps=8 \(centering_mode 'adaptive' centers with the mean"):
         batches.check_step_sharing(6, 4, 4, adaptive.batch_statistics_reason())
+
+
+def damage_meta_without_vocab_size(data_dir):
+    path = os.path.join(data_dir, "meta.json")
+    with open(path) as f:
+        meta = json.load(f)
+    del meta["vocab_size"]
+    with open(path, "w") as f:
+        json.dump(meta, f)
+
+
+def damage_train_bin_odd_bytes(data_dir):
+    with open(os.path.join(data_dir, "train.bin"), "ab") as f:
+        f.write(b"\x00")
+
+
+@pytest.mark.parametrize("damage, message", [
+    (damage_meta_not_json, "is not valid JSON"),
+    (damage_meta_without_vocab_size, "lacks a positive integer vocab_size"),
+    (damage_train_bin_odd_bytes, "an odd number: not whole uint16 tokens"),
+])
+def test_a_damaged_dataset_is_one_line_and_no_run_folder_is_left(tiny_config, tmp_path, damage, message, capsys):
+    data_dir = str(tmp_path / "data")
+    shutil.copytree(tiny_config.data_dir, data_dir)
+    damage(data_dir)
+    cfg = dataclasses.replace(tiny_config, data_dir=data_dir)
+    status, out, err = run_main(train_module.main, cli_args(cfg), capsys)
+    assert status == 2 and one_line(err) and message in err, err
+    assert not os.path.exists(cfg.out_dir)  # the start made the folder, failed, and took it back

@@ -10,7 +10,7 @@ import torch.nn as nn
 
 import sample as sample_module
 import train_advanced_centered
-from conftest import ENV, REPO_ROOT, SCRIPTS, run_main, warm_up
+from conftest import BASE, ENV, REPO_ROOT, SCRIPTS, centered_model, run_main, warm_up
 from model import GPT, GPTConfig
 from model_advanced_centering import (CENTERING_MODES, PLACEMENTS, AdvancedGPT, AdvancedGPTConfig,
                                       VectorCentering)
@@ -18,13 +18,8 @@ from train import train
 from training.checkpoint import load_checkpoint
 from train_advanced_centered import CenteredTrainConfig
 
-BASE = dict(block_size=16, vocab_size=40, n_layer=2, n_head=2, n_embd=32, dropout=0.0, bias=True)
 PER_TOKEN_MODES = ("learnable_center", "momentum", "adaptive")  # causal in evaluation
 
-
-def make_model(placement, mode, seed=0):
-    torch.manual_seed(seed)
-    return AdvancedGPT(AdvancedGPTConfig(**BASE, **{placement: True}, centering_mode=mode))
 
 
 
@@ -73,7 +68,7 @@ def test_vector_centering_modes(mode):
 @pytest.mark.parametrize("placement", list(PLACEMENTS))
 @pytest.mark.parametrize("mode", PER_TOKEN_MODES)
 def test_evaluation_is_causal(placement, mode):
-    model = warm_up(make_model(placement, mode))
+    model = warm_up(centered_model(mode, **{placement: True}))
     a = torch.randint(0, 40, (2, 16))
     b = a.clone()
     b[:, 9:] = (b[:, 9:] + 7) % 40  # change every token after position 8
@@ -88,7 +83,7 @@ def test_evaluation_is_causal(placement, mode):
 def test_batch_statistics_leak_the_future(placement, mode, training):
     """The documented leak: with batch statistics, the logits at early positions change when only
     later tokens change. If this test ever fails, the warning printed by the trainer is wrong."""
-    model = warm_up(make_model(placement, mode)).train(training)
+    model = warm_up(centered_model(mode, **{placement: True})).train(training)
     a = torch.randint(0, 40, (2, 16))
     b = a.clone()
     b[:, 9:] = (b[:, 9:] + 7) % 40
@@ -99,7 +94,7 @@ def test_batch_statistics_leak_the_future(placement, mode, training):
 
 @pytest.mark.parametrize("mode", PER_TOKEN_MODES + ("simple",))
 def test_centering_keys_alone_changes_nothing(mode):
-    centered = warm_up(make_model("center_qk", mode))
+    centered = warm_up(centered_model(mode, center_qk=True))
     for block in centered.transformer.h:
         block.attn.q_site = nn.Identity()  # keep only the key centering
     torch.manual_seed(1)
@@ -114,7 +109,7 @@ def test_centering_keys_alone_changes_nothing(mode):
 
 
 def test_learnable_center_starts_centered_and_is_not_decayed():
-    model = make_model("center_embeddings", "learnable_center")
+    model = centered_model("learnable_center", center_embeddings=True)
     idx = torch.randint(0, 40, (4, 16))
     model.init_from_batch(idx)
     site = model.transformer.embeddings_site

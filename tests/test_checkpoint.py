@@ -1,6 +1,9 @@
-"""The checkpoint format (training/checkpoint.py): atomic writes, checksums, loading and its one-line errors."""
+"""The checkpoint format (training/checkpoint.py): atomic writes (a full disk among them), checksums, loading
+and its one-line errors."""
 import dataclasses
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -8,7 +11,9 @@ import torch
 import sample as sample_module
 import train as train_module
 from configurator import ConfigError, UserError
-from conftest import cli_args, flip_bytes_in_tensor, run_main, sample_text, write_char_dataset
+from conftest import (ENV, REPO_ROOT, cli_args, flip_bytes_in_tensor, one_line, run_main, sample_text,
+                      train_with_file_limit, write_char_dataset)
+from files import read_jsonl
 from model import GPT
 from train import train
 from training import TrainingError
@@ -111,3 +116,28 @@ def test_a_checkpoint_from_before_the_training_package_loads_samples_and_resumes
                                                               f"--data_dir={char_data}", "--max_iters=6"], capsys)
     assert status == 0, err
     assert "resuming from" in out and load_checkpoint(str(out_dir / "ckpt.pt"))["iter_num"] == 6
+
+
+@pytest.mark.slow  # starts training subprocesses
+def test_disk_full_during_a_checkpoint_write_is_one_line_and_the_run_resumes(tiny_config):
+    cfg = dataclasses.replace(tiny_config, max_iters=4, eval_interval=4)
+    train(cfg, log=lambda *a: None)
+    paths = [os.path.join(cfg.out_dir, name) for name in ("ckpt.pt", "best.pt")]
+    before = [load_checkpoint(path) for path in paths]
+    assert min(map(os.path.getsize, paths)) > 100_000  # the limit below stops the checkpoints, not the metrics
+
+    longer = dataclasses.replace(cfg, init_from="resume", max_iters=8)
+    r = train_with_file_limit(longer, 60_000)
+    assert r.returncode == 1 and one_line(r.stderr), r.stderr
+    assert "cannot write" in r.stderr and ".pt: File too large" in r.stderr and "unchanged" in r.stderr, r.stderr
+    for path, old in zip(paths, before):  # the previous checkpoints, whole, their checksums verified
+        new = load_checkpoint(path)
+        assert new["iter_num"] == old["iter_num"] == 4
+        assert all(torch.equal(new["model"][k], old["model"][k]) for k in old["model"])
+    assert not [f for f in os.listdir(cfg.out_dir) if ".tmp." in f]
+
+    r = subprocess.run([sys.executable, "train.py", *cli_args(longer)], cwd=REPO_ROOT, capture_output=True,
+                       text=True, env=ENV)
+    assert r.returncode == 0, r.stderr
+    evals = [rec["iter"] for rec in read_jsonl(os.path.join(cfg.out_dir, "metrics.jsonl")) if rec["type"] == "eval"]
+    assert evals == [0, 4, 8]

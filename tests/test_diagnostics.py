@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import diagnostics
-from conftest import warm_up
+from conftest import BASE, centered_model, warm_up
 from diagnostics import (SiteRecorder, first_position_attention, isoscore, isoscore_from_variances,
                          mean_pairwise_cosine, principal_variances, site_diagnostics, top_variance_share)
 from model import GPT, KVCache, GPTConfig
@@ -19,7 +19,6 @@ from model_advanced_centering import PLACEMENTS, AdvancedGPT, AdvancedGPTConfig,
 from train import train
 from train_advanced_centered import CenteredTrainConfig
 
-BASE = dict(block_size=16, vocab_size=40, n_layer=2, n_head=2, n_embd=32, dropout=0.0, bias=True)
 METRICS = ("isoscore", "var_top1", "var_top5", "cosine", "max_abs", "median_abs", "max_median_ratio")
 
 
@@ -111,8 +110,7 @@ def record_model_attention(monkeypatch):
 
 
 def qk_centered_model():
-    torch.manual_seed(0)
-    return warm_up(AdvancedGPT(AdvancedGPTConfig(**BASE, center_qk=True, centering_mode="momentum")))
+    return warm_up(centered_model("momentum", center_qk=True))
 
 
 @pytest.mark.parametrize("make", [lambda: GPT(GPTConfig(**BASE)), qk_centered_model])
@@ -140,9 +138,7 @@ def test_first_position_attention_of_a_sink():
 
 
 def all_placements_model(mode="momentum"):
-    torch.manual_seed(0)
-    flags = {flag: True for flag in PLACEMENTS}
-    return warm_up(AdvancedGPT(AdvancedGPTConfig(**BASE, **flags, centering_mode=mode)))
+    return warm_up(centered_model(mode, **{flag: True for flag in PLACEMENTS}))
 
 
 def assert_same(a, b, keys):
@@ -304,7 +300,8 @@ def test_plot_command_draws_each_metric(tiny_runs, tmp_path, capsys):
 @pytest.mark.xdist_group("tiny_runs")  # one worker trains the module's runs once
 def test_every_logged_metric_has_a_plot(tiny_runs, tmp_path):
     """Without --metrics every metric in the records is drawn (checked without drawing them)."""
-    names = diagnostics.metric_names({"run": [eval_records(tiny_runs[0])]})
+    from experiments.plots import metric_names
+    names = metric_names({"run": [eval_records(tiny_runs[0])]})
     assert sorted(names) == sorted(METRICS + ("first_mass", "first_mass_max_head"))
 
 

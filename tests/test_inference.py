@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import sample as sample_module
-from conftest import run_main, warm_up, write_char_dataset
+from conftest import BASE, centered_model, run_main, warm_up, write_char_dataset
 from model import GPT, GPTConfig, KVCache
 from model_advanced_centering import PLACEMENTS, AdvancedGPT, AdvancedGPTConfig, fold_centering
 from sample import SampleConfig, sample
@@ -19,15 +19,10 @@ from train_advanced_centered import CenteredTrainConfig
 import export_hf  # the scripts folder is on sys.path (conftest.py)
 import fold_centering as fold_script
 
-BASE = dict(block_size=16, vocab_size=40, n_layer=2, n_head=2, n_embd=32, dropout=0.0, bias=True)
 PER_TOKEN_MODES = ("adaptive", "momentum", "learnable_center")
 CHAR_META = {"tokenizer": "char", "vocab_size": 40, "chars": [chr(ord("0") + i) for i in range(40)]}
 
 
-
-def centered_model(mode, bias=True, **flags):
-    torch.manual_seed(0)
-    return AdvancedGPT(AdvancedGPTConfig(**{**BASE, "bias": bias}, **flags, centering_mode=mode))
 
 
 

@@ -1,6 +1,8 @@
-"""A run's folder (training/run_folder.py): one run and one trainer per folder, overwrite, resume, eval_only."""
+"""A run's folder (training/run_folder.py): one run and one trainer per folder, overwrite, resume, eval_only,
+a failed start."""
 import dataclasses
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +12,7 @@ import torch
 
 import train as train_module
 import train_advanced_centered
-from conftest import ENV, REPO_ROOT, TINY_MODEL, cli_args, iters_of, run_main
+from conftest import ENV, REPO_ROOT, TINY_MODEL, cli_args, damage_meta_not_json, iters_of, one_line, run_main
 from train import train
 from training import run_folder
 from training.checkpoint import load_checkpoint
@@ -223,3 +225,13 @@ def test_kill_during_first_checkpoint_write_then_restart(tiny_config, tmp_path):
     assert iters_of(cfg.out_dir) == iters_of(straight.out_dir) == [0, 2, 4]  # no duplicated iteration 0
     a, b = (load_checkpoint(os.path.join(d, "ckpt.pt"))["model"] for d in (cfg.out_dir, straight.out_dir))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_failed_start_keeps_a_folder_the_user_made(tiny_config, tmp_path, capsys):
+    data_dir = str(tmp_path / "data")
+    shutil.copytree(tiny_config.data_dir, data_dir)
+    damage_meta_not_json(data_dir)
+    os.makedirs(tiny_config.out_dir)
+    status, _, err = run_main(train_module.main, cli_args(dataclasses.replace(tiny_config, data_dir=data_dir)), capsys)
+    assert status == 2 and one_line(err), err
+    assert os.path.isdir(tiny_config.out_dir)  # the user's (empty) folder stays

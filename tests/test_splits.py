@@ -12,21 +12,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import REPO_ROOT, write_char_dataset
+from conftest import REPO_ROOT, read_meta, read_split, write_char_dataset
 from data.text_sources import dataset_fingerprint, split_tokens
 from train import train
 from training.checkpoint import load_checkpoint, model_from_checkpoint
 
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak \u2014 caf\u00e9!\n\n" * 40
-
-
-def read_split(folder, name):
-    return np.fromfile(os.path.join(folder, f"{name}.bin"), dtype=np.uint16)
-
-
-def read_meta(folder):
-    with open(os.path.join(folder, "meta.json"), encoding="utf-8") as f:
-        return json.load(f)
 
 
 def prepare_char(source, out_dir):

@@ -1,4 +1,5 @@
-"""A sweep (experiments/sweep.py): interrupted, killed or failed runs, reruns, and the runs it refuses."""
+"""A sweep (experiments/sweep.py): interrupted, killed or failed runs, reruns, the runs it refuses, and an
+--out_root it cannot use."""
 import json
 import os
 import shutil
@@ -6,10 +7,11 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 
 import pytest
 
-from conftest import ENV, REPO_ROOT, TINY, flip_bytes_in_tensor, results, sweep
+from conftest import ENV, REPO_ROOT, TINY, flip_bytes_in_tensor, one_line, results, run_main, sweep
 
 
 @pytest.mark.slow
@@ -285,3 +287,35 @@ def test_a_local_sweep_never_runs_what_is_still_queued_on_slurm(char_data, tmp_p
     assert slurm.slurm_runs_under_way(str(sweep_dir), runs, {
         runs[0].run_id: {"provenance": {"slurm_job_id": "41_0"}},
         runs[1].run_id: {"provenance": {"slurm_job_id": "41_1"}}}) == []
+
+
+def sweep_argv(out_root, char_data, dry=False):
+    return [f"--out_root={out_root}", "--name=x", "--variants=baseline", "--seeds=1", "--iters=2", "--n_embd=32",
+            "--n_layer=1", "--n_head=2", "--block_size=16", f"--data_dir={char_data}"] + (["--dry_run"] if dry else [])
+
+
+@pytest.mark.parametrize("dry", [True, False])
+def test_a_sweep_out_root_that_is_a_file_is_one_line(char_data, tmp_path, capsys, dry):
+    import advanced_centering_experiments as sweep_script
+    out_root = tmp_path / "a_file"
+    out_root.write_text("mine")
+    status, _, err = run_main(sweep_script.main, sweep_argv(out_root, char_data, dry), capsys)
+    assert status == 2 and one_line(err) and "is a file, not a folder" in err, err
+    assert out_root.read_text() == "mine"
+
+
+def test_a_sweep_out_root_that_cannot_be_written_is_one_line(char_data, tmp_path, capsys):
+    """A read-only file system (a tmpfs mounted read-only: root passes every permission check,
+    so only a real read-only mount shows what a user without write access meets)."""
+    import advanced_centering_experiments as sweep_script
+    mount_point = tmp_path / f"ro-{uuid.uuid4().hex[:8]}"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount_point)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here: {mounted.stderr.strip() or mounted.returncode}")
+    try:
+        status, _, err = run_main(sweep_script.main, sweep_argv(mount_point / "sweeps", char_data), capsys)
+        assert status == 2 and one_line(err) and "cannot write there (Read-only file system)" in err, err
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True)
