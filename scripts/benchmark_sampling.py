@@ -30,10 +30,9 @@ import _repo_root  # noqa: E402,F401  (the repository's modules become importabl
 import torch  # noqa: E402
 
 from machine import machine_description  # noqa: E402
-from configurator import ConfigError, describe, fail, load_config  # noqa: E402
+from configurator import ConfigError, run_command  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
 from model_advanced_centering import AdvancedGPT, AdvancedGPTConfig, fold_centering  # noqa: E402
-from training import TrainingError  # noqa: E402
 from training.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
 
 
@@ -100,24 +99,19 @@ def centered_and_folded(shape, seed):
 
 
 def main(argv):
-    if any(a in ("-h", "--help") for a in argv):
-        print("usage: benchmark_sampling.py [--key=value ...]\nkeys:\n" + describe(BenchConfig))
-        return 0
-    try:
-        cfg = load_config(BenchConfig, argv)
-        if cfg.checkpoint:
-            ckpt = load_checkpoint(cfg.checkpoint)
-            model = model_from_checkpoint(ckpt, cfg.checkpoint).eval()
-            source = cfg.checkpoint
-        else:
-            torch.manual_seed(cfg.seed)
-            model = GPT(GPTConfig(block_size=cfg.block_size, vocab_size=cfg.vocab_size, n_layer=cfg.n_layer,
-                                  n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=0.0, bias=cfg.bias)).eval()
-            source = "random init"
-    except ConfigError as e:
-        fail(str(e), 2)
-    except TrainingError as e:
-        fail(str(e), 1)
+    return run_command(BenchConfig, argv, benchmark, "benchmark_sampling.py [--key=value ...]")
+
+
+def benchmark(cfg):
+    if cfg.checkpoint:
+        ckpt = load_checkpoint(cfg.checkpoint)
+        model = model_from_checkpoint(ckpt, cfg.checkpoint).eval()
+        source = cfg.checkpoint
+    else:
+        torch.manual_seed(cfg.seed)
+        model = GPT(GPTConfig(block_size=cfg.block_size, vocab_size=cfg.vocab_size, n_layer=cfg.n_layer,
+                              n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=0.0, bias=cfg.bias)).eval()
+        source = "random init"
     mc = model.config
     print(f"machine: {machine_description()}")
     print(f"model: {type(model).__name__} ({source}), {mc.n_layer} layers, {mc.n_embd} wide, {mc.n_head} heads, "
@@ -146,7 +140,6 @@ def main(argv):
     print(f"cached, {window} new tokens, median of {cfg.repeats} runs taken in turns:")
     for name, runs in speeds.items():
         print(f"  {name:<22} {statistics.median(runs):8,.1f} tok/s  {statistics.median(runs) / base:.2f}x baseline")
-    return 0
 
 
 if __name__ == "__main__":
