@@ -250,8 +250,10 @@ def train(cfg, model_cls=GPT, model_config_cls=GPTConfig, log=print, on_step=Non
 
 
 def build_model(cfg, ckpt, data, model_cls, model_config_cls, rt):
-    """The model a run trains (its arguments: the checkpoint's, or the config's), on rt.device."""
+    """The model a run trains, on rt.device: a new run's from the config; a resumed run's from its
+    checkpoint (its arguments and weights, and only on the dataset it was trained on)."""
     if ckpt is not None:
+        check_same_dataset(ckpt, data, os.path.join(cfg.out_dir, "ckpt.pt"))
         model_args = dict(ckpt["model_args"])
     else:
         padded = -(-data.vocab_size // cfg.vocab_multiple) * cfg.vocab_multiple
@@ -278,8 +280,6 @@ def _train(cfg, owner, model_cls, model_config_cls, log, on_step, announce):
     say = log if rt.master else (lambda *a, **k: None)
     torch.manual_seed(cfg.seed + rt.rank)  # dropout differs per rank; data sampling does not use it
     data = TokenData(dataset_dir(cfg), cfg.block_size)
-    if ckpt is not None:
-        check_same_dataset(ckpt, data, ckpt_path)
     if announce is not None and rt.master:
         announce(cfg)
     micro_steps = local_micro_steps(cfg.gradient_accumulation_steps, rt.world_size)  # per rank
@@ -289,11 +289,11 @@ def _train(cfg, owner, model_cls, model_config_cls, log, on_step, announce):
         say(f"note: {data.data_dir} has no test split (test.bin): re-run its prepare.py with --force to "
             f"get one; this run writes no test record")
 
-    model, model_args = build_model(cfg, ckpt, data, model_cls, model_config_cls, rt)
+    model, model_args = build_model(cfg, ckpt, data, model_cls, model_config_cls, rt)  # resume place 2: the model
     scaler = torch.amp.GradScaler(rt.device_type, enabled=(rt.ptdtype == torch.float16))
     optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2), rt.device_type)
     iter_num, best_val_loss, last_eval_iter = 0, float("inf"), None
-    if ckpt is not None:  # resume place 2: the training state (the checkpoint holds this iteration's eval)
+    if ckpt is not None:  # resume place 2: and the training state (the checkpoint holds this iteration's eval)
         iter_num, best_val_loss, last_eval_iter = ckpt["iter_num"], ckpt["best_val_loss"], ckpt["iter_num"]
         restore_training_state(ckpt, ckpt_path, cfg, optimizer, scaler, sampler, rt, say)
         ckpt = None  # free memory
