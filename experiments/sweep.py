@@ -58,18 +58,34 @@ def dies_with_this_process():
     """A preexec_fn that has the child sent SIGTERM when this process ends, however it ends: a sweep
     killed with SIGKILL cannot stop its runs itself, and its trainers would go on (in their own
     session) while a rerun started them again. The signal follows the thread that starts the
-    child: the sweep's main thread. Where prctl does not exist (not Linux): None, and the run
-    folder's lock still keeps a rerun from starting a second trainer beside a live one."""
+    child: the sweep's main thread. It also keeps a niced sweep's runs niced (keep_niceness).
+    Where prctl does not exist (not Linux): None, and the run folder's lock still keeps a rerun
+    from starting a second trainer beside a live one."""
     if PRCTL is None:
         return None
     parent = os.getpid()
 
     def arm():
+        keep_niceness()
         PRCTL(PR_SET_PDEATHSIG, int(signal.SIGTERM))  # torchrun, on SIGTERM, stops its workers too
         if os.getppid() != parent:  # the sweep died before that: nothing would signal this child
             os._exit(1)
 
     return arm
+
+
+def keep_niceness():
+    """In a child just put in a session of its own: give that session's autogroup the process's
+    nice value. Linux schedules autogroups (one per session) fairly against each other, so a run of
+    `nice -n 19 python scripts/...` would otherwise take a whole core's share from the user's
+    shell. Best effort: nothing where there are no autogroups."""
+    nice = os.getpriority(os.PRIO_PROCESS, 0)
+    if nice > 0:
+        try:
+            with open("/proc/self/autogroup", "w") as f:
+                f.write(str(nice))
+        except OSError:
+            pass
 
 
 @dataclass(frozen=True)

@@ -123,3 +123,29 @@ def test_sweep_throughput_benchmark_runs(char_data, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "| --jobs 1 | 2 |" in r.stdout and "| --jobs 2 | 1 |" in r.stdout
     assert "--jobs 2 / --jobs 1: " in r.stdout and "(1 runs of 4 iterations)" in r.stdout
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/autogroup"), reason="no Linux autogroups on this machine")
+def test_a_niced_sweep_keeps_its_runs_niced_in_their_own_sessions(char_data, tmp_path):
+    """Each run trains in a session (so an autogroup) of its own; Linux shares the CPU fairly
+    between autogroups whatever the processes' nice values, so the run's autogroup gets the
+    sweep's nice value: `nice -n 19` then leaves the user's shell its cores."""
+    trainer = tmp_path / "trainer.py"
+    trainer.write_text("import os, sys\nout = [a.split('=', 1)[1] for a in sys.argv if a.startswith('--out_dir=')][0]\n"
+                       "open(os.path.join(out, 'autogroup.txt'), 'w').write(open('/proc/self/autogroup').read())\n"
+                       "open(os.path.join(out, 'sid.txt'), 'w').write(str(os.getsid(0)))\n")
+    code = ("import sys\nfrom experiments.plan import plan_runs\nfrom experiments.sweep import run_sweep\n"
+            f"records = run_sweep('n', plan_runs(['baseline'], [], [1], [10]), {str(tmp_path)!r}, "
+            f"overrides=['--data_dir={char_data}'], jobs=1, gpus=[], trainer={str(trainer)!r}, log=lambda *a: None)\n"
+            "sys.exit(0 if all(r['status'] == 'ok' for r in records.values()) else 1)\n")
+    for nice in (0, 7):
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=os.path.dirname(SCRIPTS),
+                           env=ENV, preexec_fn=lambda: os.nice(nice), timeout=120)
+        assert r.returncode == 0, r.stderr[-2000:]
+        run_dir = tmp_path / "n" / "baseline-none-s1-i10"
+        assert int((run_dir / "sid.txt").read_text()) != os.getsid(0)  # a session of its own
+        seen = (run_dir / "autogroup.txt").read_text()
+        assert seen.strip().endswith(f"nice {nice}") if nice else "nice" in seen, seen
+        (tmp_path / "n" / "results.jsonl").unlink()  # the next round runs it again
+        for f in run_dir.iterdir():
+            f.unlink()
