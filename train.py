@@ -280,8 +280,6 @@ def _train(cfg, owner, model_cls, model_config_cls, log, on_step, announce):
     say = log if rt.master else (lambda *a, **k: None)
     torch.manual_seed(cfg.seed + rt.rank)  # dropout differs per rank; data sampling does not use it
     data = TokenData(dataset_dir(cfg), cfg.block_size)
-    if announce is not None and rt.master:
-        announce(cfg)
     micro_steps = local_micro_steps(cfg.gradient_accumulation_steps, rt.world_size)  # per rank
     tokens_per_iter = cfg.gradient_accumulation_steps * cfg.batch_size * cfg.block_size
     sampler = BatchSampler(cfg.seed, data.max_offset("train"), cfg.batch_size, cfg.gradient_accumulation_steps)
@@ -290,6 +288,8 @@ def _train(cfg, owner, model_cls, model_config_cls, log, on_step, announce):
             f"get one; this run writes no test record")
 
     model, model_args = build_model(cfg, ckpt, data, model_cls, model_config_cls, rt)  # resume place 2: the model
+    if announce is not None and rt.master:  # after every check of the model and data: a refusal stays one line
+        announce(cfg)
     scaler = torch.amp.GradScaler(rt.device_type, enabled=(rt.ptdtype == torch.float16))
     optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2), rt.device_type)
     iter_num, best_val_loss, last_eval_iter = 0, float("inf"), None

@@ -61,6 +61,8 @@ def decided(report, cell):
     "equivalent within ±m"); else the Holm-corrected t-test over the report's family. None for
     the baseline or a cell the report lacks."""
     sequential = (report.get("sequential") or {}).get("cells", {}).get(cell)
+    if sequential is not None and sequential.get("comparison") is None:  # its first look is not complete
+        return None
     if sequential is not None:
         c, decision = sequential["comparison"], sequential["decision"]
         if decision == "equivalent":
@@ -79,6 +81,8 @@ def cell_text(report, cell):
     at = f"lr {rate}: " if rate else ""
     if group.get("comparison") is None:  # the baseline
         return f"{at}{group['mean']:.4f} ± {fmt(group.get('std'), '.4f')} (n={len(group['losses'])})"
+    if decided(report, cell) is None:
+        return f"{at}no look of the seed plan complete yet"
     c, decision, p = decided(report, cell)
     return (f"{at}{fmt(c['mean_pct'])}% [{fmt(c['ci_low'])}, {fmt(c['ci_high'])}] (n={c['n']}), "
             f"p {fmt(p, '.2g')}, {decision}")
@@ -144,6 +148,8 @@ def setting_curve(folders, key=None, cells=None):
             if (cells is not None and cell not in cells) or decided(report, cell) is None:
                 continue
             c, decision, _ = decided(report, cell)
+            if any(c.get(k) is None for k in ("mean_pct", "ci_low", "ci_high")):  # e.g. one seed: no interval
+                continue
             curve.setdefault(cell, []).append((value, c["mean_pct"], c["ci_low"], c["ci_high"], c["n"],
                                                decision.split(" within")[0]))
     if cells is not None and set(cells) - set(curve):

@@ -18,6 +18,7 @@ refuses to start while runs it would do are still queued or running as Slurm job
 
 import ctypes
 import dataclasses
+import errno
 import json
 import os
 import shlex
@@ -80,12 +81,17 @@ def keep_niceness():
     `nice -n 19 python scripts/...` would otherwise take a whole core's share from the user's
     shell. Best effort: nothing where there are no autogroups."""
     nice = os.getpriority(os.PRIO_PROCESS, 0)
-    if nice > 0:
+    if nice <= 0:
+        return
+    for _ in range(15):  # without CAP_SYS_ADMIN, one autogroup nice change per 0.1 s system-wide (EAGAIN)
         try:
             with open("/proc/self/autogroup", "w") as f:
                 f.write(str(nice))
-        except OSError:
-            pass
+            return
+        except OSError as e:
+            if e.errno != errno.EAGAIN:
+                return
+            time.sleep(0.1)
 
 
 @dataclass(frozen=True)

@@ -103,6 +103,14 @@ def test_a_seed_plan_report_shows_its_own_decision_and_the_width_curve_draws_eve
     for argv, message in (([*folders, "--x=n_embd"], "--x goes with --plot"),
                           ([*folders, f"--plot={png}", "--x=device"], "--x=device: not a number"),
                           ([*folders, f"--plot={png}", "--cells=foo/bar"], "no report has foo/bar"),
-                          ([folders[0], folders[0], f"--plot={png}"], "differ in no setting")):
+                          ([folders[0], folders[0], f"--plot={png}"], "differ in no setting"),
+                          ([*folders, f"--plot={tmp_path / 'curve.txt'}"], "give a .png, .pdf or .svg file"),
+                          ([*folders, f"--plot={tmp_path / 'nowhere' / 'curve.png'}"], "is not a writable folder")):
         status, out, err = run_main(compare_reports.main, argv, capsys)
         assert status in (1, 2) and err.count("\n") == 1 and message in err, (argv, err)
+
+    # a seed plan whose first look is not complete yet (a report of a sweep under way): no figure yet
+    planned["sequential"]["cells"]["value_centered/momentum"]["comparison"] = None
+    (tmp_path / "b" / "results.json").write_text(json.dumps(planned))
+    assert "| no look of the seed plan complete yet |" in across_reports(folders)[3]
+    assert setting_curve(folders)[1]["value_centered/momentum"] == [(64, -4.95, -7.18, -2.72, 2, "worse")]

@@ -126,6 +126,7 @@ def test_sweep_throughput_benchmark_runs(char_data, tmp_path):
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/autogroup"), reason="no Linux autogroups on this machine")
+@pytest.mark.skipif(os.getpriority(os.PRIO_PROCESS, 0) != 0, reason="the tests run niced: os.nice adds to it")
 def test_a_niced_sweep_keeps_its_runs_niced_in_their_own_sessions(char_data, tmp_path):
     """Each run trains in a session (so an autogroup) of its own; Linux shares the CPU fairly
     between autogroups whatever the processes' nice values, so the run's autogroup gets the
@@ -145,7 +146,7 @@ def test_a_niced_sweep_keeps_its_runs_niced_in_their_own_sessions(char_data, tmp
         run_dir = tmp_path / "n" / "baseline-none-s1-i10"
         assert int((run_dir / "sid.txt").read_text()) != os.getsid(0)  # a session of its own
         seen = (run_dir / "autogroup.txt").read_text()
-        assert seen.strip().endswith(f"nice {nice}") if nice else "nice" in seen, seen
+        assert seen.strip().endswith(f"nice {nice}"), seen
         (tmp_path / "n" / "results.jsonl").unlink()  # the next round runs it again
         for f in run_dir.iterdir():
             f.unlink()
