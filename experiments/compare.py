@@ -43,12 +43,17 @@ def setting_of(report):
     return {k: v for k, v in config.items() if k not in NOT_A_SETTING}
 
 
+def differing_keys(settings):
+    """The keys whose values are not the same in every one of settings (dicts), sorted."""
+    keys = sorted({k for s in settings for k in s})
+    return [k for k in keys if len({json.dumps(s.get(k), sort_keys=True) for s in settings}) > 1]
+
+
 def labels_of(reports, folders):
     """A column label per report: the settings in which the reports differ (key=value), else the
     folder's name."""
     settings = [setting_of(r) for r in reports]
-    keys = sorted({k for s in settings for k in s})
-    differing = [k for k in keys if len({json.dumps(s.get(k), sort_keys=True) for s in settings}) > 1]
+    differing = differing_keys(settings)
     labels = [", ".join(f"{k}={s.get(k)}" for k in differing) for s in settings]
     if not differing or len(set(labels)) < len(labels):
         labels = [os.path.basename(os.path.normpath(f)) for f in folders]
@@ -81,9 +86,10 @@ def cell_text(report, cell):
     at = f"lr {rate}: " if rate else ""
     if group.get("comparison") is None:  # the baseline
         return f"{at}{group['mean']:.4f} ± {fmt(group.get('std'), '.4f')} (n={len(group['losses'])})"
-    if decided(report, cell) is None:
+    outcome = decided(report, cell)
+    if outcome is None:
         return f"{at}no look of the seed plan complete yet"
-    c, decision, p = decided(report, cell)
+    c, decision, p = outcome
     return (f"{at}{fmt(c['mean_pct'])}% [{fmt(c['ci_low'])}, {fmt(c['ci_high'])}] (n={c['n']}), "
             f"p {fmt(p, '.2g')}, {decision}")
 
@@ -130,8 +136,7 @@ def setting_curve(folders, key=None, cells=None):
         raise UserError("give two or more report folders to compare")
     reports = [load_report(f) for f in folders]
     settings = [setting_of(r) for r in reports]
-    keys = sorted({k for s in settings for k in s})
-    differing = [k for k in keys if len({json.dumps(s.get(k), sort_keys=True) for s in settings}) > 1]
+    differing = differing_keys(settings)
     if key is None:
         if len(differing) != 1:
             raise UserError(f"the reports differ in {', '.join(differing) or 'no setting'}: give the one to plot "
@@ -145,9 +150,10 @@ def setting_curve(folders, key=None, cells=None):
     curve = {}
     for value, report in sorted(zip(values, reports), key=lambda pair: pair[0]):
         for cell in report["comparisons"]:
-            if (cells is not None and cell not in cells) or decided(report, cell) is None:
+            outcome = None if cells is not None and cell not in cells else decided(report, cell)
+            if outcome is None:
                 continue
-            c, decision, _ = decided(report, cell)
+            c, decision, _ = outcome
             if any(c.get(k) is None for k in ("mean_pct", "ci_low", "ci_high")):  # e.g. one seed: no interval
                 continue
             curve.setdefault(cell, []).append((value, c["mean_pct"], c["ci_low"], c["ci_high"], c["n"],
