@@ -20,7 +20,7 @@ dropout = 0.0
 bias = False
 
 max_iters = 1000
-learning_rate = 4e-3  # the baseline's tuned rate at this shape (RESULTS.md, item 1); the first edition used 1e-3
+learning_rate = 4e-3  # the baseline's tuned rate at this shape (RESULTS.md, "All six placements, both modes"); the first edition used 1e-3
 lr_decay_iters = 1000
 min_lr = 1e-4
 warmup_iters = 100

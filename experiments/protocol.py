@@ -1,5 +1,5 @@
 """
-The tuning protocol of scripts/run_best_advanced_1k.py: select -> test -> decide (or extend).
+The tuning protocol of scripts/run_best_advanced_1k.py: select -> test -> decide.
 
     phase 1 (select)  every variant, the baseline included, at each rate of the grid on the
                       selection seeds 1001, 1002, ...; its rate: the lowest mean validation loss

@@ -46,7 +46,7 @@ def main(argv=None):
     parser.add_argument("--dataset", default="shakespeare_char", help="dataset folder under data/")
     parser.add_argument("--iters", type=int, default=1000, help="training iterations of every run")
     parser.add_argument("--variants", type=comma_list(str), default=None,
-                        help="comma-separated config names (default: the prior report's five; the baseline is added)")
+                        help="comma-separated config names (default: the prior report's four centered variants; the baseline is always added)")
     parser.add_argument("--modes", type=comma_list(str), default=None,
                         help=f"comma-separated centering modes of the centered variants, of {', '.join(MODES)} "
                              f"(default: adaptive)")
