@@ -30,7 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from configurator import UserError
+from configurator import ConfigError, UserError
+from files import ensure_writable_folder
 from training.metrics import METRICS_FILE, read_metrics
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -225,6 +226,19 @@ def format_summary(threads, s, block_size=64, batch_size=12):
 
 def default_work_dir():
     return tempfile.mkdtemp(prefix="bench_nanogpt_")
+
+
+def work_folder(work_dir, overwrite):
+    """The benchmark's folder: a new temporary one unless --work_dir names one, which must be empty
+    (a previous benchmark's runs and logs there would be replaced) unless overwrite."""
+    if not work_dir:
+        return default_work_dir()
+    ensure_writable_folder(work_dir, "--work_dir")
+    if os.listdir(work_dir) and not overwrite:
+        raise ConfigError(f"--work_dir={work_dir} is not empty (a previous benchmark's runs and logs?): give a new "
+                          f"or empty folder, leave --work_dir out for a temporary one, or replace the benchmark's "
+                          f"files there with --overwrite=True")
+    return work_dir
 
 
 # The benchmarks that train the protocol's baseline pin its learning rate, so that their runs

@@ -90,6 +90,11 @@ def underscored(arg):
     return "--" + key.replace("-", "_") + eq + value
 
 
+def sets_key(argv, key):
+    """Whether a command line's --key=value sets key, in either spelling (--out-dir= or --out_dir=)."""
+    return any(underscored(arg).startswith(f"--{key}=") for arg in argv)
+
+
 def boolean(text):
     """An argparse type: a yes/no option's value, in the configurator's boolean words."""
     word = text.strip().lower()
@@ -112,17 +117,42 @@ def at_least(low):
     return parse
 
 
-def comma_list(kind, empty_ok=False):
+def repeated(texts, value=str):
+    """'lists X twice' for the first item of texts that repeats an earlier one, compared as
+    value(text) (so that 1e-3 and 0.001 are one number), or None when there is none."""
+    seen = {}
+    for text in texts:
+        if value(text) in seen:
+            first = seen[value(text)]
+            return f"lists {text} twice" + ("" if first == text else f" (as {first} and {text})")
+        seen[value(text)] = text
+    return None
+
+
+def number_or_text(text):
+    """A grid value as compared for repeats: the number it spells, else the text itself."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def comma_list(kind, empty_ok=False, unique=False):
     """An argparse type: 'a,b,c' -> [kind(a), kind(b), kind(c)]. An empty list is refused unless
     empty_ok (where it has a meaning of its own, such as --gpus= for none): a list emptied by a
-    typo would otherwise run nothing, or everything."""
+    typo would otherwise run nothing, or everything. unique: a value listed twice (the same
+    kind(value)) is refused, where it would plan the same run twice."""
     def parse(text):
+        items = [x for x in text.split(",") if x]
         try:
-            values = [kind(x) for x in text.split(",") if x]
+            values = [kind(x) for x in items]
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__} values, got '{text}'") from None
         if not values and not empty_ok:
             raise argparse.ArgumentTypeError("expected at least one value, got an empty list")
+        twice = repeated(items, kind) if unique else None
+        if twice:
+            raise argparse.ArgumentTypeError(twice)
         return values
     parse.__name__ = f"{kind.__name__} list"
     return parse

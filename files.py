@@ -29,7 +29,11 @@ def write_atomically(path, write):
     <path>.tmp.<pid>, which a run's start-up cleanup, training/run_folder.py, recognises once its writer is dead), fsync,
     then rename over the target. A crash at any point leaves the previous file as it was."""
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:  # a file where the folder (or one above it) should be, no permission
+        what = "is a file, not a folder" if os.path.isfile(folder) else f"cannot be made ({e.strerror or e})"
+        raise UserError(f"cannot write {path}: its folder {folder} {what}") from None
     tmp, recording = f"{path}.tmp.{os.getpid()}", None
     try:
         with open(tmp, "wb") as f:

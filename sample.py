@@ -7,7 +7,6 @@ Sample text from a trained checkpoint:
 vocabulary the checkpoint was trained on (characters, or GPT-2 BPE).
 """
 
-import json
 import os
 import sys
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import torch
 from configurator import ConfigError, run_command
 from train import TrainConfig, check_device
 from training import REPO_ROOT
+from training.batches import read_meta
 from training.checkpoint import load_checkpoint, model_from_checkpoint, vocabulary_difference
 from training.runtime import pick_device
 
@@ -44,6 +44,8 @@ class SampleConfig:
             raise ConfigError(f"window must be slide or restart, got '{self.window}'")
         if not self.out_dir.strip():
             raise ConfigError("out_dir must not be empty: give --out_dir=FOLDER of a run")
+        if not 0 <= self.seed < 2**64:  # what torch's generators take
+            raise ConfigError(f"seed must be in [0, 2**64), got {self.seed}")
         check_device(self.device)
 
 
@@ -68,15 +70,19 @@ def check_dataset(ckpt, path):
     """Prompts are encoded and samples decoded with the vocabulary the checkpoint carries. Fails in
     one line when it carries none, or another one than the dataset of its fingerprint (one of the
     two was edited: samples would show the wrong characters); notes when its training data folder
-    now holds another dataset."""
+    now holds another dataset, or one whose meta.json is damaged."""
     meta = ckpt.get("dataset_meta", {})
     if "tokenizer" not in meta or (meta["tokenizer"] == "char" and "chars" not in meta):
         raise ConfigError(f"{path} carries no vocabulary (dataset_meta): it cannot be sampled as text")
     config = ckpt.get("config", {})
     data_dir = config.get("data_dir") or os.path.join(REPO_ROOT, "data", config.get("dataset", ""))
     if meta.get("fingerprint") and os.path.isfile(os.path.join(data_dir, "meta.json")):
-        with open(os.path.join(data_dir, "meta.json"), encoding="utf-8") as f:
-            data_meta = json.load(f)
+        try:
+            data_meta = read_meta(os.path.join(data_dir, "meta.json"))
+        except ConfigError as e:  # a damaged dataset: the checkpoint's own vocabulary still decodes
+            print(f"note: cannot check the dataset {path} was trained on: {e}; sampling uses the checkpoint's "
+                  f"own vocabulary", file=sys.stderr)
+            return meta
         now = data_meta.get("fingerprint")
         differ = vocabulary_difference(meta, data_meta)
         if now == meta["fingerprint"] and differ:

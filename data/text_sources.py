@@ -275,6 +275,8 @@ def existing_fingerprint(out_dir):
     try:
         with open(meta_path, encoding="utf-8") as f:
             meta = json.load(f)
+        if not isinstance(meta, dict):  # JSON, but no dataset's meta: as unreadable
+            return ""
         return meta.get("fingerprint") or dataset_fingerprint(out_dir, meta)
     except (OSError, ValueError):
         return ""

@@ -22,6 +22,7 @@ from configurator import ConfigError, UserError
 from experiments.records import FINAL_STATUSES, RESULTS_FILE, append_record, read_results
 from experiments.slurm import slurm_runs_under_way
 from experiments.sweep import SweepLock
+from files import ensure_writable_folder
 from training.metrics import METRICS_FILE
 
 KEPT_FILES = ("run.json", "train.log")  # besides the metrics; never a checkpoint
@@ -43,7 +44,7 @@ def archive_sweep(src, dst, log=print, only=None):
         if not only or unmatched:
             raise ConfigError(f"--only: no finished run of {src} matches {', '.join(unmatched) or 'an empty list'}")
         finished = {k: r for k, r in finished.items() if any(fnmatch.fnmatchcase(k, p) for p in only)}
-    os.makedirs(dst, exist_ok=True)
+    ensure_writable_folder(dst, "destination")
     with SweepLock(dst):
         # a failed record there is no result (a sweep would run it again): the finished one replaces it
         held = {k: r for k, r in read_results(dst).items() if r["status"] in FINAL_STATUSES}

@@ -14,7 +14,8 @@ import os
 import signal
 import sys
 
-from configurator import UserError, at_least, boolean, comma_list, fail
+from configurator import ConfigError, UserError, at_least, boolean, comma_list, fail
+from experiments.local import check_gpu_ids
 from experiments.plan import CONFIG_DIR
 from experiments.records import read_results
 from experiments.sweep import Sweep, check_sweep_folder, other_settings
@@ -38,7 +39,7 @@ def add_sweep_arguments(parser):
                        help="runs at once; each gets cores/jobs CPU threads, or GPUs of its own")
     local.add_argument("--gpus", type=comma_list(str, empty_ok=True), default=None,
                        help="GPU ids to share out (default: every visible GPU; --gpus= for none: runs then share them)")
-    local.add_argument("--cpus", type=int, default=None, help="cores to share out (default: all this process may use)")
+    local.add_argument("--cpus", type=at_least(1), default=None, help="cores to share out (default: all this process may use)")
     slurm = parser.add_argument_group("slurm executor")
     slurm.add_argument("--partition", default=None, help="Slurm partition (default: the cluster's)")
     slurm.add_argument("--time_min", type=at_least(1), default=60,
@@ -50,8 +51,25 @@ def add_sweep_arguments(parser):
                             "(default: submit, then re-run the command to collect)")
 
 
+IMAGE_SUFFIXES = (".png", ".pdf", ".svg")
+
+
+def check_image_path(path, flag):
+    """A figure's file, checked before the work that draws it: a ConfigError naming the flag for
+    another format, a folder, or a folder that is missing or not writable."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not path.lower().endswith(IMAGE_SUFFIXES):
+        raise ConfigError(f"{flag}={path}: give a .png, .pdf or .svg file")
+    if os.path.isdir(path):
+        raise ConfigError(f"{flag}={path} is a folder: give a file name in it")
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise ConfigError(f"{flag}={path}: {folder} is not a writable folder")
+
+
 def sweep_options(args):
     """run_sweep's keyword arguments from the options of add_sweep_arguments."""
+    if args.gpus:
+        check_gpu_ids(args.gpus)
     slurm = {"partition": args.partition, "time_min": args.time_min, "gpus_per_run": args.gpus_per_run,
              "cpus_per_run": args.cpus_per_run}
     return {"executor": args.executor, "jobs": args.jobs, "nproc": args.nproc, "gpus": args.gpus,

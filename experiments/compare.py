@@ -33,6 +33,8 @@ def load_report(folder):
         raise UserError(f"{path} cannot be read: {e}")
     if not isinstance(report, dict) or not isinstance(report.get("comparisons"), dict) or not report.get("runs"):
         raise UserError(f"{path} is not a comparison report (no comparisons or runs)")
+    if not isinstance(report["runs"], list) or not all(isinstance(r, dict) for r in report["runs"]):
+        raise UserError(f"{path} is not a comparison report (its runs are not a list of records)")
     return report
 
 

@@ -16,7 +16,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from configurator import ConfigError, load_config
+from configurator import ConfigError, load_config, number_or_text, repeated
 from model_advanced_centering import CENTERING_MODES
 from train import preflight
 from training import REPO_ROOT
@@ -35,11 +35,13 @@ _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.+=-]")
 def variant_names(config_dir=CONFIG_DIR):
     """The variants: config files built on the shared experiment protocol (they include
     experiment_base.py). The baseline first, then by name."""
+    if not os.path.isdir(config_dir):
+        raise ConfigError(f"--config_dir={config_dir} is not a folder (of the variants' config files)")
     names = []
     for file in sorted(os.listdir(config_dir)):
         path = os.path.join(config_dir, file)
         if file.endswith(".py") and os.path.isfile(path):
-            with open(path, encoding="utf-8") as f:
+            with open(path, encoding="utf-8", errors="replace") as f:  # not UTF-8: no variant, not a traceback
                 if 'include("experiment_base.py")' in f.read():
                     names.append(file[:-3])
     return sorted(names, key=lambda n: (n != BASELINE, n))
@@ -97,6 +99,9 @@ def parse_grid(items):
         grid[key] = [v for v in values.split(",") if v != ""]
         if not grid[key]:
             raise ConfigError(f"--grid {key} has no values, got '{item}'")
+        twice = repeated(grid[key], number_or_text)  # 1e-3 and 0.001: one grid point trained twice
+        if twice:
+            raise ConfigError(f"--grid {key} {twice}")
     return grid
 
 

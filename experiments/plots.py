@@ -239,8 +239,14 @@ def group_name(run_dir):
     """Sweep runs name their group in run.json; other runs are grouped by folder name less -s<seed>."""
     meta = os.path.join(run_dir, "run.json")
     if os.path.isfile(meta):
-        with open(meta, encoding="utf-8") as f:
-            run = json.load(f)
+        try:
+            with open(meta, encoding="utf-8") as f:
+                run = json.load(f)
+            if not isinstance(run, dict) or not isinstance(run.get("group"), str):
+                raise ValueError("not a run's description: no group")
+        except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise UserError(f"{meta} cannot be read ({e}): repair or remove it (the run is then grouped by "
+                            f"its folder's name)") from None
         return run["group"] + (", non-causal" if run.get("mode") in BATCH_STATISTICS_MODES else "")
     return re.sub(r"-s\d+", "", os.path.basename(os.path.normpath(run_dir)))
 

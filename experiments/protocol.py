@@ -18,12 +18,13 @@ holds. README, "Experiment protocol", explains the protocol for readers.
 """
 
 
+import argparse
 import json
 import os
 import sys
 import time
 
-from configurator import ConfigError, UserError
+from configurator import ConfigError, UserError, repeated
 from experiments import plots, report
 from experiments.cli import name_not_ok, print_plan, sweep_options
 from experiments.plan import BASELINE, BASELINE_MODE, Run, check_plan, check_sweep_name, plan_runs
@@ -88,12 +89,17 @@ def cells_of(args):
 
 
 def rate_list(text):
+    """An argparse type: --rates as the texts typed (run ids keep them), each a positive number,
+    none twice (1e-3 and 0.001 are the same rate: one grid point trained twice)."""
     rates = [r for r in text.split(",") if r]
     if not rates:
         raise ValueError(text)
     for r in rates:
         if float(r) <= 0:
             raise ValueError(r)
+    twice = repeated(rates, float)
+    if twice:
+        raise argparse.ArgumentTypeError(twice)
     return rates
 
 

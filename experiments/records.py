@@ -18,6 +18,7 @@ import socket
 import statistics
 import subprocess
 
+from configurator import UserError
 from files import append_jsonl, read_jsonl
 from machine import cpu_model
 from training import REPO_ROOT, TrainingDiverged
@@ -34,9 +35,21 @@ def status_of(returncode):
     return "diverged" if returncode == TrainingDiverged.status else "failed"
 
 
+def read_records(path, keys=("run_id", "status")):
+    """The records of a results.jsonl, each checked for keys: another JSON-lines file (a run's
+    metrics.jsonl given in its place) is a UserError naming it, not a KeyError later."""
+    records = read_jsonl(path)
+    for record in records:
+        missing = [k for k in keys if k not in record]
+        if missing:
+            raise UserError(f"{path} is not a sweep's {RESULTS_FILE}: a record has no {missing[0]} (a run's "
+                            f"metrics.jsonl?)")
+    return records
+
+
 def read_results(sweep_dir):
     """run id -> the last record written for it."""
-    return {r["run_id"]: r for r in read_jsonl(os.path.join(sweep_dir, RESULTS_FILE))}
+    return {r["run_id"]: r for r in read_records(os.path.join(sweep_dir, RESULTS_FILE))}
 
 
 def append_record(path, record):

@@ -51,7 +51,7 @@ class SeedPlan:
     def __post_init__(self):
         if not self.looks or list(self.looks) != sorted(set(self.looks)) or self.looks[0] < 2:
             raise ConfigError(f"the looks must be increasing seed counts of at least 2, got {list(self.looks)}")
-        if len(self.spend) != len(self.looks) or any(w <= 0 for w in self.spend) or abs(sum(self.spend) - 1) > 1e-9:
+        if len(self.spend) != len(self.looks) or not all(w > 0 and math.isfinite(w) for w in self.spend) or abs(sum(self.spend) - 1) > 1e-9:
             raise ConfigError(f"the alpha shares must be one positive share per look, summing to 1, got {list(self.spend)}")
         if not (self.margin > 0 and math.isfinite(self.margin)):
             raise ConfigError(f"the equivalence margin must be a positive percentage, got {self.margin}")

@@ -31,12 +31,12 @@ from experiments.sweep import run_sweep
 def main(argv=None):
     parser = CommandLine(__doc__)
     parser.add_argument("--name", required=True, help="sweep name: its folder under out_root")
-    parser.add_argument("--variants", type=comma_list(str), default=None,
+    parser.add_argument("--variants", type=comma_list(str, unique=True), default=None,
                         help="comma-separated config names in config_dir (default: every variant)")
-    parser.add_argument("--modes", type=comma_list(str), default=["adaptive"],
+    parser.add_argument("--modes", type=comma_list(str, unique=True), default=["adaptive"],
                         help=f"comma-separated centering modes, of {', '.join(MODES)}")
-    parser.add_argument("--iters", type=comma_list(int), default=[1000], help="comma-separated iteration counts")
-    parser.add_argument("--seeds", type=comma_list(int), default=[1, 2, 3], help="comma-separated seeds")
+    parser.add_argument("--iters", type=comma_list(int, unique=True), default=[1000], help="comma-separated iteration counts")
+    parser.add_argument("--seeds", type=comma_list(int, unique=True), default=[1, 2, 3], help="comma-separated seeds")
     parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                         help="another axis: a training key and its comma-separated values (repeatable)")
     add_sweep_arguments(parser)

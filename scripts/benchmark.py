@@ -18,7 +18,7 @@ import sys
 import _repo_root  # noqa: E402,F401  (the repository's modules become importable)
 
 from benchmarking import SKIP_FIRST  # noqa: E402
-from configurator import run_command  # noqa: E402
+from configurator import run_command, sets_key  # noqa: E402
 from machine import machine_description  # noqa: E402
 from train import TrainConfig, train  # noqa: E402
 
@@ -39,7 +39,7 @@ def report(summary):
 
 
 def benchmark(cfg, argv):
-    if not any(arg.startswith("--out_dir=") for arg in argv):
+    if not sets_key(argv, "out_dir"):
         cfg = dataclasses.replace(cfg, out_dir=BENCHMARK_DIR, overwrite=True)
     r = report(train(cfg, log=lambda *a: None))
     print(f"machine: {machine_description()}")

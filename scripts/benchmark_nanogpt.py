@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import _repo_root  # noqa: E402,F401  (the repository's modules become importable)
 
-from benchmarking import PairedBenchmark, default_work_dir, format_summary, summarise  # noqa: E402
+from benchmarking import PairedBenchmark, format_summary, summarise, work_folder  # noqa: E402
 from machine import machine_description  # noqa: E402
 from configurator import ConfigError, run_command  # noqa: E402
 
@@ -29,7 +29,8 @@ class BenchConfig:
     threads: str = "1,2"  # comma-separated thread counts (OMP_NUM_THREADS of both trainers)
     iters: int = 300
     skip: int = 20  # first iterations left out of each run's median
-    work_dir: str = ""  # default: a new temporary folder (kept, with the logs)
+    work_dir: str = ""  # default: a new temporary folder (kept, with the logs); a folder given must be empty
+    overwrite: bool = False  # replace a previous benchmark's runs and logs in work_dir
 
     def validate(self):
         if not self.nanogpt_dir:
@@ -45,7 +46,7 @@ class BenchConfig:
 
 
 def run(cfg):
-    work_dir = cfg.work_dir or default_work_dir()
+    work_dir = work_folder(cfg.work_dir, cfg.overwrite)
     bench = PairedBenchmark(cfg.nanogpt_dir, cfg.input, work_dir, cfg.iters, cfg.skip)
     print(f"machine: {machine_description()}\nwork dir (logs): {work_dir}")
     for threads in cfg.thread_counts:
@@ -59,5 +60,9 @@ def run(cfg):
         print(format_summary(threads, summarise(pairs)), flush=True)
 
 
+def main(argv):
+    return run_command(BenchConfig, argv, run, "benchmark_nanogpt.py --nanogpt_dir=PATH [--key=value ...]")
+
+
 if __name__ == "__main__":
-    sys.exit(run_command(BenchConfig, sys.argv[1:], run, "benchmark_nanogpt.py --nanogpt_dir=PATH [--key=value ...]"))
+    sys.exit(main(sys.argv[1:]))

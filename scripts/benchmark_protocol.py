@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import _repo_root  # noqa: E402,F401  (the repository's modules become importable)
 
 from machine import machine_description  # noqa: E402
-from benchmarking import default_work_dir, protocol_pairs  # noqa: E402
+from benchmarking import protocol_pairs, work_folder  # noqa: E402
 from configurator import ConfigError, run_command  # noqa: E402
 
 
@@ -27,7 +27,8 @@ class ProtocolBenchConfig:
     iters: int = 1000
     pairs: int = 2
     threads: int = 1
-    work_dir: str = ""  # default: a new temporary folder (kept, with the logs)
+    work_dir: str = ""  # default: a new temporary folder (kept, with the logs); a folder given must be empty
+    overwrite: bool = False  # replace a previous benchmark's runs and logs in work_dir
 
     def validate(self):
         if not self.before or not self.data_dir:
@@ -37,7 +38,7 @@ class ProtocolBenchConfig:
 
 
 def run(cfg):
-    work_dir = cfg.work_dir or default_work_dir()
+    work_dir = work_folder(cfg.work_dir, cfg.overwrite)
     print(f"machine: {machine_description()}, OMP threads {cfg.threads}\nwork dir (logs): {work_dir}")
     pairs = protocol_pairs(cfg.before, os.path.abspath(cfg.data_dir), work_dir, cfg.iters, cfg.pairs, cfg.threads)
     for i, ((b_wall, b_cpu, b_loss), (a_wall, a_cpu, a_loss)) in enumerate(pairs):
@@ -51,5 +52,10 @@ def run(cfg):
               f"{3600 / cfg.threads / before:.1f}, after {3600 / cfg.threads / after:.1f} "
               f"({before / after:.2f}x; medians of {cfg.pairs} pairs)")
 
+
+def main(argv):
+    return run_command(ProtocolBenchConfig, argv, run, "benchmark_protocol.py --before=REV --data_dir=D [--key=value ...]")
+
+
 if __name__ == "__main__":
-    sys.exit(run_command(ProtocolBenchConfig, sys.argv[1:], run, "benchmark_protocol.py --before=REV --data_dir=D [--key=value ...]"))
+    sys.exit(main(sys.argv[1:]))

@@ -52,6 +52,13 @@ class BenchConfig:
     def validate(self):
         if min(self.max_new_tokens, self.block_size, self.repeats) <= 1:
             raise ConfigError("max_new_tokens, block_size and repeats must be at least 2")
+        for key in ("n_layer", "n_head", "n_embd", "vocab_size"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{key} must be positive, got {getattr(self, key)}")
+        if self.n_embd % self.n_head:
+            raise ConfigError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if not 0 <= self.seed < 2**64:  # what torch.manual_seed takes
+            raise ConfigError(f"seed must be in [0, 2**64), got {self.seed}")
 
 
 def timed_generate(model, new_tokens, use_cache, window="slide"):

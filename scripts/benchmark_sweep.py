@@ -61,8 +61,8 @@ def main(argv=None):
     parser.add_argument("--iters", type=int, default=150, help="iterations per run")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of each way (they take turns)")
     parser.add_argument("--cores", type=int, default=2, help="cores shared out: --jobs 1 gets all, --jobs 2 half each")
-    parser.add_argument("--variants", type=comma_list(str), default=TABLE_VARIANTS, help="comma-separated variants")
-    parser.add_argument("--modes", type=comma_list(str), default=["adaptive"],
+    parser.add_argument("--variants", type=comma_list(str, unique=True), default=TABLE_VARIANTS, help="comma-separated variants")
+    parser.add_argument("--modes", type=comma_list(str, unique=True), default=["adaptive"],
                         help="comma-separated centering modes of the centered variants")
     parser.add_argument("--out_root", default=os.path.join("out", "benchmark_sweep"),
                         help="where the runs go (each round in a fresh folder)")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import _repo_root  # noqa: E402,F401  (the repository's modules become importable)
 
 from machine import machine_description  # noqa: E402
-from benchmarking import default_work_dir, vocabulary_pairs  # noqa: E402
+from benchmarking import vocabulary_pairs, work_folder  # noqa: E402
 from configurator import ConfigError, run_command  # noqa: E402
 
 
@@ -27,7 +27,8 @@ class VocabBenchConfig:
     pairs: int = 3
     threads: int = 1
     skip: int = 5  # first iterations left out of each run's median
-    work_dir: str = ""  # default: a new temporary folder (kept, with the logs)
+    work_dir: str = ""  # default: a new temporary folder (kept, with the logs); a folder given must be empty
+    overwrite: bool = False  # replace a previous benchmark's runs and logs in work_dir
 
     def validate(self):
         if not self.full_dir or not self.compact_dir:
@@ -37,7 +38,7 @@ class VocabBenchConfig:
 
 
 def run(cfg):
-    work_dir = cfg.work_dir or default_work_dir()
+    work_dir = work_folder(cfg.work_dir, cfg.overwrite)
     print(f"machine: {machine_description()}, OMP threads {cfg.threads}\nwork dir (logs): {work_dir}")
     pairs = vocabulary_pairs(cfg.full_dir, cfg.compact_dir, work_dir, cfg.iters, cfg.pairs, cfg.threads, cfg.skip)
     for i, (full, compact) in enumerate(pairs):
@@ -52,5 +53,9 @@ def run(cfg):
           + " ".join(f"{d:+.4f}" for d in deltas))
 
 
+def main(argv):
+    return run_command(VocabBenchConfig, argv, run, "benchmark_vocab.py --full_dir=F --compact_dir=C [--key=value ...]")
+
+
 if __name__ == "__main__":
-    sys.exit(run_command(VocabBenchConfig, sys.argv[1:], run, "benchmark_vocab.py --full_dir=F --compact_dir=C [--key=value ...]"))
+    sys.exit(main(sys.argv[1:]))

@@ -13,12 +13,11 @@ figure and Holm-corrected p is the one its own report decided on.
 reports differ (--x names it when they differ in several).
 """
 
-import os
 import sys
 
 import _repo_root  # noqa: F401  (the repository's modules become importable)
 from configurator import CommandLine, ConfigError, comma_list
-from experiments.cli import guarded
+from experiments.cli import check_image_path, guarded
 from experiments.compare import across_reports, setting_curve
 
 
@@ -36,11 +35,7 @@ def main(argv=None):
         if args.x is not None and args.plot is None:
             raise ConfigError("--x goes with --plot")
         if args.plot is not None:
-            folder = os.path.dirname(os.path.abspath(args.plot))
-            if not args.plot.lower().endswith((".png", ".pdf", ".svg")):
-                raise ConfigError(f"--plot={args.plot}: give a .png, .pdf or .svg file")
-            if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-                raise ConfigError(f"--plot={args.plot}: {folder} is not a writable folder")
+            check_image_path(args.plot, "--plot")
         print("\n".join(across_reports(args.folders, args.cells)))
         if args.plot:
             from experiments.plots import setting_curve as draw

@@ -15,9 +15,12 @@ from configurator import UserError
 from configurator import CommandLine
 from experiments.cli import guarded
 from experiments.plots import improvement_bars, mode_heatmap
-from experiments.records import read_jsonl
+from experiments.records import read_records
 from experiments.report import METRIC_NAMES
 from experiments.stats import compare_records
+from files import ensure_writable_folder
+
+RECORD_KEYS = ("run_id", "status", "iters", "variant", "mode", "seed")  # what the comparison reads of a record
 
 
 def main(argv=None):
@@ -33,7 +36,7 @@ def main(argv=None):
     def body():
         if not os.path.isfile(args.results):
             raise UserError(f"no such file: {args.results}")
-        records = read_jsonl(args.results)
+        records = read_records(args.results, RECORD_KEYS)
         if not records:
             raise UserError(f"{args.results} holds no runs")
         iters = args.iters or max(r["iters"] for r in records)
@@ -45,7 +48,7 @@ def main(argv=None):
         if not any(g["comparison"] for g in groups.values()):
             raise UserError(f"no variant at {iters} iterations has runs paired with a baseline run ({metric})")
         out_dir = args.out_dir or os.path.dirname(os.path.abspath(args.results))
-        os.makedirs(out_dir, exist_ok=True)
+        ensure_writable_folder(out_dir, "--out_dir")
         print(improvement_bars(groups, os.path.join(out_dir, f"improvement_i{iters}.png"),
                                metric=METRIC_NAMES.get(metric, metric),
                                title=f"Improvement over the baseline at {iters} iterations"))

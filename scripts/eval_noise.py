@@ -15,11 +15,11 @@ import _repo_root  # noqa: F401  (the repository's modules become importable)
 import numpy as np
 import torch
 
-from configurator import CommandLine
+from configurator import CommandLine, at_least
 from experiments.cli import guarded
 from training import REPO_ROOT
 from training.batches import TokenData
-from training.checkpoint import load_checkpoint, model_from_checkpoint
+from training.checkpoint import check_same_dataset, load_checkpoint, model_from_checkpoint
 
 
 @torch.no_grad()
@@ -35,11 +35,13 @@ def window_losses(model, data, offsets, batch_size=64):
 
 
 def measure(args):
-    ckpt = load_checkpoint(os.path.join(args.out_dir, args.checkpoint))
+    path = os.path.join(args.out_dir, args.checkpoint)
+    ckpt = load_checkpoint(path)
     model = model_from_checkpoint(ckpt).eval()
     cfg = ckpt["config"]
     data = TokenData(args.data_dir or cfg["data_dir"] or os.path.join(REPO_ROOT, "data", cfg["dataset"]),
                      model.config.block_size)
+    check_same_dataset(ckpt, data, path)  # another dataset's tokens would give a loss of no meaning
     block = model.config.block_size
     exact = window_losses(model, data, np.arange(0, data.max_offset("val") + 1, block)).mean()
     rng = np.random.default_rng(0)
@@ -56,8 +58,8 @@ def main(argv=None):
     parser.add_argument("--out_dir", required=True, help="the run's folder")
     parser.add_argument("--checkpoint", default="ckpt.pt", help="checkpoint file in out_dir")
     parser.add_argument("--data_dir", default=None, help="default: the dataset the run was trained on")
-    parser.add_argument("--windows", type=int, default=240, help="windows per random estimate")
-    parser.add_argument("--trials", type=int, default=200, help="number of random estimates")
+    parser.add_argument("--windows", type=at_least(1), default=240, help="windows per random estimate")
+    parser.add_argument("--trials", type=at_least(1), default=200, help="number of random estimates")
     args = parser.parse_args(argv)
     return guarded(lambda: measure(args))
 

@@ -38,6 +38,7 @@ import _repo_root  # noqa: E402,F401  (the repository's modules become importabl
 import torch  # noqa: E402
 
 from configurator import ConfigError, run_command  # noqa: E402
+from files import ensure_writable_folder  # noqa: E402
 from train_advanced_centered import fold_checkpoint  # noqa: E402
 from training import TrainingError  # noqa: E402
 from training.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
@@ -134,7 +135,9 @@ def to_hf_tokenizer(dataset_meta, model_config):
 
 
 def check_export_dir(cfg):
-    """Refuse an out_dir that holds a run or a model, unless cfg.overwrite."""
+    """Refuse an out_dir that holds a run or a model, unless cfg.overwrite, or that is a file."""
+    if os.path.exists(cfg.out_dir) and not os.path.isdir(cfg.out_dir):
+        raise ConfigError(f"--out_dir={cfg.out_dir} is a file, not a folder: give a folder")
     held = run_files_in(cfg.out_dir)
     models = [name for name in HF_FILES if os.path.exists(os.path.join(cfg.out_dir, name))]
     if (held or models) and not cfg.overwrite:
@@ -159,6 +162,7 @@ def export_command(cfg):
         print(f"{ckpt['folded_from']['centering']}: folded into biases first")
     model = model_from_checkpoint(ckpt, path)
     tokenizer = to_hf_tokenizer(meta, model.config)  # first: a tokenizer that cannot be built writes nothing
+    ensure_writable_folder(cfg.out_dir, "--out_dir")  # transformers only logs a folder it cannot use
     to_hf(model, meta).save_pretrained(cfg.out_dir)
     tokenizer.save_pretrained(cfg.out_dir)
     vocab = "characters" if meta["tokenizer"] == "char" else "GPT-2 BPE" + (", compact" if "gpt2_ids" in meta else "")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import _repo_root  # noqa: F401  (the repository's modules become importable)
 from configurator import ConfigError, run_command
 from training.checkpoint import load_checkpoint, save_checkpoint
-from training.run_folder import run_files_in
+from training.run_folder import writing_model_into
 from train_advanced_centered import fold_checkpoint
 
 
@@ -49,17 +49,14 @@ def fold_command(cfg):
     if os.path.realpath(cfg.in_dir) == os.path.realpath(cfg.out_dir):
         raise ConfigError(f"--out_dir={cfg.out_dir} is --in_dir: the folded ckpt.pt would overwrite the centered "
                           f"run it is folded from; choose another folder")
-    held = run_files_in(cfg.out_dir)
-    if held and not cfg.overwrite:
-        raise ConfigError(f"{cfg.out_dir} already holds a run ({', '.join(held)}): write the folded checkpoint "
-                          f"to another --out_dir, or replace that run with --overwrite=True")
-    folded = fold_checkpoint(load_checkpoint(in_path), in_path)
-    save_checkpoint(folded, out_path)  # first: a fold that fails to write deletes nothing
-    others = [name for name in held if name != "ckpt.pt"]
-    if others:  # the replaced run's files would otherwise describe another model than ckpt.pt
-        print(f"overwrite: deleting the previous run's {', '.join(others)} in {cfg.out_dir}")
-        for name in others:
-            os.remove(os.path.join(cfg.out_dir, name))
+    with writing_model_into(cfg.out_dir, cfg.overwrite, "write the folded checkpoint to another --out_dir") as held:
+        folded = fold_checkpoint(load_checkpoint(in_path), in_path)
+        save_checkpoint(folded, out_path)  # first: a fold that fails to write deletes nothing
+        others = [name for name in held if name != "ckpt.pt"]
+        if others:  # the replaced run's files would otherwise describe another model than ckpt.pt
+            print(f"overwrite: deleting the previous run's {', '.join(others)} in {cfg.out_dir}")
+            for name in others:
+                os.remove(os.path.join(cfg.out_dir, name))
     print(f"{folded['folded_from']['centering']}: folded into a plain GPT, {out_path}")
 
 

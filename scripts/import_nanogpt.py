@@ -48,7 +48,7 @@ from train import TrainConfig  # noqa: E402
 from training import REPO_ROOT, TrainingError  # noqa: E402
 from training.checkpoint import load_model_state, make_checkpoint, read_checkpoint, save_checkpoint  # noqa: E402
 from training.metrics import METRICS_FILE  # noqa: E402
-from training.run_folder import SESSION_KEYS, run_files_in  # noqa: E402
+from training.run_folder import SESSION_KEYS, writing_model_into  # noqa: E402
 
 UPSTREAM_KEYS = {"model", "model_args", "optimizer", "iter_num", "best_val_loss", "config"}  # its train.py writes these
 
@@ -153,15 +153,9 @@ def write_tokens(data_dir, dataset_dir, vocab):
     return publish_dataset(dataset_dir, meta)
 
 
-def import_command(cfg):
-    in_path = os.path.join(cfg.in_dir, "ckpt.pt")
-    if os.path.realpath(cfg.in_dir) == os.path.realpath(cfg.out_dir):
-        raise ConfigError(f"--out_dir={cfg.out_dir} is --in_dir: the import would overwrite the upstream run; "
-                          f"choose another folder")
-    held = run_files_in(cfg.out_dir)
-    if held and not cfg.overwrite:
-        raise ConfigError(f"{cfg.out_dir} already holds a run ({', '.join(held)}): import into another "
-                          f"--out_dir, or replace that run with --overwrite=True")
+def imported_checkpoint(cfg, in_path):
+    """Our checkpoint of upstream's run at in_path, its data copied into our dataset folder when
+    upstream's data folder has its tokens. Returns the checkpoint and where its data went (or None)."""
     if not os.path.isdir(cfg.data_dir):
         raise ConfigError(f"--data_dir={cfg.data_dir}: no such folder")
     ckpt = read_upstream(in_path)
@@ -178,26 +172,35 @@ def import_command(cfg):
     upstream_config = ckpt["config"]
     dataset_dir = cfg.dataset_dir or os.path.join(REPO_ROOT, "data", f"{upstream_config.get('dataset', 'nanogpt')}_nanogpt")
     config = run_config(upstream_config, model_args, dataset_dir, cfg.out_dir)
-
-    have_tokens = all(os.path.isfile(os.path.join(cfg.data_dir, f"{s}.bin")) for s in ("train", "val"))
-    if have_tokens:
+    if all(os.path.isfile(os.path.join(cfg.data_dir, f"{s}.bin")) for s in ("train", "val")):
         meta = write_tokens(cfg.data_dir, dataset_dir, vocab)
     else:
-        meta = {**vocab, "source": "nanoGPT meta.pkl"}
+        meta, dataset_dir = {**vocab, "source": "nanoGPT meta.pkl"}, None
         print(f"no train.bin and val.bin in {cfg.data_dir}: imported for sampling only (resuming needs its data)")
-    best = ckpt["best_val_loss"]
     # best_val_loss inf: upstream's is an estimate on random windows, not our validation loss
     ours = make_checkpoint(model, model_args, optimizer, int(ckpt["iter_num"]), float("inf"), config, meta,
                            imported_from={"checkpoint": os.path.abspath(in_path), "iter_num": int(ckpt["iter_num"]),
-                                          "best_val_loss": float(best), "dataset": upstream_config.get("dataset")})
-    for name in ("ckpt.pt", "best.pt"):  # first: an import that fails to write deletes nothing
-        save_checkpoint(ours, os.path.join(cfg.out_dir, name))
-    if METRICS_FILE in held:  # the replaced run's records would describe another model
-        print(f"overwrite: deleting the previous run's {METRICS_FILE} in {cfg.out_dir}")
-        os.remove(os.path.join(cfg.out_dir, METRICS_FILE))
-    upstream_loss = f"{float(best):.4f}" if math.isfinite(float(best)) else "none"
+                                          "best_val_loss": float(ckpt["best_val_loss"]),
+                                          "dataset": upstream_config.get("dataset")})
+    return ours, dataset_dir
+
+
+def import_command(cfg):
+    in_path = os.path.join(cfg.in_dir, "ckpt.pt")
+    if os.path.realpath(cfg.in_dir) == os.path.realpath(cfg.out_dir):
+        raise ConfigError(f"--out_dir={cfg.out_dir} is --in_dir: the import would overwrite the upstream run; "
+                          f"choose another folder")
+    with writing_model_into(cfg.out_dir, cfg.overwrite, "import into another --out_dir") as held:
+        ours, dataset_dir = imported_checkpoint(cfg, in_path)
+        for name in ("ckpt.pt", "best.pt"):  # first: an import that fails to write deletes nothing
+            save_checkpoint(ours, os.path.join(cfg.out_dir, name))
+        if METRICS_FILE in held:  # the replaced run's records would describe another model
+            print(f"overwrite: deleting the previous run's {METRICS_FILE} in {cfg.out_dir}")
+            os.remove(os.path.join(cfg.out_dir, METRICS_FILE))
+    best = ours["imported_from"]["best_val_loss"]
+    upstream_loss = f"{best:.4f}" if math.isfinite(best) else "none"
     print(f"imported nanoGPT's run at iteration {ours['iter_num']} (its val loss estimate {upstream_loss}) "
-          f"into {cfg.out_dir}" + (f"; its data: {dataset_dir}" if have_tokens else ""))
+          f"into {cfg.out_dir}" + (f"; its data: {dataset_dir}" if dataset_dir else ""))
 
 
 def main(argv):

@@ -18,6 +18,7 @@ from configurator import UserError
 from configurator import CommandLine
 from experiments.cli import guarded
 from experiments.plots import find_runs, group_name, plot_diagnostics
+from files import ensure_writable_folder
 from training.metrics import read_metrics
 
 
@@ -35,6 +36,7 @@ def main(argv=None):
         folders = [os.path.abspath(p) for p in args.paths]
         out_dir = args.out_dir or os.path.join(
             folders[0] if len(folders) == 1 else os.path.commonpath(folders), "diagnostics")
+        ensure_writable_folder(out_dir, "--out_dir")
         paths = plot_diagnostics(groups, out_dir, [m for m in args.metrics.split(",") if m])
         if not paths:
             raise UserError(f"no diagnostics (diag/ keys) in the eval records of {', '.join(args.paths)}")

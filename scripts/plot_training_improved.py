@@ -16,7 +16,7 @@ import sys
 import _repo_root  # noqa: F401  (the repository's modules become importable)
 from configurator import ConfigError
 from configurator import CommandLine
-from experiments.cli import guarded
+from experiments.cli import check_image_path, guarded
 from experiments.plots import find_runs, plot_curves
 
 
@@ -28,7 +28,7 @@ def default_out(paths):
 def main(argv=None):
     parser = CommandLine(__doc__)
     parser.add_argument("paths", nargs="+", help="run folders or sweep folders")
-    parser.add_argument("--out", default=None, help="the image to write (default: training_curves.png in the folder given)")
+    parser.add_argument("--out", default=None, help="the image to write, .png, .pdf or .svg (default: training_curves.png in the folder given)")
     parser.add_argument("--smoothing", type=float, default=0.9, help="EMA factor of the training loss, in [0, 1)")
     parser.add_argument("--title", default="Training curves", help="the plot's title")
     args = parser.parse_args(argv)
@@ -36,6 +36,8 @@ def main(argv=None):
     def body():
         if not 0 <= args.smoothing < 1:
             raise ConfigError(f"--smoothing must be in [0, 1), got {args.smoothing}")
+        if args.out is not None:
+            check_image_path(args.out, "--out")
         print(plot_curves(find_runs(args.paths), args.out or default_out(args.paths), args.smoothing, args.title))
         return 0
 

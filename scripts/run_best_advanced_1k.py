@@ -45,12 +45,12 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=3, help="number of test seeds (1..N); more is better")
     parser.add_argument("--dataset", default="shakespeare_char", help="dataset folder under data/")
     parser.add_argument("--iters", type=int, default=1000, help="training iterations of every run")
-    parser.add_argument("--variants", type=comma_list(str), default=None,
+    parser.add_argument("--variants", type=comma_list(str, unique=True), default=None,
                         help="comma-separated config names (default: the prior report's four centered variants; the baseline is always added)")
-    parser.add_argument("--modes", type=comma_list(str), default=None,
+    parser.add_argument("--modes", type=comma_list(str, unique=True), default=None,
                         help=f"comma-separated centering modes of the centered variants, of {', '.join(MODES)} "
                              f"(default: adaptive)")
-    parser.add_argument("--cells", type=comma_list(str), default=None,
+    parser.add_argument("--cells", type=comma_list(str, unique=True), default=None,
                         help="instead of --variants and --modes: comma-separated variant/mode pairs, e.g. "
                              "embeddings_centered/momentum,value_centered/adaptive")
     parser.add_argument("--looks", type=comma_list(int), default=None,

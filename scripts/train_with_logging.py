@@ -19,6 +19,7 @@ import _repo_root  # noqa: F401  (the repository's modules become importable)
 import torch
 
 import train_advanced_centered
+from configurator import sets_key
 from files import append_jsonl, read_jsonl, rewrite_jsonl
 from model_advanced_centering import VectorCentering
 
@@ -87,7 +88,7 @@ class LoggingTrainConfig(train_advanced_centered.CenteredTrainConfig):
 
 
 def main(argv):
-    if not any(arg.startswith("--out_dir=") for arg in argv):
+    if not sets_key(argv, "out_dir"):
         argv = [*argv, f"--out_dir={DEFAULT_OUT_DIR}"]  # over a config file's out_dir too
     return train_advanced_centered.main(argv, on_step=log_step, config_cls=LoggingTrainConfig)
 

@@ -105,3 +105,25 @@ def test_only_copies_the_runs_that_match(tmp_path, capsys):
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in (tmp_path / "dst").iterdir() if p.is_dir()) == [
         "baseline-none-s1001-i20", "value_centered-momentum-s1002-i20"]
+
+
+def test_a_file_destination_and_another_kind_of_jsonl_are_one_line(tmp_path, capsys):
+    """A destination that is a file, and a source whose results.jsonl holds another kind of record
+    (a run's metrics.jsonl copied in its place): one line, nothing written."""
+    from experiments.records import append_record
+    src = tmp_path / "src"
+    src.mkdir()
+    append_record(str(src / "results.jsonl"), {"run_id": "baseline-none-s1-i20", "status": "ok"})
+    mine = tmp_path / "mine"
+    mine.write_text("mine")
+    r = archive(capsys, src, mine)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "is a file, not a folder" in r.stderr, r.stderr
+    assert mine.read_text() == "mine"
+
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    (metrics / "results.jsonl").write_text(json.dumps({"type": "eval", "iter": 0, "val_loss": 4.2}) + "\n")
+    r = archive(capsys, metrics, tmp_path / "dst")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert f"{metrics / 'results.jsonl'} is not a sweep's results.jsonl: a record has no run_id" in r.stderr
+    assert not (tmp_path / "dst").exists()

@@ -76,5 +76,46 @@ def test_benchmark_after_training_leaves_the_run_alone(tiny_config, tmp_path):
         r = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "scripts", "benchmark.py"), str(config)],
                            cwd=tmp_path, capture_output=True, text=True, env=ENV)
         assert r.returncode == 0, r.stderr
+    # a folder the user names, in either spelling, is theirs: a run there is refused, not replaced
+    r = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "scripts", "benchmark.py"), str(config),
+                        f"--out-dir={tmp_path / 'run'}"], cwd=tmp_path, capture_output=True, text=True, env=ENV)
+    assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert {name: (tmp_path / "run" / name).read_bytes() for name in before} == before
     assert iters_of(str(tmp_path / "out" / "benchmark")) == [0, 2, 4]
+
+
+@pytest.mark.parametrize("script, argv", [
+    ("benchmark_protocol", ["--before=no-such-revision", "--data_dir=none", "--iters=1", "--pairs=1"]),
+    ("benchmark_vocab", ["--full_dir=none", "--compact_dir=none"]),
+    ("benchmark_nanogpt", ["--nanogpt_dir=none"]),
+])
+def test_a_work_dir_that_is_not_empty_is_refused_unless_overwrite(script, argv, tmp_path, capsys):
+    """A --work_dir the user names may hold a previous benchmark's runs and logs, which the
+    benchmark would replace: refused in one line (exit 2) unless --overwrite=True; a file is no
+    folder. The inputs here are missing, so a benchmark let through stops at them (exit 1)."""
+    import importlib
+    from conftest import run_main
+    main = importlib.import_module(script).main
+    work = tmp_path / "work"
+    (work / "after_p0").mkdir(parents=True)
+    (work / "after_p0.log").write_text("mine")
+    status, out, err = run_main(main, [*argv, f"--work_dir={work}"], capsys)
+    assert status == 2 and err.count("\n") == 1 and f"--work_dir={work} is not empty" in err, err
+    assert "--overwrite=True" in err and (work / "after_p0.log").read_text() == "mine"
+    status, out, err = run_main(main, [*argv, f"--work_dir={work}", "--overwrite=True"], capsys)
+    assert status == 1 and "--work_dir" not in err, err
+    (tmp_path / "a_file").write_text("mine")
+    status, out, err = run_main(main, [*argv, f"--work_dir={tmp_path / 'a_file'}"], capsys)
+    assert status == 2 and err.count("\n") == 1 and "is a file, not a folder" in err, err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--n_head=5", "--n_embd=32"], "n_embd (32) must be divisible by n_head (5)"),
+    (["--vocab_size=0"], "vocab_size must be positive, got 0"),
+    (["--seed=99999999999999999999999"], "seed must be in [0, 2**64)"),
+])
+def test_sampling_benchmark_refuses_a_model_it_cannot_build_in_one_line(argv, message, capsys):
+    import benchmark_sampling
+    from conftest import run_main
+    status, out, err = run_main(benchmark_sampling.main, argv, capsys)
+    assert status == 2 and err.count("\n") == 1 and message in err and out == "", err

@@ -37,6 +37,17 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ["ckpt.pt"]  # no temporary file left behind
 
 
+def test_a_file_where_the_checkpoints_folder_would_go_is_one_line(tmp_path):
+    """write_atomically makes the folder: a file in its place (or above it) is a UserError naming
+    the path (one line, exit 1), and the file is left as it was."""
+    mine = tmp_path / "mine"
+    mine.write_text("mine")
+    for path, reason in ((mine / "ckpt.pt", "is a file, not a folder"), (mine / "sub" / "ckpt.pt", "cannot be made")):
+        with pytest.raises(UserError, match=f"^cannot write {path}: its folder .* {reason}"):
+            save_checkpoint({"x": torch.arange(5)}, str(path))
+    assert mine.read_text() == "mine"
+
+
 def test_bad_checkpoints_give_clear_errors(tiny_config, tmp_path):
     with pytest.raises(ConfigError, match="no checkpoint at"):  # a path that names none: exit 2
         load_checkpoint(str(tmp_path / "missing.pt"))

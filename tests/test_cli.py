@@ -20,6 +20,12 @@ BASE = ["--iters=10", "--n_embd=32", "--dry_run"]
     (["--seeds=1", "--name=/abs"], "plain folder name"),
     (["--seeds=1", "--name=."], "plain folder name"),
     (["--seeds=1", "--variants=../config/baseline"], "name of a config file"),
+    (["--seeds=1", "--config_dir=/nonexistent/config"], "--config_dir=/nonexistent/config is not a folder"),
+    # a value listed twice (compared as a value: 1e-3 is 0.001) would plan the same runs twice
+    (["--seeds=1,1"], "argument --seeds: lists 1 twice"),
+    (["--modes=adaptive,adaptive"], "argument --modes: lists adaptive twice"),
+    (["--seeds=1", "--variants=baseline,baseline"], "argument --variants: lists baseline twice"),
+    (["--seeds=1", "--grid", "learning_rate=1e-3,0.001"], "--grid learning_rate lists 0.001 twice (as 1e-3 and 0.001)"),
 ])
 def test_the_sweep_command_refuses_empty_lists_and_paths(tmp_path, capsys, argv, message):
     import advanced_centering_experiments as sweep_script
@@ -32,6 +38,9 @@ def test_the_sweep_command_refuses_empty_lists_and_paths(tmp_path, capsys, argv,
 @pytest.mark.parametrize("argv, message", [
     (["--tune", "--rates="], "--rates"),
     (["--name=../x"], "plain folder name"),
+    (["--tune", "--rates=1e-3,1e-3"], "argument --rates: lists 1e-3 twice"),
+    (["--tune", "--rates=1e-3,0.001"], "argument --rates: lists 0.001 twice (as 1e-3 and 0.001)"),
+    (["--modes=adaptive,momentum,adaptive"], "argument --modes: lists adaptive twice"),
     (["--variants=value_centered,"], None),  # a trailing comma is not an empty list
 ])
 def test_the_protocol_command_refuses_an_empty_grid_and_paths(char_data, tmp_path, capsys, argv, message):

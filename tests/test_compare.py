@@ -51,6 +51,7 @@ def test_one_row_per_cell_one_column_per_report_labelled_by_what_differs(tmp_pat
     (["{a}"], "error: give two or more report folders to compare"),
     (["{a}", "{missing}"], "has no results.json: give a report folder of run_best_advanced_1k.py"),
     (["{a}", "{broken}"], "cannot be read"),
+    (["{a}", "{listed}"], "is not a comparison report (its runs are not a list of records)"),
     (["{a}", "{a}", "--cells=foo/bar"], "error: no report has foo/bar"),
 ])
 def test_bad_input_is_one_line_and_exit_1(tmp_path, args, message, capsys):
@@ -59,7 +60,10 @@ def test_bad_input_is_one_line_and_exit_1(tmp_path, args, message, capsys):
     write_report(tmp_path / "a", 64, {}, 0, {})
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "results.json").write_text("{not json")
-    folders = {"a": tmp_path / "a", "missing": tmp_path / "missing", "broken": tmp_path / "broken"}
+    (tmp_path / "listed").mkdir()
+    (tmp_path / "listed" / "results.json").write_text(json.dumps({"comparisons": {}, "runs": ["x"]}))
+    folders = {"a": tmp_path / "a", "missing": tmp_path / "missing", "broken": tmp_path / "broken",
+               "listed": tmp_path / "listed"}
     argv = [a.format(**folders) for a in args]
     status, out, err = run_main(compare_reports.main, argv, capsys)
     assert status == 1 and err.count("\n") == 1 and message in err, err
@@ -97,6 +101,7 @@ def test_a_seed_plan_report_shows_its_own_decision_and_the_width_curve_draws_eve
     assert curve["mlp_centered/adaptive"] == [(64, 0.5, 0.1, 0.9, 2, "better")]
 
     png = tmp_path / "curve.png"
+    (tmp_path / "a_folder.png").mkdir()
     status, out, err = run_main(compare_reports.main, [*folders, f"--plot={png}"], capsys)
     assert status == 0 and f"written to {png}" in out, err
     assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10_000
@@ -105,7 +110,8 @@ def test_a_seed_plan_report_shows_its_own_decision_and_the_width_curve_draws_eve
                           ([*folders, f"--plot={png}", "--cells=foo/bar"], "no report has foo/bar"),
                           ([folders[0], folders[0], f"--plot={png}"], "differ in no setting"),
                           ([*folders, f"--plot={tmp_path / 'curve.txt'}"], "give a .png, .pdf or .svg file"),
-                          ([*folders, f"--plot={tmp_path / 'nowhere' / 'curve.png'}"], "is not a writable folder")):
+                          ([*folders, f"--plot={tmp_path / 'nowhere' / 'curve.png'}"], "is not a writable folder"),
+                          ([*folders, f"--plot={tmp_path / 'a_folder.png'}"], "is a folder: give a file name")):
         status, out, err = run_main(compare_reports.main, argv, capsys)
         assert status in (1, 2) and err.count("\n") == 1 and message in err, (argv, err)
 

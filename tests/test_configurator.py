@@ -115,6 +115,12 @@ def test_script_help_shows_the_folder_it_writes_to(script, folder, capsys):
     assert help_lines(script, capsys)["--out_dir"].startswith(f"  --out_dir={os.path.join('out', folder)!r}  (str)  ")
 
 
+def test_sets_key_reads_either_spelling():
+    from configurator import sets_key
+    assert sets_key(["c.py", "--out-dir=x"], "out_dir") and sets_key(["--out_dir=x"], "out_dir")
+    assert not sets_key(["--out_dir_extra=x", "out_dir=x"], "out_dir")
+
+
 def test_hyphenated_keys_are_the_underscored_ones():
     """Users type --max-iters=5 and --dry-run: both spellings name the same key."""
     from configurator import load_config

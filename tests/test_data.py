@@ -347,6 +347,24 @@ def test_prepare_input_file_gets_its_own_folder_and_never_replaces_another(tmp_p
     assert (folder / "meta.json").read_bytes() != before["meta.json"]
 
 
+@pytest.mark.parametrize("meta", ['["a", "list"]', '{"vocab_size": 10, "chars": ['])
+def test_a_folder_whose_meta_json_is_not_a_datasets_is_replaced_only_with_force(tmp_path, capsys, meta):
+    """A meta.json that is not a dataset's (a JSON list, or cut short) counts as a dataset of
+    unknown content: refused in one line (exit 2) and left as it was, replaced with force."""
+    from data.text_sources import write_dataset
+    ids, vocab = list(range(10)) * 10, {"tokenizer": "char", "vocab_size": 10, "chars": list("abcdefghij")}
+    write_dataset(str(tmp_path), ids, vocab)
+    (tmp_path / "meta.json").write_text(meta)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(SystemExit) as exit_info:
+        write_dataset(str(tmp_path), ids, vocab)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1 and "--force" in err, err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    write_dataset(str(tmp_path), ids, vocab, force=True)
+    assert read_meta(tmp_path)["vocab_size"] == 10
+
+
 def test_openwebtext_small_file_is_refused_in_one_line(tmp_path):
     paragraphs = [f"Document {i}: it is {'very ' * (i % 5)}good.\nSecond line {i}." for i in range(40)]
     source = tmp_path / "docs.txt"

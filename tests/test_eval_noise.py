@@ -3,7 +3,7 @@ import os
 import subprocess
 import sys
 
-from conftest import ENV, SCRIPTS
+from conftest import ENV, SCRIPTS, write_char_dataset
 
 
 def test_eval_noise(tiny_config):
@@ -17,3 +17,9 @@ def test_eval_noise(tiny_config):
     r = subprocess.run([sys.executable, os.path.join(SCRIPTS, "eval_noise.py"), f"--out_dir={tiny_config.out_dir}x"],
                        capture_output=True, text=True, env=ENV, timeout=120)
     assert r.returncode == 2 and r.stderr.startswith("error: no checkpoint at ") and r.stderr.count("\n") == 1
+    other = write_char_dataset(os.path.join(os.path.dirname(tiny_config.out_dir), "other_data"), "a different text. " * 300)
+    for bad, message in ((f"--data_dir={other}", "was trained on another dataset than"), ("--windows=0", "at least 1"),
+                         ("--trials=-3", "at least 1")):
+        r = subprocess.run([sys.executable, os.path.join(SCRIPTS, "eval_noise.py"), f"--out_dir={tiny_config.out_dir}",
+                            bad], capture_output=True, text=True, env=ENV, timeout=120)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr

@@ -115,6 +115,19 @@ def test_each_running_job_gets_its_own_gpus(char_data, tmp_path, monkeypatch):
         LocalExecutor(jobs=2, nproc=2, gpus=["0", "1"])
 
 
+def test_gpu_ids_from_the_command_line_are_checked(monkeypatch):
+    import torch
+
+    from configurator import ConfigError
+    from experiments.local import check_gpu_ids
+    with pytest.raises(ConfigError, match="--gpus lists 0 twice"):
+        check_gpu_ids(["0", "1", "0"])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="torch sees no GPU on this machine"):
+        check_gpu_ids(["0"])
+    check_gpu_ids([])  # --gpus= (none) is always fine
+
+
 @pytest.mark.slow
 def test_sweep_throughput_benchmark_runs(char_data, tmp_path):
     r = subprocess.run([sys.executable, os.path.join(SCRIPTS, "benchmark_sweep.py"), "--variants=baseline",

@@ -13,7 +13,9 @@ from model import GPT, GPTConfig, KVCache
 from model_advanced_centering import PLACEMENTS, AdvancedGPT, AdvancedGPTConfig, fold_centering
 from sample import SampleConfig, sample
 from train import train
+from files import FileLock
 from training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from training.run_folder import RUN_LOCK
 from train_advanced_centered import CenteredTrainConfig
 
 import export_hf  # the scripts folder is on sys.path (conftest.py)
@@ -243,11 +245,21 @@ def test_fold_never_replaces_a_run_unasked(tmp_path, capsys):
                                     (other, [], f"{other} already holds a run (ckpt.pt, metrics.jsonl)")):
         status, _, err = fold(out_dir, *extra)
         assert status == 2 and err.count("\n") == 1 and message in err, err
-    assert {folder: folder_bytes(folder) for folder in (centered, other)} == before
+    with FileLock(os.path.join(other, RUN_LOCK)):  # a trainer runs there: even --overwrite=True waits for it
+        status, _, err = fold(other, "--overwrite=True")
+    assert status == 1 and err.count("\n") == 1 and "another trainer is running in" in err, err
+    with open(tmp_path / "a_file", "w") as f:
+        f.write("mine")
+    for out_dir in (tmp_path / "a_file", tmp_path / "a_file" / "below"):  # a file where the folder would go
+        status, _, err = fold(out_dir)
+        assert status == 2 and err.count("\n") == 1 and "--out_dir" in err, err
+    assert (tmp_path / "a_file").read_text() == "mine"
+    assert {folder: folder_bytes(folder) for folder in (centered, other)} == {
+        folder: {**files, RUN_LOCK: b""} if folder == other else files for folder, files in before.items()}
 
     status, out, err = fold(other, "--overwrite=True")
     assert status == 0 and "deleting the previous run's metrics.jsonl" in out, err
-    assert sorted(os.listdir(other)) == ["ckpt.pt"]  # the folded model alone, no other run's metrics
+    assert sorted(os.listdir(other)) == ["ckpt.pt", RUN_LOCK]  # the folded model alone, no other run's metrics
     assert load_checkpoint(os.path.join(other, "ckpt.pt"))["folded_from"]["checkpoint"].endswith("best.pt")
     assert folder_bytes(centered) == before[centered]
 
@@ -262,6 +274,11 @@ def test_hf_export_never_writes_into_a_run_or_a_model_unasked(tmp_path, capsys):
         assert status == 2 and err.count("\n") == 1 and f"{out_dir} already holds {what}" in err, err
         assert "--overwrite=True" in err
     assert (hf_dir / "config.json").read_text() == "mine" and os.listdir(in_dir) == ["ckpt.pt"]
+    a_file = tmp_path / "a_file"
+    a_file.write_text("mine")
+    status, _, err = run_main(export_hf.main, [f"--in_dir={in_dir}", f"--out_dir={a_file}"], capsys)
+    assert status == 2 and err.count("\n") == 1 and "is a file, not a folder" in err, err
+    assert a_file.read_text() == "mine"
 
 
 def test_export_without_transformers_says_how_to_install(capsys, monkeypatch):

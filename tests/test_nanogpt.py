@@ -19,6 +19,7 @@ import fold_centering as fold_script
 import sample as sample_module
 import train as train_module
 from benchmarking import write_paired_data
+from files import FileLock
 from conftest import REPO_ROOT, TINY_MODEL, run_main, write_char_dataset
 from model import GPT, GPTConfig
 from model_advanced_centering import AdvancedGPT, AdvancedGPTConfig
@@ -26,6 +27,7 @@ from sample import SampleConfig, sample
 from train import TrainConfig, train
 from training import TrainingError
 from training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from training.run_folder import RUN_LOCK
 from train_advanced_centered import CenteredTrainConfig
 
 NANOGPT = os.path.join(os.path.dirname(REPO_ROOT), "shared", "peers", "nanoGPT")
@@ -174,7 +176,7 @@ def test_upstream_run_imported_samples_and_resumes_in_ours(work, tmp_path, capsy
             f"--dataset_dir={data_dir}"]
     status, out, err = run_main(import_nanogpt.main, args, capsys)
     assert status == 0 and "imported nanoGPT's run at iteration 80" in out, err
-    assert sorted(os.listdir(imported)) == ["best.pt", "ckpt.pt"]
+    assert sorted(os.listdir(imported)) == ["best.pt", "ckpt.pt", RUN_LOCK]
     assert {"meta.json", "meta.pkl", "train.bin", "val.bin", "test.bin"} <= set(os.listdir(data_dir))
 
     theirs = torch.load(os.path.join(work, "run", "ckpt.pt"), weights_only=True)
@@ -236,11 +238,16 @@ def test_import_refuses_a_run_folder_and_ours(tmp_path, capsys):
                                      (folder, taken, "already holds a run (metrics.jsonl)")):
         status, _, err = run_main(import_nanogpt.main, [f"--in_dir={in_dir}", f"--out_dir={out_dir}", *base], capsys)
         assert status == 2 and err.count("\n") == 1 and message in err, err
+    with FileLock(str(taken / RUN_LOCK)):  # a trainer runs there: even --overwrite=True waits for it
+        status, _, err = run_main(import_nanogpt.main, [f"--in_dir={folder}", f"--out_dir={taken}",
+                                                        "--overwrite=True", *base], capsys)
+    assert status == 1 and err.count("\n") == 1 and "another trainer is running in" in err, err
+    assert sorted(os.listdir(taken)) == ["metrics.jsonl", RUN_LOCK] and not (tmp_path / "ours_data").exists()
     # upstream's vocabulary (9 characters here) must fit the model's 40 rows; --overwrite replaces the run
     status, out, err = run_main(import_nanogpt.main, [f"--in_dir={folder}", f"--out_dir={taken}", "--overwrite=True",
                                                       *base], capsys)
     assert status == 0 and "deleting the previous run's metrics.jsonl" in out, err
-    assert sorted(os.listdir(taken)) == ["best.pt", "ckpt.pt"]
+    assert sorted(os.listdir(taken)) == ["best.pt", "ckpt.pt", RUN_LOCK]
     ckpt = load_checkpoint(str(taken / "ckpt.pt"))
     assert ckpt["best_val_loss"] == float("inf") and ckpt["imported_from"]["best_val_loss"] == 2.5
     assert ckpt["dataset_meta"]["chars"] == sorted(set("hello world, "))

@@ -94,6 +94,38 @@ def test_plot_training_improved_writes_next_to_its_input(tmp_path):
     assert (sweep / "training_curves.png").stat().st_size > 10_000 and not os.listdir(elsewhere)
 
 
+def test_plot_commands_refuse_bad_paths_and_files_in_one_line(tmp_path, capsys):
+    """Where the images would go (a folder named like an image, a missing folder, a file as the
+    --out_dir) and what is read (a metrics.jsonl given as a sweep's results, a damaged run.json):
+    one line and an exit status, no traceback, nothing written."""
+    import create_comparison_plots
+    import plot_diagnostics
+    import plot_training_improved
+    from conftest import run_main
+    write_run(tmp_path / "sweep" / "r-s1", range(0, 40, 5), [0, 20, 40])
+    (tmp_path / "dir.png").mkdir()
+    mine = tmp_path / "mine"
+    mine.write_text("mine")
+    results = tmp_path / "results.jsonl"
+    results.write_text("".join(json.dumps({**r, "run_id": f"{r['variant']}-{r['seed']}"}) + "\n" for r in records()))
+    metrics = tmp_path / "sweep" / "r-s1" / "metrics.jsonl"
+    for main, argv, message in (
+            (plot_training_improved.main, [str(tmp_path / "sweep"), f"--out={tmp_path / 'dir.png'}"], "is a folder"),
+            (plot_training_improved.main, [str(tmp_path / "sweep"), f"--out={tmp_path / 'nodir' / 'x.png'}"],
+             "is not a writable folder"),
+            (create_comparison_plots.main, [str(results), f"--out_dir={mine}"], "is a file, not a folder"),
+            (create_comparison_plots.main, [str(results), f"--out_dir={mine / 'sub'}"], "cannot write there"),
+            (create_comparison_plots.main, [str(metrics)], "is not a sweep's results.jsonl: a record has no run_id"),
+            (plot_diagnostics.main, [str(tmp_path / "sweep"), f"--out_dir={mine}"], "is a file, not a folder")):
+        status, out, err = run_main(main, argv, capsys)
+        assert status in (1, 2) and err.count("\n") == 1 and message in err, (argv, err)
+    assert mine.read_text() == "mine" and os.listdir(tmp_path / "dir.png") == []
+
+    (tmp_path / "sweep" / "r-s1" / "run.json").write_text('{"group": "value_cen')  # cut short
+    status, out, err = run_main(plot_diagnostics.main, [str(tmp_path / "sweep")], capsys)
+    assert status == 1 and err.count("\n") == 1 and "run.json cannot be read" in err, err
+
+
 def test_improvement_bars_take_a_seed_plans_decisions(kept_figures, tmp_path):
     """Under a seed plan the bars are coloured by its decisions (equivalent has a colour of its
     own), and the title names that rule instead of the fixed-design Holm one."""

@@ -22,6 +22,10 @@ def test_sample_from_saved_checkpoint(tiny_config, capsys):
     status, _, err = run_main(sample_module.main, [f"--out_dir={tiny_config.out_dir}", "--start=\u263a",
                                                    "--device=cpu"], capsys)
     assert status == 2 and "outside the vocabulary" in err
+    for seed in ("99999999999999999999999", "-1"):  # past what torch's generators take, or negative
+        status, _, err = run_main(sample_module.main, [f"--out_dir={tiny_config.out_dir}", f"--seed={seed}",
+                                                       "--device=cpu"], capsys)
+        assert status == 2 and err == f"error: seed must be in [0, 2**64), got {seed}\n", err
 
 
 def test_sample_refuses_a_checkpoint_whose_vocabulary_is_not_its_datasets(tiny_config, tmp_path, capsys):
@@ -63,6 +67,24 @@ def test_sample_notes_a_dataset_that_changed_under_the_checkpoint(tiny_config, t
     code, out, err = run_main(sample.main, args, capsys)
     assert code == 0 and out.startswith("ROMEO:")  # decoded with the checkpoint's own vocabulary
     assert err.startswith(f"note: {data_dir} now holds another dataset than") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("damage", ['{"vocab_size": 65, "chars": [', '["not", "an", "object"]'])
+def test_sample_notes_a_damaged_dataset_and_decodes_with_the_checkpoint(tiny_config, tmp_path, capsys, damage):
+    """The training data's meta.json cut short, or not a JSON object: the checkpoint's own
+    vocabulary still decodes, and one note says what is wrong with the dataset."""
+    import sample
+    data_dir = write_char_dataset(str(tmp_path / "data"), sample_text(20_000))
+    cfg = dataclasses.replace(tiny_config, data_dir=data_dir, max_iters=2, eval_interval=2)
+    train(cfg, log=lambda *a: None)
+    with open(os.path.join(data_dir, "meta.json"), "w") as f:
+        f.write(damage)
+    capsys.readouterr()
+    code, out, err = run_main(sample.main, [f"--out_dir={cfg.out_dir}", "--device=cpu", "--num_samples=1",
+                                            "--max_new_tokens=5", "--start=ROMEO:"], capsys)
+    assert code == 0 and out.startswith("ROMEO:"), err
+    assert err.startswith(f"note: cannot check the dataset {os.path.join(cfg.out_dir, 'ckpt.pt')} was trained on: "
+                          f"{os.path.join(data_dir, 'meta.json')} ") and err.count("\n") == 1, err
 
 
 def test_sampling_a_bpe_run_without_the_tokenizer_files_is_one_line(tiny_config, tmp_path, capsys, monkeypatch):

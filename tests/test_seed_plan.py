@@ -84,7 +84,8 @@ def test_the_plan_asks_for_the_seeds_of_its_next_look():
 
 def test_a_plan_is_checked():
     for looks, spend, margin in [((5, 3), (0.5, 0.5), 0.5), ((5, 10), (0.5, 0.4), 0.5),
-                                 ((1,), (1.0,), 0.5), ((5,), (1.0,), 0.0)]:
+                                 ((1,), (1.0,), 0.5), ((5,), (1.0,), 0.0), ((5, 10), (float("nan"), 1.0), 0.5),
+                                 ((5,), (float("nan"),), 0.5)]:
         with pytest.raises(ConfigError):
             SeedPlan(looks, spend, margin)
 

@@ -11,7 +11,7 @@ from conftest import ENV, REPO_ROOT, SCRIPTS, TINY, cli_args, results
 
 
 def test_detailed_logging(tiny_config):
-    args = [f"--data_dir={tiny_config.data_dir}", f"--out_dir={tiny_config.out_dir}", *TINY,
+    args = [f"--data_dir={tiny_config.data_dir}", f"--out-dir={tiny_config.out_dir}", *TINY,  # either spelling
             "--max_iters=6", "--center_embeddings=True", "--center_v=True", "--centering_mode=momentum"]
     r = subprocess.run([sys.executable, os.path.join(SCRIPTS, "train_with_logging.py"), *args],
                        capture_output=True, text=True, env=ENV)

@@ -200,7 +200,7 @@ def check_same_dataset(ckpt, data, path):
     vocabulary = vocabulary_difference(saved_meta, data.meta)
     differ = f"its {', '.join(vocabulary)} differ" if vocabulary else f"now {(data.fingerprint or 'none')[:12]}"
     raise ConfigError(f"{path} was trained on another dataset than {data.data_dir} holds "
-                      f"(fingerprint {saved[:12]}, {differ}): resume it on "
+                      f"(fingerprint {saved[:12]}, {differ}): give it "
                       f"its own data (--data_dir=...), or re-prepare that data as it was")
 
 

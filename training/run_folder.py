@@ -2,6 +2,7 @@
 when asked, and the configuration a resumed run continues with. Nothing a user made is silently
 replaced or mislabelled."""
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -9,7 +10,7 @@ import re
 import torch.distributed as dist
 
 from configurator import ConfigError, given_keys
-from files import LockHeld, ensure_writable_folder
+from files import FileLock, LockHeld, ensure_writable_folder
 from training import TrainingError
 from training.checkpoint import load_resumable_checkpoint
 from training.metrics import METRICS_FILE
@@ -83,7 +84,31 @@ def take_run_lock(owner, out_dir):
         owner.acquire()
     except LockHeld as e:
         raise TrainingError(f"another trainer is running in {out_dir} (pid {e.holder}): wait for it to end, "
-                            f"or stop it first (two trainers would interleave one run's records)") from None
+                            f"or stop it first (two writers would mix one run's files)") from None
+
+
+@contextlib.contextmanager
+def writing_model_into(out_dir, overwrite, elsewhere):
+    """For a command that writes a model into a run folder (fold, import): refuse a folder that holds
+    a run unless overwrite, and hold its RUN_LOCK while writing, so that no trainer runs there
+    meanwhile. elsewhere says what to do instead ("import into another --out_dir"). Yields the run
+    files the new model replaces; a folder made here and left empty by a failure is removed."""
+    held = run_files_in(out_dir)
+    if held and not overwrite:
+        raise ConfigError(f"{out_dir} already holds a run ({', '.join(held)}): {elsewhere}, "
+                          f"or replace that run with --overwrite=True")
+    made = not os.path.isdir(out_dir)
+    ensure_writable_folder(out_dir, "--out_dir")
+    owner = FileLock(os.path.join(out_dir, RUN_LOCK))
+    try:
+        take_run_lock(owner, out_dir)
+        yield held
+    except BaseException:
+        owner.release()
+        if made:
+            remove_if_unused(out_dir)
+        raise
+    owner.release()
 
 
 def remove_if_unused(folder):
