@@ -19,7 +19,7 @@ LAYERS = [
     ["training"],  # the trainer's plumbing: runtime, batches, checkpoint, run folder, metrics
     ["train"],
     ["train_advanced_centered", "sample"],
-    ["experiments", "benchmarking"],  # the package and every module in it; the benchmarks' runner
+    ["experiments", "benchmarking", "interop"],  # the packages and every module in them; the benchmarks' runner
     ["scripts", "data.prepare"],  # command lines: the scripts, and data/<dataset>/prepare.py
 ]
 SKIPPED_FOLDERS = {".git", "tests", "out", "results", "config", "__pycache__"}
