@@ -118,6 +118,9 @@ class TrainConfig:
             raise ConfigError(f"init_from must be 'scratch' or 'resume', got '{self.init_from}'")
         if self.dtype not in ("auto", *DTYPES):
             raise ConfigError(f"dtype must be one of auto, {', '.join(DTYPES)}; got '{self.dtype}'")
+        if not self.dataset or os.path.basename(self.dataset) != self.dataset or self.dataset in (".", ".."):
+            raise ConfigError(f"dataset names a folder under data/, got '{self.dataset}': give a folder "
+                              f"elsewhere as --data_dir=PATH")
         check_device(self.device)
         check_ranges(self)
 

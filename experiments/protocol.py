@@ -422,6 +422,9 @@ def check_report_dir(args, report_dir):
         raise ConfigError(f"--report_dir {report_dir} cannot be written ({parent} is not a writable folder)")
     path = os.path.join(report_dir, "results.json")
     if not os.path.isfile(path):
+        if os.path.exists(os.path.join(report_dir, "results.md")):  # ours always comes with results.json, written first
+            raise UserError(f"{report_dir} holds a results.md that is no report of this project: "
+                            f"give --report_dir=NEW for this one")
         return
     try:
         with open(path, encoding="utf-8") as f:

@@ -394,6 +394,10 @@ def test_a_report_folder_of_another_experiment_is_refused_also_in_the_older_form
     report.write_text("{not json")
     with pytest.raises(UserError, match="cannot be read"):
         run_best.check_report_dir(args, str(tmp_path))
+    report.unlink()  # someone's own results.md, without a report's results.json: not replaced
+    (tmp_path / "results.md").write_text("my notes")
+    with pytest.raises(UserError, match="holds a results.md that is no report of this project"):
+        run_best.check_report_dir(args, str(tmp_path))
 
 
 def test_seed_plan_and_cells_options_are_checked(char_data, tmp_path, capsys):
