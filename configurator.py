@@ -130,10 +130,15 @@ def repeated(texts, value=str):
 
 
 def number_or_text(text):
-    """A grid value as compared for repeats: the number it spells, else the text itself."""
+    """A grid value as compared for repeats: the number it spells, the yes or no of a boolean word
+    (True and true are one value), else the text itself."""
     try:
         return float(text)
     except ValueError:
+        pass
+    try:
+        return boolean(text)
+    except argparse.ArgumentTypeError:
         return text
 
 

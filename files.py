@@ -60,16 +60,21 @@ def write_atomically(path, write):
         os.close(dir_fd)
 
 
+def write_probe(folder):
+    """Create and delete a file in folder: an OSError if it cannot be written (a probe file, not
+    os.access, because root passes os.access on a read-only mount)."""
+    with tempfile.TemporaryFile(dir=folder):
+        pass
+
+
 def ensure_writable_folder(path, flag):
     """Make the folder path (and its parents) if need be, and check that a file can be created in
-    it: a ConfigError naming the flag that gave it otherwise (a file, a read-only file system).
-    A probe file, not os.access, because root passes os.access on a read-only mount."""
+    it: a ConfigError naming the flag that gave it otherwise (a file, a read-only file system)."""
     if os.path.exists(path) and not os.path.isdir(path):
         raise ConfigError(f"{flag}={path} is a file, not a folder: give a folder")
     try:
         os.makedirs(path, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
+        write_probe(path)
     except OSError as e:
         raise ConfigError(f"{flag}={path}: cannot write there ({e.strerror or e})") from None
 

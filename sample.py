@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from configurator import ConfigError, run_command
-from train import TrainConfig, check_device
+from train import TrainConfig, check_device, check_seed
 from training import REPO_ROOT
 from training.batches import read_meta
 from training.checkpoint import load_checkpoint, model_from_checkpoint, vocabulary_difference
@@ -44,8 +44,7 @@ class SampleConfig:
             raise ConfigError(f"window must be slide or restart, got '{self.window}'")
         if not self.out_dir.strip():
             raise ConfigError("out_dir must not be empty: give --out_dir=FOLDER of a run")
-        if not 0 <= self.seed < 2**64:  # what torch's generators take
-            raise ConfigError(f"seed must be in [0, 2**64), got {self.seed}")
+        check_seed(self.seed)
         check_device(self.device)
 
 

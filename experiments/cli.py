@@ -16,6 +16,7 @@ import sys
 
 from configurator import ConfigError, UserError, at_least, boolean, comma_list, fail
 from experiments.local import check_gpu_ids
+from files import write_probe
 from experiments.plan import CONFIG_DIR
 from experiments.records import read_results
 from experiments.sweep import Sweep, check_sweep_folder, other_settings
@@ -37,7 +38,7 @@ def add_sweep_arguments(parser):
     local = parser.add_argument_group("local executor")
     local.add_argument("--jobs", type=at_least(1), default=1,
                        help="runs at once; each gets cores/jobs CPU threads, or GPUs of its own")
-    local.add_argument("--gpus", type=comma_list(str, empty_ok=True), default=None,
+    local.add_argument("--gpus", type=comma_list(str, empty_ok=True, unique=True), default=None,
                        help="GPU ids to share out (default: every visible GPU; --gpus= for none: runs then share them)")
     local.add_argument("--cpus", type=at_least(1), default=None, help="cores to share out (default: all this process may use)")
     slurm = parser.add_argument_group("slurm executor")
@@ -62,13 +63,15 @@ def check_image_path(path, flag):
         raise ConfigError(f"{flag}={path}: give a .png, .pdf or .svg file")
     if os.path.isdir(path):
         raise ConfigError(f"{flag}={path} is a folder: give a file name in it")
-    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-        raise ConfigError(f"{flag}={path}: {folder} is not a writable folder")
+    try:
+        write_probe(folder)
+    except OSError:  # missing, or read-only
+        raise ConfigError(f"{flag}={path}: {folder} is not a writable folder") from None
 
 
 def sweep_options(args):
     """run_sweep's keyword arguments from the options of add_sweep_arguments."""
-    if args.gpus:
+    if args.gpus and args.executor == "local":  # Slurm gives each job its GPUs (--gpus_per_run)
         check_gpu_ids(args.gpus)
     slurm = {"partition": args.partition, "time_min": args.time_min, "gpus_per_run": args.gpus_per_run,
              "cpus_per_run": args.cpus_per_run}

@@ -35,12 +35,9 @@ def visible_gpus():
 
 
 def check_gpu_ids(gpus):
-    """--gpus as the user gave it: no id twice, and only on a machine where torch sees a GPU (a
-    run would otherwise train on the CPU and be recorded as trained on a GPU)."""
+    """--gpus as the user gave it: only on a machine where torch sees a GPU (a run would otherwise
+    train on the CPU and be recorded as trained on a GPU)."""
     import torch
-    twice = sorted({g for g in gpus if gpus.count(g) > 1})
-    if twice:
-        raise ConfigError(f"--gpus lists {', '.join(twice)} twice: give each GPU once")
     if gpus and not torch.cuda.is_available():
         raise ConfigError(f"--gpus={','.join(gpus)}: torch sees no GPU on this machine (leave --gpus out to train on the CPU)")
 

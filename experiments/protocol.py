@@ -106,8 +106,13 @@ def rate_list(text):
 def sweep_name(args):
     if args.name is not None:
         return check_sweep_name(args.name)
-    return ("best_advanced_1k" + ("-tuned" if args.tune else "")
+    name = ("best_advanced_1k" + ("-tuned" if args.tune else "")
             + ("" if args.dataset == "shakespeare_char" else f"-{args.dataset}"))
+    try:
+        return check_sweep_name(name)
+    except ConfigError:  # the folder would land outside --out_root, or have an awkward name
+        raise ConfigError(f"--dataset={args.dataset} makes no sweep folder name ('{name}'): name the sweep with "
+                          f"--name=NAME") from None
 
 
 def plan_and_check(args, overrides, variants):

@@ -33,6 +33,7 @@ from machine import machine_description  # noqa: E402
 from configurator import ConfigError, run_command  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
 from model_advanced_centering import AdvancedGPT, AdvancedGPTConfig, fold_centering  # noqa: E402
+from train import check_seed  # noqa: E402
 from training.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
 
 
@@ -57,8 +58,7 @@ class BenchConfig:
                 raise ConfigError(f"{key} must be positive, got {getattr(self, key)}")
         if self.n_embd % self.n_head:
             raise ConfigError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        if not 0 <= self.seed < 2**64:  # what torch.manual_seed takes
-            raise ConfigError(f"seed must be in [0, 2**64), got {self.seed}")
+        check_seed(self.seed)
 
 
 def timed_generate(model, new_tokens, use_cache, window="slide"):

@@ -34,7 +34,7 @@ plots to --report_dir (default: the sweep folder) and prints the tables.
 import sys
 
 import _repo_root  # noqa: F401  (the repository's modules become importable)
-from configurator import CommandLine, boolean, comma_list
+from configurator import CommandLine, boolean, comma_list, underscored
 from experiments.cli import add_sweep_arguments, guarded
 from experiments.plan import MODES
 from experiments.protocol import DEFAULT_RATES, EXTEND_BAND, SELECTION_SEED_BASE, rate_list, run
@@ -80,7 +80,7 @@ def main(argv=None):
     add_sweep_arguments(parser)
     args, overrides = parser.parse_with_overrides(argv)
     args.argv = sys.argv[1:] if argv is None else list(argv)
-    args.argv_keys = {a[2:].partition("=")[0] for a in args.argv if a.startswith("--")}
+    args.argv_keys = {underscored(a)[2:].partition("=")[0] for a in args.argv if a.startswith("--")}
 
     return guarded(lambda: run(args, overrides))
 

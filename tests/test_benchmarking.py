@@ -112,7 +112,7 @@ def test_a_work_dir_that_is_not_empty_is_refused_unless_overwrite(script, argv, 
 @pytest.mark.parametrize("argv, message", [
     (["--n_head=5", "--n_embd=32"], "n_embd (32) must be divisible by n_head (5)"),
     (["--vocab_size=0"], "vocab_size must be positive, got 0"),
-    (["--seed=99999999999999999999999"], "seed must be in [0, 2**64)"),
+    (["--seed=99999999999999999999999"], "seed must be in [0, 2**62)"),
 ])
 def test_sampling_benchmark_refuses_a_model_it_cannot_build_in_one_line(argv, message, capsys):
     import benchmark_sampling

@@ -26,6 +26,7 @@ BASE = ["--iters=10", "--n_embd=32", "--dry_run"]
     (["--modes=adaptive,adaptive"], "argument --modes: lists adaptive twice"),
     (["--seeds=1", "--variants=baseline,baseline"], "argument --variants: lists baseline twice"),
     (["--seeds=1", "--grid", "learning_rate=1e-3,0.001"], "--grid learning_rate lists 0.001 twice (as 1e-3 and 0.001)"),
+    (["--seeds=1", "--grid", "center_v=True,true"], "--grid center_v lists true twice (as True and true)"),
 ])
 def test_the_sweep_command_refuses_empty_lists_and_paths(tmp_path, capsys, argv, message):
     import advanced_centering_experiments as sweep_script
@@ -38,6 +39,7 @@ def test_the_sweep_command_refuses_empty_lists_and_paths(tmp_path, capsys, argv,
 @pytest.mark.parametrize("argv, message", [
     (["--tune", "--rates="], "--rates"),
     (["--name=../x"], "plain folder name"),
+    (["--dataset=../elsewhere"], "name the sweep with --name"),
     (["--tune", "--rates=1e-3,1e-3"], "argument --rates: lists 1e-3 twice"),
     (["--tune", "--rates=1e-3,0.001"], "argument --rates: lists 0.001 twice (as 1e-3 and 0.001)"),
     (["--modes=adaptive,momentum,adaptive"], "argument --modes: lists adaptive twice"),

@@ -120,12 +120,19 @@ def test_gpu_ids_from_the_command_line_are_checked(monkeypatch):
 
     from configurator import ConfigError
     from experiments.local import check_gpu_ids
-    with pytest.raises(ConfigError, match="--gpus lists 0 twice"):
-        check_gpu_ids(["0", "1", "0"])
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match="torch sees no GPU on this machine"):
         check_gpu_ids(["0"])
     check_gpu_ids([])  # --gpus= (none) is always fine
+    # Slurm gives each job its own GPUs: a login node without one is no reason to refuse
+    import argparse
+
+    from experiments.cli import add_sweep_arguments, sweep_options
+    parser = argparse.ArgumentParser()
+    add_sweep_arguments(parser)
+    assert sweep_options(parser.parse_args(["--executor=slurm", "--gpus=0"]))["executor"] == "slurm"
+    with pytest.raises(ConfigError, match="torch sees no GPU"):
+        sweep_options(parser.parse_args(["--gpus=0"]))
 
 
 @pytest.mark.slow

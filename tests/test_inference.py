@@ -247,7 +247,7 @@ def test_fold_never_replaces_a_run_unasked(tmp_path, capsys):
         assert status == 2 and err.count("\n") == 1 and message in err, err
     with FileLock(os.path.join(other, RUN_LOCK)):  # a trainer runs there: even --overwrite=True waits for it
         status, _, err = fold(other, "--overwrite=True")
-    assert status == 1 and err.count("\n") == 1 and "another trainer is running in" in err, err
+    assert status == 1 and err.count("\n") == 1 and "another process (a trainer, a fold or an import) is writing in" in err, err
     with open(tmp_path / "a_file", "w") as f:
         f.write("mine")
     for out_dir in (tmp_path / "a_file", tmp_path / "a_file" / "below"):  # a file where the folder would go

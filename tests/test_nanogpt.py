@@ -241,7 +241,7 @@ def test_import_refuses_a_run_folder_and_ours(tmp_path, capsys):
     with FileLock(str(taken / RUN_LOCK)):  # a trainer runs there: even --overwrite=True waits for it
         status, _, err = run_main(import_nanogpt.main, [f"--in_dir={folder}", f"--out_dir={taken}",
                                                         "--overwrite=True", *base], capsys)
-    assert status == 1 and err.count("\n") == 1 and "another trainer is running in" in err, err
+    assert status == 1 and err.count("\n") == 1 and "another process (a trainer, a fold or an import) is writing in" in err, err
     assert sorted(os.listdir(taken)) == ["metrics.jsonl", RUN_LOCK] and not (tmp_path / "ours_data").exists()
     # upstream's vocabulary (9 characters here) must fit the model's 40 rows; --overwrite replaces the run
     status, out, err = run_main(import_nanogpt.main, [f"--in_dir={folder}", f"--out_dir={taken}", "--overwrite=True",

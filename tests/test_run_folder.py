@@ -120,7 +120,8 @@ def test_a_run_folder_has_one_trainer_at_a_time(tiny_config, capsys):
         for extra in (["--init_from=resume", "--max_iters=6"], ["--overwrite=True"]):
             code, out, err = run_main(train_module.main, cli_args(cfg) + extra, capsys)
             assert code == 1 and err.count("\n") == 1 and "step" not in out and "deleting" not in out
-            assert err.startswith(f"error: another trainer is running in {cfg.out_dir} (pid {holder.pid} on ")
+            assert err.startswith(f"error: another process (a trainer, a fold or an import) is writing in {cfg.out_dir} "
+                              f"(pid {holder.pid} on ")
         assert {name: Path(cfg.out_dir, name).read_bytes() for name in run_folder.RUN_FILES} == before
         code, out, _ = run_main(train_module.main, cli_args(cfg) + ["--eval_only=True"], capsys)
         assert code == 0 and "step 4" in out  # evaluation only reads: it needs no lock

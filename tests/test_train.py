@@ -199,7 +199,7 @@ BAD_INPUTS = ["--learning_rate=-1", "--learning_rate=nan", "--beta1=1.5", "--bet
               "--min_lr=0.1", "--weight_decay=-1", "--grad_clip=-1", "--dropout=1", "--warmup_iters=-1",
               "--eval_windows=0", "--centering_momentum=0", "--centering_mode=mean", "--device=gpu",
               "--out_dir=", "--out_dir=/dev/null/x", "--wandb_log=True", "--peak_flops=0", "--seed=-1",
-              f"--seed={2**70}", "--dataset=../elsewhere", "--dataset=a/b", "--dataset="]
+              f"--seed={2**70}"]
 
 
 @pytest.mark.parametrize("bad", BAD_INPUTS)

@@ -410,6 +410,7 @@ def test_seed_plan_and_cells_options_are_checked(char_data, tmp_path, capsys):
     for extra, message in [(["--looks=5,10"], "--looks goes with --tune=True"),
                            (["--tune", "--looks=5,10"], "--looks needs --margin"),
                            (["--tune", "--looks=5,10", "--margin=0.5", "--seeds=5"], "replaces --seeds"),
+                           (["--tune", "--looks=5,10", "--margin=0.5", "--extend-to=10", "--report_only"], "replaces --seeds"),
                            (["--tune", "--looks=10,5", "--margin=0.5"], "increasing"),
                            (["--tune", "--looks=5,10", "--margin=0.5", "--spend=0.5,0.6"], "summing to 1"),
                            (["--tune", "--margin=0.5"], "go with --looks"),

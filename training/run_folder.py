@@ -16,7 +16,7 @@ from training.checkpoint import load_resumable_checkpoint
 from training.metrics import METRICS_FILE
 
 RUN_FILES = ("ckpt.pt", "best.pt", METRICS_FILE)  # a folder with any of these holds a run
-RUN_LOCK = "train.lock"  # held (files.FileLock) by the one trainer of a run folder while it runs
+RUN_LOCK = "train.lock"  # held (files.FileLock) by the one process writing a run folder: its trainer, a fold or an import
 TEMPORARY_FILE = re.compile(r"\.tmp\.(\d+)$")  # files.write_atomically's, ending in the writer's PID
 
 
@@ -79,11 +79,12 @@ def clear_out_dir(out_dir, replaced, rt, say):
 
 
 def take_run_lock(owner, out_dir):
-    """Hold the folder's RUN_LOCK for the run's life: a second trainer is refused before it changes anything."""
+    """Hold the folder's RUN_LOCK while writing there: a second writer is refused before it changes anything."""
     try:
         owner.acquire()
     except LockHeld as e:
-        raise TrainingError(f"another trainer is running in {out_dir} (pid {e.holder}): wait for it to end, "
+        raise TrainingError(f"another process (a trainer, a fold or an import) is writing in {out_dir} "
+                            f"(pid {e.holder}): wait for it to end, "
                             f"or stop it first (two writers would mix one run's files)") from None
 
 
