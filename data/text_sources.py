@@ -14,7 +14,7 @@ from importlib import metadata
 
 import numpy as np
 
-from configurator import CommandLine, UserError, fail  # the repository root is on sys.path (the prepare scripts put it there)
+from configurator import CommandLine, ConfigError, UserError, fail  # the repository root is on sys.path (the prepare scripts put it there)
 from files import write_atomically
 
 TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
@@ -259,7 +259,9 @@ def write_tokens(path, ids):
     """A staged token file, on disk (fsync'd) before publish_dataset renames it into place and
     writes meta.json, the commit point, whose atomic write syncs the folder."""
     ids = np.asarray(ids, dtype=np.int64)
-    assert ids.size == 0 or (ids.min() >= 0 and ids.max() < 2**16), "token ids must fit in uint16"
+    if ids.size and (ids.min() < 0 or ids.max() >= 2**16):  # e.g. a text of more than 65,536 characters
+        raise ConfigError(f"{ids.max() + 1:,} token ids do not fit the token files' 16 bits (at most 65,536 "
+                          f"distinct tokens)")
     with open(path, "wb") as f:
         ids.astype(np.uint16).tofile(f)
         f.flush()
@@ -329,6 +331,8 @@ def write_dataset(out_dir, ids, meta, force=False):
     parts = dict(zip(SPLITS, split_tokens(ids)))
     if any(len(part) == 0 for part in parts.values()):
         fail("the text is too short to split into train, val and test")
+    if meta["vocab_size"] > 2**16:  # before anything is written
+        fail(f"a vocabulary of {meta['vocab_size']:,} tokens does not fit the token files' 16 bits (at most 65,536)")
     try:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as e:

@@ -314,6 +314,15 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, script, problem):
     assert not (tmp_path / "train.bin").exists()
 
 
+def test_more_characters_than_the_token_files_hold_is_one_line(tmp_path):
+    path = tmp_path / "input.txt"
+    path.write_text("".join(chr(i) for i in range(0x100, 0x100 + 72_000) if not 0xD800 <= i < 0xE000), encoding="utf-8")
+    result = run_script("shakespeare_char", "--input", path, "--out_dir", tmp_path / "out")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "do not fit the token files' 16 bits" in result.stderr
+    assert not (tmp_path / "out").exists()  # nothing written
+
+
 def copy_prepare_scripts(root):
     """The char prepare script and its helpers in a scratch repository, so that default folders
     (data/<dataset>...) land there, not in this checkout."""
