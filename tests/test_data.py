@@ -319,7 +319,7 @@ def test_more_characters_than_the_token_files_hold_is_one_line(tmp_path):
     path.write_text("".join(chr(i) for i in range(0x100, 0x100 + 72_000) if not 0xD800 <= i < 0xE000), encoding="utf-8")
     result = run_script("shakespeare_char", "--input", path, "--out_dir", tmp_path / "out")
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
-    assert "do not fit the token files' 16 bits" in result.stderr
+    assert "does not fit the token files' 16 bits" in result.stderr
     assert not (tmp_path / "out").exists()  # nothing written
 
 
