@@ -4,6 +4,7 @@ Shared helpers for the data/<name>/prepare.py scripts: where the text comes from
 writing train.bin / val.bin / test.bin / meta.json (and, for characters, upstream nanoGPT's
 meta.pkl), and the dataset's fingerprint.
 """
+import contextlib
 import hashlib
 import json
 import os
@@ -325,6 +326,24 @@ def nanogpt_meta(meta):
     return {"vocab_size": len(chars), "itos": dict(enumerate(chars)), "stoi": {c: i for i, c in enumerate(chars)}}
 
 
+@contextlib.contextmanager
+def writing_dataset(out_dir):
+    """Around the writing of a dataset's files into out_dir (made here): a full disk or a folder
+    that cannot be written is one line and exit 1, a refusal (UserError) one line and its status.
+    The staged files a failure leaves are replaced by the next try; meta.json, the commit point,
+    comes last."""
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as e:
+        fail(f"cannot create {out_dir}: {e.strerror or e}")
+    try:
+        yield
+    except OSError as e:
+        fail(f"cannot write the dataset in {out_dir}: {e.strerror or e}", 1)
+    except UserError as e:
+        fail(str(e), e.status)
+
+
 def write_dataset(out_dir, ids, meta, force=False):
     """Split the token stream 90/5/5 and write train.bin / val.bin / test.bin (uint16) and
     meta.json, with the token counts and the fingerprint added to meta."""
@@ -333,18 +352,10 @@ def write_dataset(out_dir, ids, meta, force=False):
         fail("the text is too short to split into train, val and test")
     if meta["vocab_size"] > 2**16:  # before anything is written
         fail(f"a vocabulary of {meta['vocab_size']:,} tokens does not fit the token files' 16 bits (at most 65,536)")
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-    except OSError as e:
-        fail(f"cannot create {out_dir}: {e.strerror or e}")
-    try:  # a full disk: one line (the staged files are replaced by the next try; meta.json comes last)
+    with writing_dataset(out_dir):
         for split, part in parts.items():
             write_tokens(staged_path(out_dir, split), part)
         publish_dataset(out_dir, {**meta, **{f"{split}_tokens": len(part) for split, part in parts.items()}}, force)
-    except OSError as e:
-        fail(f"cannot write the dataset in {out_dir}: {e.strerror or e}", 1)
-    except UserError as e:
-        fail(str(e), e.status)
     report_written(out_dir, {split: len(part) for split, part in parts.items()}, meta["vocab_size"])
 
 

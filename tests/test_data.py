@@ -21,9 +21,14 @@ needs_tiny_shakespeare = pytest.mark.skipif(not TINY_SHAKESPEARE.exists(), reaso
 SAMPLE = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak — café!\n\n" * 20
 
 
-def run_script(script, *args, env=None):
+def run_script(script, *args, env=None, max_file_bytes=None):
+    """A prepare script's run; max_file_bytes: every write past it fails (EFBIG), as on a full disk."""
+    def limit():
+        import resource
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
     return subprocess.run([sys.executable, f"data/{script}/prepare.py", *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=120)
+                          capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=120,
+                          preexec_fn=limit if max_file_bytes else None)
 
 
 def read_prepared(out_dir):
@@ -274,6 +279,12 @@ def test_openwebtext_pipeline_on_local_file(tmp_path):
     for name, copy in zip(("train", "val", "test"), copies):
         full_ids = np.fromfile(out / f"{name}.bin", dtype=np.uint16)
         assert np.array_equal(gpt2_ids[np.fromfile(copy, dtype=np.uint16)], full_ids)
+    # a full disk while writing the token files: one line, exit 1, no dataset that looks prepared
+    result = run_script("openwebtext", "--text_file", source, "--out_dir", tmp_path / "full", "--num_proc", 1,
+                        env=hf_offline_env(tmp_path), max_file_bytes=20_000)
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith(
+        f"error: cannot write the dataset in {tmp_path / 'full'}"), result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "full" / "meta.json").exists()
 
 
 def test_openwebtext_hub_failure_is_one_clear_line(tmp_path):
@@ -287,15 +298,9 @@ def test_openwebtext_hub_failure_is_one_clear_line(tmp_path):
 
 def test_a_full_disk_while_preparing_is_one_line_and_exit_1(tmp_path):
     """RLIMIT_FSIZE makes every write past 50 KB fail (EFBIG), as a full disk would."""
-    import resource
     path = tmp_path / "input.txt"
     path.write_text(SAMPLE * 40)  # about 150,000 characters: a train.bin of about 270 KB
-
-    def limit():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))
-    result = subprocess.run([sys.executable, "data/shakespeare_char/prepare.py", "--input", str(path), "--out_dir",
-                             str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True, preexec_fn=limit,
-                            timeout=120)
+    result = run_script("shakespeare_char", "--input", path, "--out_dir", tmp_path / "out", max_file_bytes=50_000)
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith("error: cannot write the dataset in ")  # numpy: "N requested and M written"
     assert not (tmp_path / "out" / "meta.json").exists()  # no dataset that looks prepared

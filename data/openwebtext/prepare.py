@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from configurator import CommandLine
-from data.text_sources import (SPLITS, add_output_args, default_out_dir, fail, publish_dataset,
+from data.text_sources import (SPLITS, add_output_args, default_out_dir, fail, publish_dataset, writing_dataset,
                                report_written, staged_path)
 from gpt2_tokenizer import EOT_ID, compact_token_files, get_gpt2_encoding, token_byte_lengths
 
@@ -121,16 +121,13 @@ def main():
             fail(f"{source}: the {name} split would hold {tokens} tokens, too few to evaluate on "
                  f"(at least {MIN_HELDOUT_TOKENS}); use a larger file or a larger --{name}_fraction")
 
-    try:
-        os.makedirs(args.out_dir, exist_ok=True)
-    except OSError as e:
-        fail(f"cannot create {args.out_dir}: {e.strerror or e}")
-    counts = {name: write_bin(tokenized[name], staged_path(args.out_dir, name)) for name in SPLITS}
-    enc = get_gpt2_encoding()
-    meta = {"tokenizer": "gpt2", "vocab_size": enc.n_vocab, "token_bytes": token_byte_lengths(enc), "source": source}
-    if args.compact_vocab:
-        meta.update(compact_token_files([staged_path(args.out_dir, name) for name in SPLITS], meta["token_bytes"]))
-    publish_dataset(args.out_dir, {**meta, **{f"{name}_tokens": counts[name] for name in SPLITS}}, force=args.force)
+    with writing_dataset(args.out_dir):
+        counts = {name: write_bin(tokenized[name], staged_path(args.out_dir, name)) for name in SPLITS}
+        enc = get_gpt2_encoding()
+        meta = {"tokenizer": "gpt2", "vocab_size": enc.n_vocab, "token_bytes": token_byte_lengths(enc), "source": source}
+        if args.compact_vocab:
+            meta.update(compact_token_files([staged_path(args.out_dir, name) for name in SPLITS], meta["token_bytes"]))
+        publish_dataset(args.out_dir, {**meta, **{f"{name}_tokens": counts[name] for name in SPLITS}}, force=args.force)
     report_written(args.out_dir, counts, meta["vocab_size"])
 
 
