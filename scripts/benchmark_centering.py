@@ -25,8 +25,7 @@ from _repo_root import ROOT as REPO_ROOT  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarking import SKIP_FIRST  # noqa: E402
-from configurator import ConfigError, fail, load_config  # noqa: E402
-from configurator import CommandLine  # noqa: E402
+from configurator import CommandLine, ConfigError, at_least, comma_list, fail, load_config  # noqa: E402
 from experiments.plan import BASELINE_MODE, check_plan, variant_names  # noqa: E402
 from machine import machine_description  # noqa: E402
 from model_advanced_centering import CENTERING_MODES, AdvancedGPT, AdvancedGPTConfig  # noqa: E402
@@ -39,20 +38,19 @@ from train_advanced_centered import CenteredTrainConfig  # noqa: E402
 
 def parse_args(argv):
     parser = CommandLine(__doc__)
-    parser.add_argument("--variants", default=",".join(variant_names()), help="comma-separated config names")
-    parser.add_argument("--modes", default="adaptive", help=f"comma-separated, of {', '.join(CENTERING_MODES)}")
-    parser.add_argument("--steps", type=int, default=300, help="training steps of every model")
+    parser.add_argument("--variants", type=comma_list(str, unique=True), default=variant_names(),
+                        help="comma-separated config names (default: every variant)")
+    parser.add_argument("--modes", type=comma_list(str, unique=True), default=["adaptive"],
+                        help=f"comma-separated, of {', '.join(CENTERING_MODES)}")
+    parser.add_argument("--steps", type=at_least(SKIP_FIRST + 1), default=300, help="training steps of every model")
     parser.add_argument("--compile", choices=["eager", "compiled", "both"], default="both",
                         help="time the eager models, the compiled ones, or both")
     args, overrides = parser.parse_with_overrides(argv)
-    variants, modes = args.variants.split(","), args.modes.split(",")
     try:
-        check_plan([], variants, modes)
+        check_plan([], args.variants, args.modes)
     except ConfigError as e:
         fail(str(e))
-    if args.steps <= SKIP_FIRST:
-        fail(f"--steps must exceed {SKIP_FIRST}")
-    return args, variants, modes, overrides
+    return args, args.variants, args.modes, overrides
 
 
 def build(variant, mode, overrides, vocab_size, compiled):

@@ -119,3 +119,19 @@ def test_sampling_benchmark_refuses_a_model_it_cannot_build_in_one_line(argv, me
     from conftest import run_main
     status, out, err = run_main(benchmark_sampling.main, argv, capsys)
     assert status == 2 and err.count("\n") == 1 and message in err and out == "", err
+
+
+def test_centering_benchmark_times_each_variant_against_the_baseline_and_checks_its_lists(char_data, capsys):
+    import benchmark_centering
+    from conftest import TINY, run_main
+    argv = ["--variants=baseline,value_centered", "--modes=adaptive,momentum", "--steps=12", "--compile=eager",
+            f"--data_dir={char_data}", *TINY]
+    status, out, err = run_main(benchmark_centering.main, argv, capsys)
+    assert status == 0, err
+    rows = [line.split(" | ")[:2] for line in out.splitlines() if line.startswith("| ") and "ms/step" not in line]
+    assert rows == [["| baseline", "none"], ["| baseline (A/A)", "none"], ["| value_centered", "adaptive"],
+                    ["| value_centered", "momentum"]]
+    for bad, message in (("--modes=adaptive,adaptive", "lists adaptive twice"), ("--steps=10", "at least 11"),
+                         ("--variants=nope", "no config for variant 'nope'")):
+        status, _, err = run_main(benchmark_centering.main, [*argv, bad], capsys)
+        assert status == 2 and err.count("\n") == 1 and message in err, err
