@@ -360,11 +360,9 @@ def base_metric(metric):
     return metric.rsplit("_", 1)[0] if metric.endswith(("_before", "_after")) else metric
 
 
-def metric_names(groups):
-    """The metrics the diag/ keys of groups' records hold ({label: [records of a run, ...]})."""
-    return sorted({base_metric(parse_diag_key(key)[2]) for runs in groups.values() for records in runs
-                   for record in records if record.get("type") == "eval"
-                   for key in record if parse_diag_key(key) is not None})
+def metric_names(curves):
+    """The metrics (without their side) that runs' diagnostic_curves hold, sorted."""
+    return sorted({base_metric(metric) for run_curves in curves for _, _, metric in run_curves})
 
 
 def plot_diagnostics(groups, out_dir, metrics=None):
@@ -378,7 +376,7 @@ def plot_diagnostics(groups, out_dir, metrics=None):
     colors = plt.cm.tab10(np.linspace(0, 1, 10))
     os.makedirs(out_dir, exist_ok=True)
     paths = []
-    for name in metric_names(groups):
+    for name in metric_names(c for curves in runs.values() for c in curves):
         if metrics and name not in metrics:
             continue
         cells = sorted({(site, layer) for site, layer, m in present if base_metric(m) == name},

@@ -35,10 +35,24 @@ def test_the_reports_are_found():
     assert {"decisive_1k", "decisive_code", "decisive_aggressive", "best_advanced_1k-tuned"} <= set(COMMANDS)
 
 
-@pytest.mark.slow  # about 10 s a report
+def without_drawing(monkeypatch):
+    """Figures are made but not drawn (an empty file where each PNG goes): drawing is most of a
+    report's time, and this test is about the tables; the plots are tested in test_plots.py."""
+    import matplotlib.figure
+    from experiments import plots
+
+    def save_empty(fig, path, *args, **kwargs):
+        open(path, "wb").close()
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", save_empty)
+    monkeypatch.setattr(plots, "fit_texts", lambda fig, *args, **kwargs: None)
+
+
+@pytest.mark.slow  # a few seconds a report
 @pytest.mark.parametrize("name", sorted(COMMANDS))
 def test_a_committed_report_regenerates_from_its_runs(name, tmp_path, capsys, monkeypatch):
     import run_best_advanced_1k as run_best
+    without_drawing(monkeypatch)
     argv = COMMANDS[name]
     assert "--report_only" in argv and "--out_root=results" in argv  # reads the committed runs, trains nothing
     monkeypatch.chdir(REPO_ROOT)  # the command's paths are the repository's

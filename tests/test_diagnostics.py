@@ -300,8 +300,8 @@ def test_plot_command_draws_each_metric(tiny_runs, tmp_path, capsys):
 @pytest.mark.xdist_group("tiny_runs")  # one worker trains the module's runs once
 def test_every_logged_metric_has_a_plot(tiny_runs, tmp_path):
     """Without --metrics every metric in the records is drawn (checked without drawing them)."""
-    from experiments.plots import metric_names
-    names = metric_names({"run": [eval_records(tiny_runs[0])]})
+    from experiments.plots import diagnostic_curves, metric_names
+    names = metric_names([diagnostic_curves(eval_records(tiny_runs[0]))])
     assert sorted(names) == sorted(METRICS + ("first_mass", "first_mass_max_head"))
 
 
