@@ -147,7 +147,7 @@ def imported_checkpoint(cfg, in_path):
         meta = write_tokens(cfg.data_dir, dataset_dir, vocab)
     else:
         meta, dataset_dir = {**vocab, "source": "nanoGPT meta.pkl"}, None
-        print(f"no train.bin and val.bin in {cfg.data_dir}: imported for sampling only (resuming needs its data)")
+        print(f"no train.bin and val.bin in {cfg.data_dir}: imported for sampling only (resuming or evaluating it needs its data)")
     # best_val_loss inf: upstream's is an estimate on random windows, not our validation loss
     ours = make_checkpoint(model, model_args, optimizer, int(ckpt["iter_num"]), float("inf"), config, meta,
                            imported_from={"checkpoint": os.path.abspath(in_path), "iter_num": int(ckpt["iter_num"]),

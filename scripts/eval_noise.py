@@ -19,7 +19,7 @@ from configurator import CommandLine, at_least
 from experiments.cli import guarded
 from training import REPO_ROOT
 from training.batches import TokenData
-from training.checkpoint import check_same_dataset, load_checkpoint, model_from_checkpoint
+from training.checkpoint import check_records_its_data, check_same_dataset, load_checkpoint, model_from_checkpoint
 
 
 @torch.no_grad()
@@ -37,6 +37,7 @@ def window_losses(model, data, offsets, batch_size=64):
 def measure(args):
     path = os.path.join(args.out_dir, args.checkpoint)
     ckpt = load_checkpoint(path)
+    check_records_its_data(ckpt, path)  # before its data folder is looked for: it may never have had one
     model = model_from_checkpoint(ckpt).eval()
     cfg = ckpt["config"]
     data = TokenData(args.data_dir or cfg["data_dir"] or os.path.join(REPO_ROOT, "data", cfg["dataset"]),

@@ -271,3 +271,32 @@ def test_an_import_resumes_with_a_fresh_sampler_said_in_one_line(tmp_path, capsy
     assert "resuming from" in out and "done: 7 iterations" in out
     assert sample_module.main([f"--out_dir={run}", "--device=cpu", "--num_samples=1", "--max_new_tokens=5",
                                "--start=hello"]) == 0
+
+
+def test_an_import_for_sampling_only_samples_and_says_what_resuming_needs(tmp_path, capsys):
+    """Upstream's data folder with its meta.pkl but no token files: the run samples; resuming or
+    evaluating it is refused in one line that says to import it again with its data."""
+    import eval_noise
+    folder = upstream_like_checkpoint(str(tmp_path / "up"))
+    data = tmp_path / "data"
+    write_paired_data("hello world, " * 400, str(data), str(tmp_path / "unused"))
+    for split in ("train", "val"):
+        os.remove(data / f"{split}.bin")
+    run = str(tmp_path / "run")
+    status, out, err = run_main(import_nanogpt.main, [f"--in_dir={folder}", f"--data_dir={data}", f"--out_dir={run}",
+                                                      f"--dataset_dir={tmp_path / 'ours'}"], capsys)
+    assert status == 0 and "imported for sampling only" in out, err
+    assert not (tmp_path / "ours").exists()
+    assert sample_module.main([f"--out_dir={run}", "--device=cpu", "--num_samples=1", "--max_new_tokens=5",
+                               "--start=hello"]) == 0
+    # a dataset of the same vocabulary is no proof of the run's data: refused, not trusted
+    same_vocabulary = tmp_path / "other"
+    write_paired_data("hello world, " * 400, str(same_vocabulary), str(tmp_path / "unused2"))
+    for main, args in ((train_module.main, [f"--out_dir={run}", "--init_from=resume", "--device=cpu", "--max_iters=7"]),
+                       (train_module.main, [f"--out_dir={run}", "--eval_only=True", "--device=cpu",
+                                            f"--data_dir={same_vocabulary}"]),
+                       (eval_noise.main, [f"--out_dir={run}"]),
+                       (eval_noise.main, [f"--out_dir={run}", f"--data_dir={same_vocabulary}"])):
+        status, _, err = run_main(main, args, capsys)
+        assert status != 0 and err.count("\n") == 1, err
+        assert "imported for sampling only" in err and "import it again with a --data_dir that holds" in err, err

@@ -169,6 +169,7 @@ def load_resumable_checkpoint(path, model_cls):
                             f"{sorted(missing)} (an inference-only checkpoint?)")
     if ckpt["model_class"] != model_cls.__name__:
         raise TrainingError(f"{path} holds a {ckpt['model_class']}, not a {model_cls.__name__}")
+    check_records_its_data(ckpt, path)
     return ckpt
 
 
@@ -191,8 +192,18 @@ def same_dataset(saved_meta, data):
     return sizes(saved_meta) == sizes(data.meta)
 
 
+def check_records_its_data(ckpt, path):
+    """Refuse to resume (or evaluate) a checkpoint that records no data to check a dataset against:
+    a nanoGPT run imported without its token files has only a vocabulary (and no token counts)."""
+    saved_meta = ckpt.get("dataset_meta", {})
+    if not saved_meta.get("fingerprint") and saved_meta.get("train_tokens") is None:
+        raise ConfigError(f"{path} records no data, only a vocabulary (a nanoGPT run imported for sampling only): "
+                          f"to resume or evaluate it, import it again with a --data_dir that holds its train.bin and val.bin")
+
+
 def check_same_dataset(ckpt, data, path):
     """Refuse to resume (or evaluate) a checkpoint on another dataset than it was trained on."""
+    check_records_its_data(ckpt, path)
     saved_meta = ckpt.get("dataset_meta", {})
     if same_dataset(saved_meta, data):
         return
