@@ -300,3 +300,21 @@ def test_an_import_for_sampling_only_samples_and_says_what_resuming_needs(tmp_pa
         status, _, err = run_main(main, args, capsys)
         assert status != 0 and err.count("\n") == 1, err
         assert "imported for sampling only" in err and "import it again with a --data_dir that holds" in err, err
+
+
+def test_a_run_on_a_dataset_whose_meta_has_only_its_vocabulary_still_resumes(tmp_path, capsys):
+    """The sampling-only refusal is for imports: a run of ours on a hand-made dataset (meta.json
+    with a vocabulary, no counts, no fingerprint) resumes as before."""
+    import json
+    data = write_char_dataset(str(tmp_path / "data"), "hello world, " * 400)
+    meta_path = os.path.join(data, "meta.json")
+    with open(meta_path, encoding="utf-8") as f:
+        meta = json.load(f)
+    with open(meta_path, "w", encoding="utf-8") as f:
+        json.dump({k: meta[k] for k in ("tokenizer", "vocab_size", "chars")}, f)
+    run = str(tmp_path / "run")
+    base = [f"--{k}={v}" for k, v in TINY_MODEL.items()] + [f"--out_dir={run}", f"--data_dir={data}"]
+    status, _, err = run_main(train_module.main, [*base, "--max_iters=4", "--eval_interval=4"], capsys)
+    assert status == 0, err
+    status, out, err = run_main(train_module.main, [*base, "--init_from=resume", "--max_iters=6"], capsys)
+    assert status == 0 and "done: 6 iterations" in out, err

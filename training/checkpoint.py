@@ -193,12 +193,13 @@ def same_dataset(saved_meta, data):
 
 
 def check_records_its_data(ckpt, path):
-    """Refuse to resume (or evaluate) a checkpoint that records no data to check a dataset against:
-    a nanoGPT run imported without its token files has only a vocabulary (and no token counts)."""
+    """Refuse to resume (or evaluate) a nanoGPT import that records no data to check a dataset
+    against: imported without its token files, it has only a vocabulary (no counts, no fingerprint)."""
     saved_meta = ckpt.get("dataset_meta", {})
-    if not saved_meta.get("fingerprint") and saved_meta.get("train_tokens") is None:
+    if ckpt.get("imported_from") and not saved_meta.get("fingerprint") and saved_meta.get("train_tokens") is None:
         raise ConfigError(f"{path} records no data, only a vocabulary (a nanoGPT run imported for sampling only): "
-                          f"to resume or evaluate it, import it again with a --data_dir that holds its train.bin and val.bin")
+                          f"to resume or evaluate it, import it again with a --data_dir that holds its train.bin "
+                          f"and val.bin (--overwrite=True replaces this import)")
 
 
 def check_same_dataset(ckpt, data, path):
