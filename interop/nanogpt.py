@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from configurator import ConfigError
-from data.text_sources import SPLITS, existing_fingerprint, fingerprint_files, publish_dataset, staged_path
+from data.text_sources import (SPLITS, existing_fingerprint, fingerprint_files, publish_dataset, staged_path,
+                               writing_dataset)
 from model import GPT, GPTConfig
 from train import TrainConfig
 from training import REPO_ROOT, TrainingError
@@ -108,20 +109,20 @@ def write_tokens(data_dir, dataset_dir, vocab):
     """Upstream's train.bin as our train split, its val.bin halved into val and test; meta.json
     (and meta.pkl) by publish_dataset. Returns meta.json's contents."""
     train_path, val_path = (os.path.join(data_dir, f"{s}.bin") for s in ("train", "val"))
-    os.makedirs(dataset_dir, exist_ok=True)
-    val = np.memmap(val_path, dtype=np.uint16, mode="r")
-    staged = {s: staged_path(dataset_dir, s) for s in SPLITS}
-    shutil.copyfile(train_path, staged["train"])
-    val[:len(val) // 2].tofile(staged["val"])
-    val[len(val) // 2:].tofile(staged["test"])
-    counts = {f"{s}_tokens": os.path.getsize(p) // 2 for s, p in staged.items()}
-    meta = {**vocab, **counts, "source": f"nanoGPT dataset {os.path.abspath(data_dir)}"}
-    old = existing_fingerprint(dataset_dir)
-    if old is not None and old != fingerprint_files(staged, meta):
-        for path in staged.values():
-            os.remove(path)
-        raise ConfigError(f"{dataset_dir} already holds another dataset: give the import another --dataset_dir")
-    return publish_dataset(dataset_dir, meta)
+    with writing_dataset(dataset_dir):  # a full disk, or a file where the folder goes: one line
+        val = np.memmap(val_path, dtype=np.uint16, mode="r")
+        staged = {s: staged_path(dataset_dir, s) for s in SPLITS}
+        shutil.copyfile(train_path, staged["train"])
+        val[:len(val) // 2].tofile(staged["val"])
+        val[len(val) // 2:].tofile(staged["test"])
+        counts = {f"{s}_tokens": os.path.getsize(p) // 2 for s, p in staged.items()}
+        meta = {**vocab, **counts, "source": f"nanoGPT dataset {os.path.abspath(data_dir)}"}
+        old = existing_fingerprint(dataset_dir)
+        if old is not None and old != fingerprint_files(staged, meta):
+            for path in staged.values():
+                os.remove(path)
+            raise ConfigError(f"{dataset_dir} already holds another dataset: give the import another --dataset_dir")
+        return publish_dataset(dataset_dir, meta)
 
 
 def imported_checkpoint(cfg, in_path):

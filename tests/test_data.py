@@ -279,7 +279,8 @@ def test_openwebtext_pipeline_on_local_file(tmp_path):
     for name, copy in zip(("train", "val", "test"), copies):
         full_ids = np.fromfile(out / f"{name}.bin", dtype=np.uint16)
         assert np.array_equal(gpt2_ids[np.fromfile(copy, dtype=np.uint16)], full_ids)
-    # a full disk while writing the token files: one line, exit 1, no dataset that looks prepared
+    # a full disk while writing the token files: one line, exit 1, no dataset that looks prepared (the file-size
+    # limit fails write() as ENOSPC would; the token files are written, not mapped, whose full disk is a SIGBUS)
     result = run_script("openwebtext", "--text_file", source, "--out_dir", tmp_path / "full", "--num_proc", 1,
                         env=hf_offline_env(tmp_path), max_file_bytes=20_000)
     assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith(

@@ -318,3 +318,23 @@ def test_a_run_on_a_dataset_whose_meta_has_only_its_vocabulary_still_resumes(tmp
     assert status == 0, err
     status, out, err = run_main(train_module.main, [*base, "--init_from=resume", "--max_iters=6"], capsys)
     assert status == 0 and "done: 6 iterations" in out, err
+
+
+def test_an_import_whose_data_cannot_be_written_is_one_line_and_leaves_no_run(tmp_path):
+    """A file where --dataset_dir goes, and a full disk while the tokens are copied (the kernel's
+    RLIMIT_FSIZE fails writes past 20 KB, as ENOSPC would): one line (exit 2 and 1), no run folder left
+    (the checkpoint is written after its data) and no dataset that looks prepared."""
+    import resource
+    from conftest import ENV, one_line
+    folder = upstream_like_checkpoint(str(tmp_path / "up"))
+    data = tmp_path / "data"
+    write_paired_data("hello world, " * 4000, str(data), str(tmp_path / "unused"))
+    (tmp_path / "a_file").write_text("not a folder")
+    for dataset_dir, limit, expected in ((tmp_path / "a_file", None, 2), (tmp_path / "ours", 20_000, 1)):
+        run = tmp_path / f"run_{dataset_dir.name}"
+        args = [f"--in_dir={folder}", f"--data_dir={data}", f"--out_dir={run}", f"--dataset_dir={dataset_dir}"]
+        limited = (lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))) if limit else None
+        result = subprocess.run([sys.executable, os.path.join("scripts", "import_nanogpt.py"), *args], cwd=REPO_ROOT,
+                                capture_output=True, text=True, env=ENV, preexec_fn=limited)
+        assert result.returncode == expected and one_line(result.stderr) and str(dataset_dir) in result.stderr, result.stderr
+        assert not run.exists() and not (limit and (dataset_dir / "meta.json").exists())
