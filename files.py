@@ -61,8 +61,8 @@ def write_atomically(path, write):
 
 
 def write_probe(folder):
-    """Create and delete a file in folder: an OSError if it cannot be written (a probe file, not
-    os.access, because root passes os.access on a read-only mount)."""
+    """Create and delete a file in folder: an OSError if it cannot be written, with the file
+    system's own reason (read-only, no permission, no space), which os.access does not give."""
     with tempfile.TemporaryFile(dir=folder):
         pass
 

@@ -69,9 +69,10 @@ def check_image_path(path, flag):
         raise ConfigError(f"{flag}={path}: {folder} is not a writable folder") from None
 
 
-def sweep_options(args):
-    """run_sweep's keyword arguments from the options of add_sweep_arguments."""
-    if args.gpus and args.executor == "local":  # Slurm gives each job its GPUs (--gpus_per_run)
+def sweep_options(args, trains=True):
+    """run_sweep's keyword arguments from the options of add_sweep_arguments. trains: False where
+    nothing will train (a report read back on a machine that need not have the runs' GPUs)."""
+    if trains and args.gpus and args.executor == "local":  # Slurm gives each job its GPUs (--gpus_per_run)
         check_gpu_ids(args.gpus)
     slurm = {"partition": args.partition, "time_min": args.time_min, "gpus_per_run": args.gpus_per_run,
              "cpus_per_run": args.cpus_per_run}

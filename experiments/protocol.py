@@ -33,6 +33,7 @@ from experiments.seed_plan import SeedPlan, add_detectable_effects, decide
 from experiments.sweep import run_sweep
 from experiments.tuning import (RATE_KEY, TEST_METRIC, at_chosen_rates, borderline, check_disjoint, choose_rates,
                                 edge_rates, selection_table)
+from files import write_probe
 from machine import machine_description
 from training.metrics import read_metrics
 
@@ -139,7 +140,7 @@ def tuned_phases(args, name, overrides, runs, log):
     keeps its variant's grid incomplete),
     extended ({(variant, mode): Holm p at --seeds}); or None while runs are still queued (Slurm
     without --wait)."""
-    options = {**sweep_options(args), "execute": not args.report_only}
+    options = {**sweep_options(args, trains=not args.report_only), "execute": not args.report_only}
 
     def sweep(planned):
         return run_sweep(name, planned, args.out_root, overrides=overrides, **options)
@@ -423,8 +424,10 @@ def check_report_dir(args, report_dir):
     parent = report_dir if os.path.isdir(report_dir) else os.path.dirname(os.path.abspath(report_dir))
     while not os.path.exists(parent):  # the nearest folder that exists is where it will be made
         parent = os.path.dirname(parent)
-    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"--report_dir {report_dir} cannot be written ({parent} is not a writable folder)")
+    try:
+        write_probe(parent)
+    except OSError:  # a file, read-only, or no permission
+        raise ConfigError(f"--report_dir {report_dir} cannot be written ({parent} is not a writable folder)") from None
     path = os.path.join(report_dir, "results.json")
     if not os.path.isfile(path):
         if os.path.exists(os.path.join(report_dir, "results.md")):  # ours always comes with results.json, written first
@@ -527,7 +530,7 @@ def run(args, overrides):
             return 0
     else:
         done = run_sweep(name, runs, args.out_root, overrides=all_overrides, execute=not args.report_only,
-                         **sweep_options(args))
+                         **sweep_options(args, trains=not args.report_only))
         if len(done) < len(runs) and not args.report_only:
             print(f"{len(runs) - len(done)} runs still queued or running; run the same command again")
             return 0

@@ -148,6 +148,23 @@ def train_with_file_limit(cfg, limit_bytes):
                           text=True, env=ENV, preexec_fn=limit)
 
 
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A folder on a tmpfs mounted read-only (root passes every permission check, so only a real
+    read-only mount shows what a user without write access meets); skips where mounting is not
+    allowed."""
+    mount_point = tmp_path / "read_only"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount_point)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here: {mounted.stderr.strip() or mounted.returncode}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True)
+
+
 def read_split(folder, name):
     """One split of a prepared dataset (train, val or test) as uint16 tokens."""
     return np.fromfile(os.path.join(folder, f"{name}.bin"), dtype=np.uint16)

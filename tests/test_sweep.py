@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 
 import pytest
 
@@ -304,18 +303,7 @@ def test_a_sweep_out_root_that_is_a_file_is_one_line(char_data, tmp_path, capsys
     assert out_root.read_text() == "mine"
 
 
-def test_a_sweep_out_root_that_cannot_be_written_is_one_line(char_data, tmp_path, capsys):
-    """A read-only file system (a tmpfs mounted read-only: root passes every permission check,
-    so only a real read-only mount shows what a user without write access meets)."""
+def test_a_sweep_out_root_that_cannot_be_written_is_one_line(char_data, read_only_folder, capsys):
     import advanced_centering_experiments as sweep_script
-    mount_point = tmp_path / f"ro-{uuid.uuid4().hex[:8]}"
-    mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount_point)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a read-only tmpfs here: {mounted.stderr.strip() or mounted.returncode}")
-    try:
-        status, _, err = run_main(sweep_script.main, sweep_argv(mount_point / "sweeps", char_data), capsys)
-        assert status == 2 and one_line(err) and "cannot write there (Read-only file system)" in err, err
-    finally:
-        subprocess.run(["umount", str(mount_point)], check=True)
+    status, _, err = run_main(sweep_script.main, sweep_argv(read_only_folder / "sweeps", char_data), capsys)
+    assert status == 2 and one_line(err) and "cannot write there (Read-only file system)" in err, err

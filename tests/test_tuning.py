@@ -77,7 +77,7 @@ def test_test_phase_takes_fresh_seeds_at_the_chosen_rates():
 
 
 @pytest.mark.slow
-def test_tuned_comparison_end_to_end(char_data, tmp_path, capsys):
+def test_tuned_comparison_end_to_end(char_data, tmp_path, capsys, monkeypatch):
     """The one command: a rate grid on a selection seed, the rates chosen on validation, fresh
     test seeds at those rates, and the report of the test comparison. (It trains once, as the
     command line; the calls that train nothing run in this process.)"""
@@ -119,12 +119,14 @@ def test_tuned_comparison_end_to_end(char_data, tmp_path, capsys):
         assert (sweep_dir / png).stat().st_size > 10_000
 
     # a report of the folder as it is, training nothing: with a test run's record gone, the
-    # variant is named as not finished and left out, and nothing is run again
+    # variant is named as not finished and left out, and nothing is run again; a command written
+    # on a GPU machine (--gpus=0) reads back on one without a GPU
     results_file = sweep_dir / "results.jsonl"
     kept = [line for line in results_file.read_text().splitlines() if '"value_centered-momentum-s2-' not in line]
     results_file.write_text("\n".join(kept) + "\n")
-    status, out, err = run_main(run_best.main, args + TINY + ["--report_only", f"--report_dir={tmp_path / 'partial'}"],
-                                capsys)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    status, out, err = run_main(run_best.main, args + TINY + ["--report_only", f"--report_dir={tmp_path / 'partial'}",
+                                                              "--gpus=0"], capsys)
     assert status == 0, err[-2000:]
     text = (tmp_path / "partial" / "results.md").read_text()
     assert "**Partial**: 1 of the variants" in text and "Value only / momentum" in text
@@ -398,6 +400,18 @@ def test_a_report_folder_of_another_experiment_is_refused_also_in_the_older_form
     (tmp_path / "results.md").write_text("my notes")
     with pytest.raises(UserError, match="holds a results.md that is no report of this project"):
         run_best.check_report_dir(args, str(tmp_path))
+
+
+def test_a_report_folder_that_cannot_be_written_is_refused_before_anything_trains(read_only_folder):
+    """On a read-only mount: a ConfigError naming the folder, before anything trains."""
+    import argparse
+
+    from configurator import ConfigError
+    from experiments.protocol import check_report_dir
+    args = argparse.Namespace(dataset="shakespeare_char", iters=100, tune=True, variants=["value_centered"],
+                              modes=["momentum"], plan=None, cells=None)
+    with pytest.raises(ConfigError, match=f"{read_only_folder} is not a writable folder"):
+        check_report_dir(args, str(read_only_folder / "report"))
 
 
 def test_seed_plan_and_cells_options_are_checked(char_data, tmp_path, capsys):
