@@ -102,16 +102,11 @@ class TrainConfig:
     peak_flops: float = 312e12  # for MFU: the accelerator's dense bf16 peak (A100: 312e12)
 
     def validate(self):
-        positive = ["eval_interval", "log_interval", "eval_windows", "train_eval_windows", "batch_size",
-                    "gradient_accumulation_steps", "block_size", "vocab_multiple", "n_layer",
-                    "n_head", "n_embd"]
-        for key in positive:
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"{key} must be positive, got {getattr(self, key)}")
+        check_positive(self, "eval_interval", "log_interval", "eval_windows", "train_eval_windows", "batch_size",
+                       "gradient_accumulation_steps", "block_size", "vocab_multiple")
+        check_model_shape(self)
         if self.max_iters < 0 or self.warmup_iters < 0 or self.lr_decay_iters < 0:
             raise ConfigError("max_iters, warmup_iters and lr_decay_iters must not be negative")
-        if self.n_embd % self.n_head:
-            raise ConfigError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.init_from not in ("scratch", "resume"):
@@ -133,6 +128,19 @@ DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 def check_device(device):
     if not DEVICE.fullmatch(device):
         raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps; got '{device}'")
+
+
+def check_positive(cfg, *keys):
+    for key in keys:
+        if getattr(cfg, key) <= 0:
+            raise ConfigError(f"{key} must be positive, got {getattr(cfg, key)}")
+
+
+def check_model_shape(cfg):
+    """Layers, heads and width of a config (a trainer's or a benchmark's) that make a GPT."""
+    check_positive(cfg, "n_layer", "n_head", "n_embd")
+    if cfg.n_embd % cfg.n_head:
+        raise ConfigError(f"n_embd ({cfg.n_embd}) must be divisible by n_head ({cfg.n_head})")
 
 
 def check_seed(seed):

@@ -33,7 +33,7 @@ from machine import machine_description  # noqa: E402
 from configurator import ConfigError, run_command  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
 from model_advanced_centering import AdvancedGPT, AdvancedGPTConfig, fold_centering  # noqa: E402
-from train import check_seed  # noqa: E402
+from train import check_model_shape, check_positive, check_seed  # noqa: E402
 from training.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
 
 
@@ -53,11 +53,8 @@ class BenchConfig:
     def validate(self):
         if min(self.max_new_tokens, self.block_size, self.repeats) <= 1:
             raise ConfigError("max_new_tokens, block_size and repeats must be at least 2")
-        for key in ("n_layer", "n_head", "n_embd", "vocab_size"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"{key} must be positive, got {getattr(self, key)}")
-        if self.n_embd % self.n_head:
-            raise ConfigError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        check_model_shape(self)
+        check_positive(self, "vocab_size")
         check_seed(self.seed)
 
 
