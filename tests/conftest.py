@@ -5,6 +5,7 @@ variants, a full disk, prepared datasets read back and damaged, metrics and swee
 
 import dataclasses
 import json
+import math
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
@@ -173,6 +175,25 @@ def read_split(folder, name):
 def read_meta(folder):
     with open(os.path.join(folder, "meta.json"), encoding="utf-8") as f:
         return json.load(f)
+
+
+def exact_split_loss(ckpt_path, data_dir, block_size, split):
+    """An independent evaluation: every non-overlapping window of a split (test.bin, val.bin),
+    summed token by token. Returns (loss per token, bits per byte, tokens)."""
+    from training.checkpoint import load_checkpoint, model_from_checkpoint
+    model = model_from_checkpoint(load_checkpoint(ckpt_path)).eval()
+    ids = torch.from_numpy(read_split(data_dir, split).astype(np.int64))
+    token_bytes = torch.tensor(read_meta(data_dir)["token_bytes"])
+    nll, nbytes, tokens = 0.0, 0, 0
+    with torch.no_grad():
+        for start in range(0, len(ids) - block_size, block_size):
+            x = ids[start:start + block_size][None]
+            y = ids[start + 1:start + block_size + 1]
+            logits, _ = model(x, y[None])
+            nll += F.cross_entropy(logits[0].double(), y, reduction="sum").item()
+            nbytes += int(token_bytes[y].sum())
+            tokens += len(y)
+    return nll / tokens, nll / math.log(2) / nbytes, tokens
 
 
 def damage_meta_not_json(data_dir):

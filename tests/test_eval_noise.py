@@ -3,7 +3,7 @@ import os
 import subprocess
 import sys
 
-from conftest import ENV, SCRIPTS, write_char_dataset
+from conftest import ENV, SCRIPTS, exact_split_loss, write_char_dataset
 
 
 def test_eval_noise(tiny_config):
@@ -13,7 +13,12 @@ def test_eval_noise(tiny_config):
                         "--windows=20", "--trials=5"], capture_output=True, text=True, env=ENV, timeout=120)
     assert r.returncode == 0, r.stderr
     exact = float(r.stdout.split("non-overlapping windows: ")[1].split()[0])
-    assert 0 < exact < 10 and "estimates from 20 random windows (5 trials)" in r.stdout
+    expected, _, _ = exact_split_loss(os.path.join(tiny_config.out_dir, "ckpt.pt"), tiny_config.data_dir,
+                                      tiny_config.block_size, "val")
+    assert abs(exact - expected) < 1e-4  # printed to 4 decimals
+    estimates = r.stdout.split("estimates from 20 random windows (5 trials): ")[1]
+    mean, std = (float(estimates.split(f"{key} ")[1].split(",")[0]) for key in ("mean", "std"))
+    assert std > 0 and abs(mean - exact) < 5 * std / 5 ** 0.5 + 0.02  # random windows of the same split
     r = subprocess.run([sys.executable, os.path.join(SCRIPTS, "eval_noise.py"), f"--out_dir={tiny_config.out_dir}x"],
                        capture_output=True, text=True, env=ENV, timeout=120)
     assert r.returncode == 2 and r.stderr.startswith("error: no checkpoint at ") and r.stderr.count("\n") == 1

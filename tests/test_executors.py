@@ -72,10 +72,10 @@ def test_jobs_2_gives_the_records_of_jobs_1(char_data, tmp_path):
 
 STAND_IN_TRAINER = """
 import json, os, sys, time
+start = time.time()  # the process's life, torch's import included: two jobs started together overlap
 import torch
 out = [a.split("=", 1)[1] for a in sys.argv if a.startswith("--out_dir=")][0]
 rank = os.environ.get("RANK", "0")
-start = time.time()
 time.sleep(1.0)
 with open(os.path.join(out, f"env-{rank}.json"), "w") as f:
     json.dump({"gpus": os.environ.get("CUDA_VISIBLE_DEVICES"), "threads": os.environ.get("OMP_NUM_THREADS"),
@@ -105,10 +105,9 @@ def test_each_running_job_gets_its_own_gpus(char_data, tmp_path, monkeypatch):
         assert envs[0]["gpus"] == envs[1]["gpus"] in ("0,1", "2,3")  # both processes of a run: its 2 GPUs
         assert envs[0]["threads"] == "2" and envs[0]["torch_threads"] == 2  # 8 cores / (2 jobs x 2 processes)
         seen.append(envs[0])
-    for a in seen:  # runs that overlapped in time never shared a GPU
-        for b in seen:
-            if a is not b and a["start"] < b["end"] and b["start"] < a["end"]:
-                assert a["gpus"] != b["gpus"]
+    overlapping = [(a, b) for a in seen for b in seen if a is not b and a["start"] < b["end"] and b["start"] < a["end"]]
+    assert overlapping  # two jobs at a time did run at the same time
+    assert all(a["gpus"] != b["gpus"] for a, b in overlapping)  # and never shared a GPU
     assert {e["gpus"] for e in seen} == {"0,1", "2,3"}
     assert LocalExecutor(jobs=3, gpus=[]).slots() == [None, None, None]
     with pytest.raises(ConfigError, match="need 4 GPUs; 2 available"):

@@ -205,13 +205,36 @@ def test_fold_script_and_sampling_from_the_folded_checkpoint(tiny_config, tmp_pa
                                                      "--max_new_tokens=30", "--device=cpu", "--start=ROMEO:"], capsys)
     assert status == 0 and out.startswith("ROMEO:"), err
     # greedy sampling past the window (a one-token prompt + 40 > block_size 16): the same text
-    # with and without the cache; the restart window parts from it
+    # with and without the cache; the restart window's agrees within the first window
     greedy = SampleConfig(out_dir=folded_dir, num_samples=1, max_new_tokens=40, top_k=1, device="cpu")
     quiet = lambda *a: None  # noqa: E731
     text = sample(greedy, quiet)
     assert text == sample(dataclasses.replace(greedy, use_kv_cache=False), quiet)
     restart = sample(dataclasses.replace(greedy, window="restart"), quiet)
     assert restart[0][:16] == text[0][:16]
+
+
+def test_sample_generates_with_the_window_it_is_given(tmp_path):
+    """sample.py's --window reaches the model: on a model whose greedy text depends on its context
+    (weights of unit variance), slide and restart part after the first window, and each is the
+    model's own generation with that window."""
+    torch.manual_seed(1)
+    model = GPT(GPTConfig(**BASE)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0.0, 1.0)
+    folder = write_checkpoint(model, str(tmp_path / "run"))
+    greedy = SampleConfig(out_dir=folder, start="0", num_samples=1, max_new_tokens=40, top_k=1, device="cpu")
+    encode, decode = sample_module.make_codec(CHAR_META)
+    texts = {}
+    for window in ("slide", "restart"):
+        texts[window] = sample(dataclasses.replace(greedy, window=window), lambda *a: None)[0]
+        with torch.no_grad():
+            ids = model.generate(torch.tensor([encode("0")]), 40, top_k=1, window=window)
+        assert texts[window] == decode(ids[0].tolist())
+    assert texts["slide"][:BASE["block_size"]] == texts["restart"][:BASE["block_size"]]
+    assert texts["slide"] != texts["restart"]
 
 
 @pytest.mark.parametrize("case,message", [("plain", "not a centered model"), ("simple", "'simple'"),

@@ -79,8 +79,10 @@ def test_training_panel_is_not_empty_when_a_run_logged_few_steps(kept_figures, t
 
 
 def test_curves_of_runs_logged_at_different_iterations_are_interpolated():
-    x, mean, _ = plots.mean_band([[(0, 1.0), (10, 2.0)], [(5, 1.5), (15, 2.5)]])
-    assert list(x) == [0, 5, 10, 15] and len(mean) == 4
+    x, mean, std = plots.mean_band([[(0, 1.0), (10, 2.0)], [(5, 1.5), (15, 2.5)]])
+    # each run linear between its points, flat past its ends: (1, 1.5, 2, 2) and (1.5, 1.5, 2, 2.5)
+    assert list(x) == [0, 5, 10, 15]
+    assert list(mean) == pytest.approx([1.25, 1.5, 2.0, 2.25]) and list(std) == pytest.approx([0.25, 0, 0, 0.25])
 
 
 def test_plot_training_improved_writes_next_to_its_input(tmp_path):
@@ -109,16 +111,16 @@ def test_plot_commands_refuse_bad_paths_and_files_in_one_line(tmp_path, capsys):
     results = tmp_path / "results.jsonl"
     results.write_text("".join(json.dumps({**r, "run_id": f"{r['variant']}-{r['seed']}"}) + "\n" for r in records()))
     metrics = tmp_path / "sweep" / "r-s1" / "metrics.jsonl"
-    for main, argv, message in (
-            (plot_training_improved.main, [str(tmp_path / "sweep"), f"--out={tmp_path / 'dir.png'}"], "is a folder"),
+    for main, argv, message, expected in (
+            (plot_training_improved.main, [str(tmp_path / "sweep"), f"--out={tmp_path / 'dir.png'}"], "is a folder", 2),
             (plot_training_improved.main, [str(tmp_path / "sweep"), f"--out={tmp_path / 'nodir' / 'x.png'}"],
-             "is not a writable folder"),
-            (create_comparison_plots.main, [str(results), f"--out_dir={mine}"], "is a file, not a folder"),
-            (create_comparison_plots.main, [str(results), f"--out_dir={mine / 'sub'}"], "cannot write there"),
-            (create_comparison_plots.main, [str(metrics)], "is not a sweep's results.jsonl: a record has no run_id"),
-            (plot_diagnostics.main, [str(tmp_path / "sweep"), f"--out_dir={mine}"], "is a file, not a folder")):
+             "is not a writable folder", 2),
+            (create_comparison_plots.main, [str(results), f"--out_dir={mine}"], "is a file, not a folder", 2),
+            (create_comparison_plots.main, [str(results), f"--out_dir={mine / 'sub'}"], "cannot write there", 2),
+            (create_comparison_plots.main, [str(metrics)], "is not a sweep's results.jsonl: a record has no run_id", 1),
+            (plot_diagnostics.main, [str(tmp_path / "sweep"), f"--out_dir={mine}"], "is a file, not a folder", 2)):
         status, out, err = run_main(main, argv, capsys)
-        assert status in (1, 2) and err.count("\n") == 1 and message in err, (argv, err)
+        assert status == expected and err.count("\n") == 1 and message in err, (argv, err)
     assert mine.read_text() == "mine" and os.listdir(tmp_path / "dir.png") == []
 
     (tmp_path / "sweep" / "r-s1" / "run.json").write_text('{"group": "value_cen')  # cut short

@@ -1,21 +1,17 @@
 """The train / validation / test split, the dataset fingerprint and the test record."""
 import dataclasses
 import json
-import math
 import os
 import shutil
 import subprocess
 import sys
 
-import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 
-from conftest import REPO_ROOT, read_meta, read_split, write_char_dataset
+from conftest import REPO_ROOT, exact_split_loss, read_meta, read_split, write_char_dataset
 from data.text_sources import dataset_fingerprint, split_tokens
 from train import train
-from training.checkpoint import load_checkpoint, model_from_checkpoint
+from training.checkpoint import load_checkpoint
 
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak \u2014 caf\u00e9!\n\n" * 40
 
@@ -93,23 +89,6 @@ def test_forced_replacement_that_crashes_leaves_no_dataset_under_the_old_fingerp
     assert meta["fingerprint"] == dataset_fingerprint(folder, meta)
 
 
-def exact_test_loss(ckpt_path, data_dir, block_size):
-    """An independent evaluation: every non-overlapping window of test.bin, summed token by token."""
-    model = model_from_checkpoint(load_checkpoint(ckpt_path)).eval()
-    ids = torch.from_numpy(read_split(data_dir, "test").astype(np.int64))
-    token_bytes = torch.tensor(read_meta(data_dir)["token_bytes"])
-    nll, nbytes, tokens = 0.0, 0, 0
-    with torch.no_grad():
-        for start in range(0, len(ids) - block_size, block_size):
-            x = ids[start:start + block_size][None]
-            y = ids[start + 1:start + block_size + 1]
-            logits, _ = model(x, y[None])
-            nll += F.cross_entropy(logits[0].double(), y, reduction="sum").item()
-            nbytes += int(token_bytes[y].sum())
-            tokens += len(y)
-    return nll / tokens, nll / math.log(2) / nbytes, tokens
-
-
 def test_test_record_is_the_exact_evaluation_of_the_best_checkpoint(tiny_config):
     cfg = dataclasses.replace(tiny_config, max_iters=30, eval_interval=10)
     summary = train(cfg, log=lambda *a: None)
@@ -120,7 +99,7 @@ def test_test_record_is_the_exact_evaluation_of_the_best_checkpoint(tiny_config)
     assert len(tests) == 1 and records[-1] is tests[0]
     best_eval = min(evals, key=lambda r: r["val_loss"])
     assert tests[0]["iter"] == best_eval["iter"] == load_checkpoint(os.path.join(cfg.out_dir, "best.pt"))["iter_num"]
-    loss, bpb, tokens = exact_test_loss(os.path.join(cfg.out_dir, "best.pt"), cfg.data_dir, cfg.block_size)
+    loss, bpb, tokens = exact_split_loss(os.path.join(cfg.out_dir, "best.pt"), cfg.data_dir, cfg.block_size, "test")
     n_test = read_meta(cfg.data_dir)["test_tokens"]
     assert tokens == tests[0]["test_tokens"] == (n_test - 1) // cfg.block_size * cfg.block_size
     assert tests[0]["test_loss"] == pytest.approx(loss, rel=1e-5)

@@ -143,7 +143,10 @@ def test_spearman_permutation_p_is_exact_for_few_points_and_agrees_with_enumerat
     assert math.isnan(spearman_test([1.0, 2.0, 3.0, math.nan], [1, 2, 3, 4])[1])  # never p = 0 from a NaN
     assert math.isnan(spearman_test([1.0, 2.0], [1.0, 2.0])[1])
     rho, p, _ = spearman_test([1.0, 2.0, 2.0, 3.0], [1.0, 2.0, 3.0, 4.0])  # ties: average ranks
-    assert rho == pytest.approx(0.9486832980505138) and 0 < p <= 1
+    assert rho == pytest.approx(0.9486832980505138)
+    ties = np.array([1.0, 2.5, 2.5, 4.0])  # x's average ranks, against every ordering of y's ranks 1-4
+    hits = sum(abs(np.corrcoef(ties, o)[0, 1]) >= rho - 1e-12 for o in itertools.permutations([1.0, 2.0, 3.0, 4.0]))
+    assert p == pytest.approx(hits / 24)
     rng = np.random.default_rng(0)
     x = rng.normal(size=12)
     rho, p, exact = spearman_test(x, x + rng.normal(size=12) * 0.1, resamples=2000)
