@@ -7,6 +7,8 @@ Each cell ends with one of four labels:
 - "equivalent": the two one-sided tests (TOST) reject both |effect| >= margin hypotheses, i.e.
   the effect lies within +-margin (relative test loss, percent);
 - "undecided": neither, at the last look (the most seeds the plan allows).
+Where both tests reject (an effect different from 0 but within the margin), the difference test
+decides: the cell is "better" or "worse".
 
 The plan: looks at n_1 < n_2 < ... < n_K seeds (seeds 1..n_k), and a share w_k of alpha spent at
 look k (the shares sum to 1). At look k every cell not yet decided gets seeds up to n_k, and two
@@ -150,11 +152,13 @@ def add_detectable_effects(result, family_size):
 
 def simulate(plan, effects_pct, sd_pct, trials, seed=0, loss=1.5):
     """The plan's operating characteristics by simulation: per trial, a baseline and one cell per
-    entry of effects_pct (true improvements in percent), with per-seed relative noise of sd_pct /
-    sqrt(2) on every run (so a paired difference has std about sd_pct, and cells share the
-    baseline's noise, as they do in a sweep). Returns {"rates": {cell index: {decision: share}},
-    "mean_seeds": mean seeds per cell, "any_false": share of trials with at least one false
-    better/worse (effect 0) or false equivalent (|effect| >= margin)}."""
+    entry of effects_pct (true improvements in percent). A cell's per-seed improvement over the
+    baseline is its effect plus a baseline term shared by every cell of that seed and a term of
+    its own, each of std sd_pct / sqrt(2): a paired difference has std sd_pct and mean exactly the
+    effect, and the cells are correlated through the baseline's seeds, as they are in a sweep.
+    Returns {"rates": {cell index: {decision: share}}, "mean_seeds": mean seeds per cell,
+    "any_false": share of trials with at least one false better/worse (effect 0) or false
+    equivalent (|effect| >= margin)}."""
     rng = np.random.default_rng(seed)
     noise = sd_pct / 100 / math.sqrt(2)
     n_max = plan.looks[-1]
@@ -167,7 +171,8 @@ def simulate(plan, effects_pct, sd_pct, trials, seed=0, loss=1.5):
         cells = {}
         for i, effect in enumerate(effects_pct):
             draw = rng.standard_normal(n_max)
-            cells[i] = {s: loss * (1 - effect / 100) * (1 + noise * draw[s - 1]) for s in seeds}
+            # (baseline - cell) / baseline = effect / 100 + noise * (base_draw - draw), exactly
+            cells[i] = {s: baseline[s] * (1 - effect / 100 - noise * (base_draw[s - 1] - draw[s - 1])) for s in seeds}
         result = decide(plan, baseline, cells, compare=t_test)
         false = False
         for i, effect in enumerate(effects_pct):

@@ -110,6 +110,43 @@ def test_the_seed_plan_keeps_its_error_rates():
     assert 5 <= mixed["mean_seeds"] < 20
 
 
+@pytest.mark.slow  # about 5 s
+def test_the_simulation_catches_an_equivalence_test_at_twice_its_level(monkeypatch):
+    """A design where the TOST has power at every look (20 and 40 seeds, alpha spent half and
+    half), effects exactly at the margin: the plan's false "equivalent" rate stays within alpha,
+    and the same plan with each TOST p halved (tested at twice its level) is caught."""
+    import experiments.seed_plan as seed_plan
+    plan = SeedPlan((20, 40), (0.5, 0.5), margin=0.5)
+    at_margin = [0.5, -0.5, 0.5, -0.5]
+    assert simulate(plan, at_margin, sd_pct=0.9, trials=TRIALS, seed=2)["any_false"] <= plan.alpha + SLACK
+    real = seed_plan.tost_p
+    monkeypatch.setattr(seed_plan, "tost_p", lambda improvement, margin: real(improvement, margin) / 2)
+    assert simulate(plan, at_margin, sd_pct=0.9, trials=TRIALS, seed=2)["any_false"] > plan.alpha + SLACK
+
+
+def test_equivalent_is_decided_exactly_when_the_narrower_interval_lies_within_the_margin():
+    """One cell, one look: "equivalent" at level a exactly when the (1 - 2a) t interval of the mean
+    improvement lies inside +-margin (and the t-test does not decide better or worse first)."""
+    import numpy as np
+    from scipy import stats as scipy_stats
+    plan = SeedPlan((10,), (1.0,), margin=0.5)
+    rng = np.random.default_rng(0)
+    seen = set()
+    for trial in range(200):
+        improvement = rng.normal(rng.uniform(-0.6, 0.6), rng.uniform(0.2, 0.9), size=10)
+        baseline = {s: 2.0 for s in range(1, 11)}
+        cell = {s: 2.0 * (1 - improvement[s - 1] / 100) for s in range(1, 11)}
+        result = decide(plan, baseline, {"c": cell}, compare=t_test)["cells"]["c"]
+        d = np.array(result["comparison"]["improvement_pct"])
+        half = scipy_stats.t.ppf(1 - plan.alpha, 9) * d.std(ddof=1) / math.sqrt(10)
+        inside = -0.5 < d.mean() - half and d.mean() + half < 0.5
+        different = result["comparison"]["p_value"] <= plan.alpha
+        expected = ("better" if d.mean() > 0 else "worse") if different else "equivalent" if inside else "undecided"
+        assert result["decision"] == expected, (trial, d.mean(), half)
+        seen.add(expected)
+    assert seen == {"better", "worse", "equivalent", "undecided"}
+
+
 class EveryLookAtFullAlpha(SeedPlan):
     """The naive design: the whole alpha at every look."""
     def level(self, k):
