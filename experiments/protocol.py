@@ -266,92 +266,37 @@ def build_report(args, name, phases, wall):
     report of what is there: the grid so far, and the comparison of the complete variants."""
     sweep_dir = os.path.join(os.path.abspath(args.out_root), name)
     records, table, chosen = phases["records"], phases.get("table"), phases.get("chosen")
-    pending, extended = phases.get("pending", []), phases.get("extended", {})
+    pending = phases.get("pending", [])
     names = {v: n for v, n, _ in METHODS + OTHER_METHODS}
     prior = {v: claim for v, _, claim in METHODS + OTHER_METHODS if v != BASELINE}
     command = "python scripts/run_best_advanced_1k.py " + " ".join(args.argv)
-    seeds = ", ".join(map(str, args.test_seeds))
-    what = (f"{args.dataset}, {args.iters} iterations, "
-            + (f"cells {', '.join(f'{v}/{m}' for v, m in args.cells)}" if args.cells else f"modes {', '.join(args.modes)}")
-            + (f", test seeds by the seed plan (1 to {args.plan.looks[-1]} at most)" if args.plan else f", test seeds {seeds}")
-            + (f" (up to {args.extend_to} for a variant whose Holm p lies in [{EXTEND_BAND[0]}, {EXTEND_BAND[1]}])"
-               if args.tune and args.extend_to > args.seeds else "")
-            + (f"; learning rate tuned per variant on selection seeds {', '.join(map(str, args.selection_seeds))}"
-               if args.tune else ", the config's learning rate"))
     recorded = phases.get("recorded", records)
-    sections = [[f"`{command}`", "", what + ". Improvement = relative decrease of the test loss against the "
-                 "same-seed baseline, in percent (positive = better).", "",
-                 f"Runs' own wall time: {sum(r.get('wall_s') or 0 for r in recorded) / 3600:.2f} h over "
-                 f"{len(recorded)} runs" + ("" if args.report_only else f"; this call: {wall / 60:.1f} min")
-                 + f"; machine: {machine_of(recorded)}."]]
+    sections = [header_lines(args, command, recorded, wall)]
     if pending:
         sections.append([f"**Partial**: {len(pending)} of the variants have not finished their "
                          f"{'grid or test seeds' if args.tune else 'runs'} and are not in the comparison: "
                          + ", ".join(f"{names.get(v, v)} / {m}" for v, m in pending) + "."])
     if args.tune:
-        edges = edge_rates(table, chosen)
-        unfinished = {k for k in pending if k in table and k not in chosen}
-        sections.append(["## Learning-rate selection (validation loss of the best checkpoint, mean over the "
-                         "selection seeds; bold: chosen)", ""] + report.grid_table(table, chosen, unfinished))
-        if edges:
-            sections.append(["Chosen at the edge of the grid (the optimum may lie outside it): "
-                             + ", ".join(f"{names.get(v, v)} / {m} ({side})" for (v, m), side in sorted(edges.items()))])
-    figures = []
+        sections += selection_sections(table, chosen, pending, names)
     report_dir = args.report_dir or sweep_dir
     os.makedirs(report_dir, exist_ok=True)
     title = f"{args.dataset}, {args.iters} iterations" + (", tuned rates" if args.tune else "")
     ok = [r for r in records if r["status"] == "ok"]
-    analysis, curves, effects, correlations = None, {}, {}, {}
-    if ok:
-        if not all(r.get("test_loss") is not None for r in ok):
-            raise UserError(f"runs in {sweep_dir} have no test loss (the dataset has no test split, or they "
-                            f"trained before it had one): re-run the dataset's prepare.py if needed, and give "
-                            f"--name=NEW for a sweep folder of its own")
-        analysis = report.analyse(records, args.iters, TEST_METRIC, (BASELINE, BASELINE_MODE),
-                                  run_dir_of=lambda r: os.path.join(sweep_dir, r["run_id"]), read_metrics=read_metrics)
+    run_dir_of = lambda r: os.path.join(sweep_dir, r["run_id"])  # noqa: E731
+    analysis = analyse_test_runs(args, records, ok, sweep_dir, run_dir_of)
     if analysis is None and not args.report_only:
         raise UserError(f"no baseline run finished ok; see the train.log files in {sweep_dir}")
+    figures, curves, effects, correlations = [], {}, {}, {}
     if analysis is None:
         sections.append(["## Test comparison", "", baseline_missing(args, pending, records)])
         if args.tune and table:
             figures.append(os.path.basename(plots.rate_grid(table, chosen, os.path.join(report_dir, "rate_grid.png"))))
     else:
-        if phases.get("sequential"):
-            sections.append(["## Test comparison (decisions under the seed plan)", ""] + report.sequential_table(
-                phases["sequential"], args.plan, analysis, names=names, rates=chosen, prior=prior))
-            sections.append(report.notes(analysis, TEST_METRIC, names,
-                                         decision=report.sequential_note(phases["sequential"], args.plan)))
-        else:
-            sections.append(["## Test comparison", ""] + report.comparison_table(
-                analysis, TEST_METRIC, names=names, rates=chosen if args.tune else None, prior=prior))
-            sections.append(report.notes(analysis, TEST_METRIC, names))
-        if extended:
-            sections.append([f"More seeds: {', '.join(f'{names.get(v, v)} / {m} (Holm p {p:.3g} on seeds 1-{args.seeds})' for (v, m), p in sorted(extended.items()))} "
-                             f"and the baseline were given test seeds {args.seeds + 1}-{args.extend_to}, as the extension rule "
-                             f"(retired since) did for a p in [{EXTEND_BAND[0]}, {EXTEND_BAND[1]}]; their row is on every seed (so its mean "
-                             f"is over more seeds than the other rows'). "
-                             f"Adding seeds because p was close makes that p slightly optimistic (optional stopping)."])
-        if phases.get("extension_pending"):
-            sections.append(["Extra test seeds of the retired extension rule not in the folder for: " + ", ".join(
-                f"{names.get(v, v)} / {m}" for v, m in phases["extension_pending"])
-                + f" and the baseline (Holm p in [{EXTEND_BAND[0]}, {EXTEND_BAND[1]}]); "
-                f"compared here on seeds 1-{args.seeds} only."])
-        if phases.get("extension_undecided"):
-            sections.append(["Extra test seeds of the retired extension rule: not read, since test runs failed ("
-                             + ", ".join(phases["extension_undecided"]) + ")."])
-        run_dir_of = lambda r: os.path.join(sweep_dir, r["run_id"])  # noqa: E731
+        sections += comparison_sections(args, phases, analysis, names, chosen, prior)
         improvements = {k: g["comparison"]["mean_pct"] for k, g in analysis["groups"].items() if g["comparison"]}
         effects = report.diagnostic_effects(records, (BASELINE, BASELINE_MODE), run_dir_of, read_metrics)
         correlations = report.diagnostic_correlations(effects, improvements)
-        table_lines = report.diagnostics_table(effects, improvements, correlations, names)
-        if table_lines:
-            sections.append(["## Diagnostics at the end of training (test runs; change against the same-seed "
-                             "baseline, mean over layers and seeds, after centering)", ""] + table_lines
-                            + ["", "IsoScore: 1 = isotropic, near 0 = one direction; var_top1: the share of variance "
-                               "on the top principal direction; cosine: mean pairwise cosine of the vectors. "
-                               "Spearman ρ over the rows (variant × mode): does the change go with the loss improvement? Its p "
-                               "is a permutation test over the orderings of the rows (exact up to 8 rows); "
-                               "uncorrected, exploratory."])
+        sections += diagnostics_sections(effects, improvements, correlations, names)
         figures = report.report_plots(report_dir, analysis, title, TEST_METRIC, [run_dir_of(r) for r in ok], prior=prior,
                                       table=table, chosen=chosen, plan=args.plan, decided=phases.get("sequential"))
         curves = report.improvement_curves(records, (BASELINE, BASELINE_MODE), run_dir_of, read_metrics)
@@ -359,22 +304,11 @@ def build_report(args, name, phases, wall):
             plots.improvement_over_training(curves, os.path.join(report_dir, "improvement_over_training.png"), title=title)
             figures.append("improvement_over_training.png")
         figures += diagnostics_figures(report_dir, ok, run_dir_of)
-    # every test run not ok, also of a variant left out as unfinished (--report_only)
-    not_ok = [r for r in phases.get("recorded", records) if r["status"] != "ok"
-              and not (args.tune and r["seed"] in args.selection_seeds)]
-    if not_ok:
-        sections.append(["Runs not ok (left out): " + ", ".join(f"{r['run_id']} ({r['status']})" for r in not_ok)])
-    if phases.get("selection_not_ok"):
-        sections.append(["Selection runs not ok (a diverged run's rate is not eligible; a failed run is run "
-                         "again by the next call, and its variant waits for it): "
-                         + ", ".join(f"{r['run_id']} ({r['status']})" for r in phases["selection_not_ok"])])
-    if phases.get("unrated"):
-        sections.append(["No eligible learning rate (left out of the test comparison): "
-                         + ", ".join(f"{names.get(v, v)} / {m}" for v, m in phases["unrated"])])
+    sections += runs_left_out(args, phases, records, names)
     data = {**report_identity(args), "command": command, "modes": args.modes,
             "test_seeds": args.test_seeds, "tuned": args.tune, "metric": TEST_METRIC,
             "selection_seeds": args.selection_seeds if args.tune else None,
-            "grid": table, "chosen_rates": chosen, "pending": pending, "extended": extended,
+            "grid": table, "chosen_rates": chosen, "pending": pending, "extended": phases.get("extended", {}),
             "sequential": phases.get("sequential"),
             "family": analysis and analysis["family"], "comparisons": analysis and analysis["groups"],
             "equal_wall_time": analysis and analysis["wall_time"],
@@ -390,6 +324,111 @@ def build_report(args, name, phases, wall):
                                                              for k, v in correlations.items()}}}
     text = report.write_report(report_dir, "Centering vs baseline: " + title, sections, data, figures)
     return text, report_dir, figures
+
+
+def header_lines(args, command, recorded, wall):
+    """The report's first lines: its command, what it compares, and where and how long it ran."""
+    seeds = ", ".join(map(str, args.test_seeds))
+    what = (f"{args.dataset}, {args.iters} iterations, "
+            + (f"cells {', '.join(f'{v}/{m}' for v, m in args.cells)}" if args.cells else f"modes {', '.join(args.modes)}")
+            + (f", test seeds by the seed plan (1 to {args.plan.looks[-1]} at most)" if args.plan else f", test seeds {seeds}")
+            + (f" (up to {args.extend_to} for a variant whose Holm p lies in [{EXTEND_BAND[0]}, {EXTEND_BAND[1]}])"
+               if args.tune and args.extend_to > args.seeds else "")
+            + (f"; learning rate tuned per variant on selection seeds {', '.join(map(str, args.selection_seeds))}"
+               if args.tune else ", the config's learning rate"))
+    return [f"`{command}`", "", what + ". Improvement = relative decrease of the test loss against the "
+            "same-seed baseline, in percent (positive = better).", "",
+            f"Runs' own wall time: {sum(r.get('wall_s') or 0 for r in recorded) / 3600:.2f} h over "
+            f"{len(recorded)} runs" + ("" if args.report_only else f"; this call: {wall / 60:.1f} min")
+            + f"; machine: {machine_of(recorded)}."]
+
+
+def selection_sections(table, chosen, pending, names):
+    """The learning-rate grid with the chosen rates, and the variants chosen at the grid's edge."""
+    edges = edge_rates(table, chosen)
+    unfinished = {k for k in pending if k in table and k not in chosen}
+    sections = [["## Learning-rate selection (validation loss of the best checkpoint, mean over the "
+                 "selection seeds; bold: chosen)", ""] + report.grid_table(table, chosen, unfinished)]
+    if edges:
+        sections.append(["Chosen at the edge of the grid (the optimum may lie outside it): "
+                         + ", ".join(f"{names.get(v, v)} / {m} ({side})" for (v, m), side in sorted(edges.items()))])
+    return sections
+
+
+def analyse_test_runs(args, records, ok, sweep_dir, run_dir_of):
+    """report.analyse of the test runs, or None while no run is ok."""
+    if not ok:
+        return None
+    if not all(r.get("test_loss") is not None for r in ok):
+        raise UserError(f"runs in {sweep_dir} have no test loss (the dataset has no test split, or they "
+                        f"trained before it had one): re-run the dataset's prepare.py if needed, and give "
+                        f"--name=NEW for a sweep folder of its own")
+    return report.analyse(records, args.iters, TEST_METRIC, (BASELINE, BASELINE_MODE),
+                          run_dir_of=run_dir_of, read_metrics=read_metrics)
+
+
+def comparison_sections(args, phases, analysis, names, chosen, prior):
+    """The test comparison: the seed plan's decisions, or the Holm-corrected table; and what the
+    retired extension rule added, where a report was made with it."""
+    if phases.get("sequential"):
+        sections = [["## Test comparison (decisions under the seed plan)", ""] + report.sequential_table(
+                        phases["sequential"], args.plan, analysis, names=names, rates=chosen, prior=prior),
+                    report.notes(analysis, TEST_METRIC, names,
+                                 decision=report.sequential_note(phases["sequential"], args.plan))]
+    else:
+        sections = [["## Test comparison", ""] + report.comparison_table(
+                        analysis, TEST_METRIC, names=names, rates=chosen if args.tune else None, prior=prior),
+                    report.notes(analysis, TEST_METRIC, names)]
+    extended = phases.get("extended", {})
+    if extended:
+        sections.append([f"More seeds: {', '.join(f'{names.get(v, v)} / {m} (Holm p {p:.3g} on seeds 1-{args.seeds})' for (v, m), p in sorted(extended.items()))} "
+                         f"and the baseline were given test seeds {args.seeds + 1}-{args.extend_to}, as the extension rule "
+                         f"(retired since) did for a p in [{EXTEND_BAND[0]}, {EXTEND_BAND[1]}]; their row is on every seed (so its mean "
+                         f"is over more seeds than the other rows'). "
+                         f"Adding seeds because p was close makes that p slightly optimistic (optional stopping)."])
+    if phases.get("extension_pending"):
+        sections.append(["Extra test seeds of the retired extension rule not in the folder for: " + ", ".join(
+            f"{names.get(v, v)} / {m}" for v, m in phases["extension_pending"])
+            + f" and the baseline (Holm p in [{EXTEND_BAND[0]}, {EXTEND_BAND[1]}]); "
+            f"compared here on seeds 1-{args.seeds} only."])
+    if phases.get("extension_undecided"):
+        sections.append(["Extra test seeds of the retired extension rule: not read, since test runs failed ("
+                         + ", ".join(phases["extension_undecided"]) + ")."])
+    return sections
+
+
+def diagnostics_sections(effects, improvements, correlations, names):
+    """The diagnostics' change against the baseline at the end of training, and whether it goes
+    with the improvement (exploratory)."""
+    table_lines = report.diagnostics_table(effects, improvements, correlations, names)
+    if not table_lines:
+        return []
+    return [["## Diagnostics at the end of training (test runs; change against the same-seed "
+             "baseline, mean over layers and seeds, after centering)", ""] + table_lines
+            + ["", "IsoScore: 1 = isotropic, near 0 = one direction; var_top1: the share of variance "
+               "on the top principal direction; cosine: mean pairwise cosine of the vectors. "
+               "Spearman ρ over the rows (variant × mode): does the change go with the loss improvement? Its p "
+               "is a permutation test over the orderings of the rows (exact up to 8 rows); "
+               "uncorrected, exploratory."]]
+
+
+def runs_left_out(args, phases, records, names):
+    """Every run or variant the comparison leaves out, and why."""
+    sections = []
+    # every test run not ok, also of a variant left out as unfinished (--report_only)
+    not_ok = [r for r in phases.get("recorded", records) if r["status"] != "ok"
+              and not (args.tune and r["seed"] in args.selection_seeds)]
+    if not_ok:
+        sections.append(["Runs not ok (left out): " + ", ".join(f"{r['run_id']} ({r['status']})" for r in not_ok)])
+    if phases.get("selection_not_ok"):
+        sections.append(["Selection runs not ok (a diverged run's rate is not eligible; a failed run is run "
+                         "again by the next call, and its variant waits for it): "
+                         + ", ".join(f"{r['run_id']} ({r['status']})" for r in phases["selection_not_ok"])])
+    if phases.get("unrated"):
+        sections.append(["No eligible learning rate (left out of the test comparison): "
+                         + ", ".join(f"{names.get(v, v)} / {m}" for v, m in phases["unrated"])])
+    return sections
+
 
 
 def baseline_missing(args, pending, records):
