@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from configurator import ConfigError, UserError
+from data.text_sources import char_ids, nanogpt_meta
 from files import ensure_writable_folder
 from training.metrics import METRICS_FILE, read_metrics
 
@@ -52,19 +53,16 @@ def cpu_run_settings(iters):
 def write_paired_data(text, nanogpt_data_dir, our_data_dir):
     """Character-level ids of text (vocabulary: the sorted distinct characters, as both projects'
     prepare scripts number them), split 90/10 into train/val, written for both trainers."""
-    chars = sorted(set(text))
-    char_to_id = {c: i for i, c in enumerate(chars)}
-    ids = np.array([char_to_id[c] for c in text], dtype=np.uint16)
+    ids, vocabulary = char_ids(text)
+    ids = np.array(ids, dtype=np.uint16)
     n_train = int(len(ids) * 0.9)
     for folder in (nanogpt_data_dir, our_data_dir):
         os.makedirs(folder, exist_ok=True)
         ids[:n_train].tofile(os.path.join(folder, "train.bin"))
         ids[n_train:].tofile(os.path.join(folder, "val.bin"))
     with open(os.path.join(nanogpt_data_dir, "meta.pkl"), "wb") as f:
-        pickle.dump({"vocab_size": len(chars), "itos": dict(enumerate(chars)), "stoi": char_to_id}, f)
-    meta = {"tokenizer": "char", "vocab_size": len(chars), "chars": chars,
-            "token_bytes": [len(c.encode("utf-8")) for c in chars], "source": "benchmark",
-            "train_tokens": n_train, "val_tokens": len(ids) - n_train}
+        pickle.dump(nanogpt_meta(vocabulary), f)
+    meta = {**vocabulary, "source": "benchmark", "train_tokens": n_train, "val_tokens": len(ids) - n_train}
     with open(os.path.join(our_data_dir, "meta.json"), "w", encoding="utf-8") as f:
         json.dump(meta, f)
 

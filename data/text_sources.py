@@ -344,6 +344,26 @@ def writing_dataset(out_dir):
         fail(str(e), e.status)
 
 
+def char_vocabulary(chars):
+    """meta.json's vocabulary of a character-level dataset: token id = index in chars."""
+    return {"tokenizer": "char", "vocab_size": len(chars), "chars": list(chars),
+            "token_bytes": [len(c.encode("utf-8")) for c in chars]}
+
+
+def char_ids(text):
+    """(token ids, vocabulary) of text, one token per character: the sorted distinct characters
+    (as upstream nanoGPT's prepare script numbers them)."""
+    chars = sorted(set(text))
+    char_to_id = {c: i for i, c in enumerate(chars)}
+    return [char_to_id[c] for c in text], char_vocabulary(chars)
+
+
+def write_char_dataset(out_dir, text, source, force=False):
+    """A character-level dataset of text (write_dataset: split, token files, meta.json)."""
+    ids, vocabulary = char_ids(text)
+    write_dataset(out_dir, ids, {**vocabulary, "source": source}, force=force)
+
+
 def write_dataset(out_dir, ids, meta, force=False):
     """Split the token stream 90/5/5 and write train.bin / val.bin / test.bin (uint16) and
     meta.json, with the token counts and the fingerprint added to meta."""

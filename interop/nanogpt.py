@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from configurator import ConfigError
-from data.text_sources import (SPLITS, existing_fingerprint, fingerprint_files, publish_dataset, staged_path,
+from data.text_sources import (SPLITS, char_vocabulary, existing_fingerprint, fingerprint_files, publish_dataset, staged_path,
                                writing_dataset)
 from model import GPT, GPTConfig
 from train import TrainConfig
@@ -72,8 +72,7 @@ def read_vocabulary(data_dir):
                             f"{type(e).__name__}: {e}") from None
     if any(upstream["stoi"].get(c) != i for i, c in enumerate(chars)):
         raise TrainingError(f"{path}: its stoi and itos disagree")
-    return {"tokenizer": "char", "vocab_size": len(chars), "chars": chars,
-            "token_bytes": [len(c.encode("utf-8")) for c in chars]}
+    return char_vocabulary(chars)
 
 
 def upstream_model(ckpt, path):

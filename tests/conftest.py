@@ -41,12 +41,8 @@ BASE = dict(block_size=16, vocab_size=40, n_layer=2, n_head=2, n_embd=32, dropou
 def write_char_dataset(folder, text, force=False):
     """A char-level dataset as the prepare scripts write it: train/val/test (90/5/5) and meta.json
     with the fingerprint."""
-    from data.text_sources import write_dataset
-    chars = sorted(set(text))
-    stoi = {c: i for i, c in enumerate(chars)}
-    write_dataset(folder, [stoi[c] for c in text],
-                  {"tokenizer": "char", "vocab_size": len(chars), "chars": chars,
-                   "token_bytes": [len(c.encode()) for c in chars], "source": "test"}, force=force)
+    from data import text_sources
+    text_sources.write_char_dataset(folder, text, "test", force=force)
     return folder
 
 

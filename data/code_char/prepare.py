@@ -12,7 +12,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 from configurator import CommandLine
 from data.text_sources import (add_output_args, default_out_dir, package_source_text, read_text_file,
-                               write_dataset)
+                               write_char_dataset)
 
 PACKAGE, VERSION, LICENSE = "Django", "5.1.4", "BSD-3-Clause"
 
@@ -26,13 +26,4 @@ if args.input:
 else:
     text, source = package_source_text(PACKAGE, VERSION, LICENSE, suffix=".py")
 print(f"source: {source}, {len(text):,} characters")
-
-chars = sorted(set(text))  # the vocabulary: token id = index in this list
-char_to_id = {c: i for i, c in enumerate(chars)}
-write_dataset(out_dir, [char_to_id[c] for c in text], {
-    "tokenizer": "char",
-    "vocab_size": len(chars),
-    "chars": chars,
-    "token_bytes": [len(c.encode("utf-8")) for c in chars],
-    "source": source,
-}, force=args.force)
+write_char_dataset(out_dir, text, source, force=args.force)  # one token per character

@@ -6,18 +6,9 @@ Writes train.bin / val.bin / test.bin (uint16 token ids, a 90/5/5 split) and met
 import os, sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # repo root, for data.text_sources
 
-from data.text_sources import load_source_text, parse_shakespeare_args, write_dataset
+from data.text_sources import load_source_text, parse_shakespeare_args, write_char_dataset
 
 args = parse_shakespeare_args(__file__, "Prepare character-level Shakespeare.")
 text, source = load_source_text(args)
 print(f"source: {source}, {len(text):,} characters")
-
-chars = sorted(set(text))  # the vocabulary: token id = index in this list
-char_to_id = {c: i for i, c in enumerate(chars)}
-write_dataset(args.out_dir, [char_to_id[c] for c in text], {
-    "tokenizer": "char",
-    "vocab_size": len(chars),
-    "chars": chars,
-    "token_bytes": [len(c.encode("utf-8")) for c in chars],
-    "source": source,
-}, force=args.force)
+write_char_dataset(args.out_dir, text, source, force=args.force)  # one token per character
