@@ -133,8 +133,8 @@ def plan_and_check(args, overrides, variants):
 
 def tuned_phases(args, name, overrides, runs, log):
     """Phase 1 (the grid on the selection seeds), the choice, phase 2 (the test seeds at the
-    chosen rates), then (--extend_to, report only) the extra test seeds that the retired extension
-    rule gave the borderline variants. Returns a dict: records
+    chosen rates: by the seed plan, or fixed), then (--extend_to, report only) the extra test seeds
+    that the retired extension rule gave the borderline variants. Returns a dict: records
     (the test runs at the chosen rates), table, chosen, selection_not_ok, unrated (no eligible
     rate), pending (variants whose grid or test seeds are not complete; a failed selection run
     keeps its variant's grid incomplete),
@@ -142,8 +142,8 @@ def tuned_phases(args, name, overrides, runs, log):
     without --wait)."""
     options = {**sweep_options(args, trains=not args.report_only), "execute": not args.report_only}
 
-    def sweep(planned):
-        return run_sweep(name, planned, args.out_root, overrides=overrides, **options)
+    def sweep(planned, execute=options["execute"]):
+        return run_sweep(name, planned, args.out_root, overrides=overrides, **{**options, "execute": execute})
 
     def missing(planned, recorded):
         # a failed run is done for this call, which ran it; for --report_only it is not: the
@@ -151,6 +151,37 @@ def tuned_phases(args, name, overrides, runs, log):
         return {(r.variant, r.mode) for r in planned if r.run_id not in recorded
                 or (args.report_only and recorded[r.run_id]["status"] not in FINAL_STATUSES)}
 
+    selected = selection_phase(args, name, runs, sweep, missing, log)
+    if selected is None:
+        return None
+    result, grid_pending = selected
+    chosen = result["chosen"]
+
+    def test_runs(keys, seeds):
+        return [Run(v, m, seed, args.iters, ((RATE_KEY, chosen[(v, m)]),)) for v, m in sorted(keys) for seed in seeds]
+
+    if args.plan:
+        return sequential_phase(args, result, grid_pending, sweep, test_runs, log)
+    phase2_runs = test_runs(chosen, args.test_seeds)
+    phase2 = sweep(phase2_runs)
+    if len(phase2) < len(phase2_runs) and not args.report_only:
+        log(f"phase 2: {len(phase2_runs) - len(phase2)} runs still queued or running; run the same command again")
+        return None
+    result["recorded"] += phase2.values()
+    pending = grid_pending | missing(phase2_runs, phase2)
+    if (BASELINE, BASELINE_MODE) in pending:  # nothing to compare with yet
+        return {**result, "records": [], "pending": sorted(pending)}
+    complete = {k: rate for k, rate in chosen.items() if k not in pending}
+    records = at_chosen_rates(phase2.values(), complete, args.test_seeds)
+    if args.extend_to > args.seeds and not pending:
+        records += extension_read_back(args, result, records, sweep, missing, test_runs)
+    return {**result, "records": records, "pending": sorted(pending)}
+
+
+def selection_phase(args, name, runs, sweep, missing, log):
+    """Phase 1: the rate grid on the selection seeds, and the rate chosen for each variant whose
+    grid is complete. Returns (tuned_phases' dict so far, the variants whose grid is not), or
+    None while runs are still queued."""
     phase1 = sweep(runs)
     if len(phase1) < len(runs) and not args.report_only:
         log(f"phase 1: {len(runs) - len(phase1)} runs still queued or running; run the same command again")
@@ -177,48 +208,33 @@ def tuned_phases(args, name, overrides, runs, log):
     result = {"table": table, "chosen": chosen, "unrated": unrated, "extended": {},
               "selection_not_ok": [r for r in phase1.values() if r["status"] != "ok"],
               "recorded": list(phase1.values())}  # every run of the command so far
+    return result, grid_pending
 
-    def test_runs(keys, seeds):
-        return [Run(v, m, seed, args.iters, ((RATE_KEY, chosen[(v, m)]),)) for v, m in sorted(keys) for seed in seeds]
 
-    if args.plan:
-        return sequential_phase(args, result, grid_pending, sweep, test_runs, log)
-    phase2_runs = test_runs(chosen, args.test_seeds)
-    phase2 = sweep(phase2_runs)
-    if len(phase2) < len(phase2_runs) and not args.report_only:
-        log(f"phase 2: {len(phase2_runs) - len(phase2)} runs still queued or running; run the same command again")
-        return None
-    result["recorded"] += phase2.values()
-    pending = grid_pending | missing(phase2_runs, phase2)
-    if (BASELINE, BASELINE_MODE) in pending:  # nothing to compare with yet
-        return {**result, "records": [], "pending": sorted(pending)}
-    complete = {k: rate for k, rate in chosen.items() if k not in pending}
-    records = at_chosen_rates(phase2.values(), complete, args.test_seeds)
-
-    # The retired extension rule, read back (run() allows --extend_to with --report_only only): a
-    # borderline variant and the baseline, which it is paired with, got more seeds; decided on the
-    # whole family only, once every test run is there. A failed test run keeps it undecided.
+def extension_read_back(args, result, records, sweep, missing, test_runs):
+    """The retired extension rule, read back (run() allows --extend_to with --report_only only): a
+    borderline variant and the baseline, which it is paired with, got more seeds; decided on the
+    whole family only, once every test run is there. A failed test run keeps it undecided.
+    Returns the extra records (result notes extended, extension_pending or extension_undecided)."""
+    unfinished = [r["run_id"] for r in records if r["status"] not in FINAL_STATUSES]
+    if unfinished:
+        result["extension_undecided"] = unfinished
+        return []
+    analysis = report.analyse(records, args.iters, TEST_METRIC, (BASELINE, BASELINE_MODE))
+    if analysis is None:  # without an ok baseline run: nothing to compare with
+        return []
+    close = borderline(analysis["groups"], EXTEND_BAND)
+    if not close:
+        return []
     extra_seeds = list(range(args.seeds + 1, args.extend_to + 1))
-    analysis = None
-    if extra_seeds and not pending:
-        unfinished = [r["run_id"] for r in records if r["status"] not in FINAL_STATUSES]
-        if unfinished:
-            result["extension_undecided"] = unfinished
-        else:
-            analysis = report.analyse(records, args.iters, TEST_METRIC, (BASELINE, BASELINE_MODE))
-    if analysis is not None:  # None without an ok baseline run: nothing to compare with
-        close = borderline(analysis["groups"], EXTEND_BAND)
-        if close:
-            phase3_runs = test_runs([*close, (BASELINE, BASELINE_MODE)], extra_seeds)
-            phase3 = run_sweep(name, phase3_runs, args.out_root, overrides=overrides,
-                               **{**options, "execute": False})  # read, never trained
-            result["recorded"] += phase3.values()
-            if missing(phase3_runs, phase3):
-                result["extension_pending"] = sorted(close)
-            else:
-                records += at_chosen_rates(phase3.values(), chosen, extra_seeds)
-                result["extended"] = close
-    return {**result, "records": records, "pending": sorted(pending)}
+    phase3_runs = test_runs([*close, (BASELINE, BASELINE_MODE)], extra_seeds)
+    phase3 = sweep(phase3_runs, execute=False)  # read, never trained
+    result["recorded"] += phase3.values()
+    if missing(phase3_runs, phase3):
+        result["extension_pending"] = sorted(close)
+        return []
+    result["extended"] = close
+    return at_chosen_rates(phase3.values(), result["chosen"], extra_seeds)
 
 
 def sequential_phase(args, result, grid_pending, sweep, test_runs, log):
