@@ -62,7 +62,8 @@ def write_atomically(path, write):
 
 def write_probe(folder):
     """Create and delete a file in folder: an OSError if it cannot be written, with the file
-    system's own reason (read-only, no permission, no space), which os.access does not give."""
+    system's own reason (read-only, no permission), which os.access does not give. (A full disk
+    may pass: the probe writes no data.)"""
     with tempfile.TemporaryFile(dir=folder):
         pass
 

@@ -328,8 +328,9 @@ def nanogpt_meta(meta):
 
 @contextlib.contextmanager
 def writing_dataset(out_dir):
-    """Around the writing of a dataset's files into out_dir (made here): a full disk or a folder
-    that cannot be written is one line and exit 1, a refusal (UserError) one line and its status.
+    """Around the writing of a dataset's files into out_dir (made here): a folder that cannot be
+    made is one line and exit 2, a full disk or a write refused one line and exit 1, a refusal
+    (UserError) one line and its status.
     The staged files a failure leaves are replaced by the next try; meta.json, the commit point,
     comes last."""
     try:

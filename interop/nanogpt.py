@@ -108,6 +108,11 @@ def write_tokens(data_dir, dataset_dir, vocab):
     """Upstream's train.bin as our train split, its val.bin halved into val and test; meta.json
     (and meta.pkl) by publish_dataset. Returns meta.json's contents."""
     train_path, val_path = (os.path.join(data_dir, f"{s}.bin") for s in ("train", "val"))
+    for path in (train_path, val_path):  # a source that cannot be read is named as such, not as the destination
+        try:
+            open(path, "rb").close()
+        except OSError as e:
+            raise TrainingError(f"cannot read upstream's {path}: {e.strerror or e}") from None
     with writing_dataset(dataset_dir):  # a full disk, or a file where the folder goes: one line
         val = np.memmap(val_path, dtype=np.uint16, mode="r")
         staged = {s: staged_path(dataset_dir, s) for s in SPLITS}

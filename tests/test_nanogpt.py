@@ -338,3 +338,27 @@ def test_an_import_whose_data_cannot_be_written_is_one_line_and_leaves_no_run(tm
                                 capture_output=True, text=True, env=ENV, preexec_fn=limited)
         assert result.returncode == expected and one_line(result.stderr) and str(dataset_dir) in result.stderr, result.stderr
         assert not run.exists() and not (limit and (dataset_dir / "meta.json").exists())
+
+
+def test_an_import_whose_source_cannot_be_read_names_the_source(tmp_path, capsys, monkeypatch):
+    """Upstream's val.bin unreadable (permission denied, which root never meets: the module's open
+    refuses it here): the one line names that file, not our dataset, and nothing is left behind."""
+    from conftest import one_line
+    from interop import nanogpt
+    folder = upstream_like_checkpoint(str(tmp_path / "up"))
+    data = tmp_path / "data"
+    write_paired_data("hello world, " * 400, str(data), str(tmp_path / "unused"))
+    real_open = open
+
+    def refusing_open(path, *args, **kwargs):
+        if str(path) == str(data / "val.bin"):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(nanogpt, "open", refusing_open, raising=False)
+    status, _, err = run_main(import_nanogpt.main, [f"--in_dir={folder}", f"--data_dir={data}",
+                                                    f"--out_dir={tmp_path / 'run'}", f"--dataset_dir={tmp_path / 'ours'}"],
+                              capsys)
+    assert status == 1 and one_line(err), err
+    assert f"cannot read upstream's {data / 'val.bin'}: Permission denied" in err, err
+    assert not (tmp_path / "run").exists() and not (tmp_path / "ours").exists()
