@@ -31,6 +31,9 @@ def load_report(folder):
         raise UserError(f"{folder} has no {REPORT_FILE}: give a report folder of run_best_advanced_1k.py")
     except (OSError, ValueError) as e:
         raise UserError(f"{path} cannot be read: {e}")
+    if isinstance(report, dict) and report.get("grid") and report.get("comparisons") is None and report.get("runs") == []:
+        raise UserError(f"{folder} has no test runs yet, only its learning-rate selection (a sweep under way?): "
+                        f"compare it once its first test runs are in")
     if not isinstance(report, dict) or not isinstance(report.get("comparisons"), dict) or not report.get("runs"):
         raise UserError(f"{path} is not a comparison report (no comparisons or runs)")
     if not isinstance(report["runs"], list) or not all(isinstance(r, dict) for r in report["runs"]):

@@ -52,6 +52,7 @@ def test_one_row_per_cell_one_column_per_report_labelled_by_what_differs(tmp_pat
     (["{a}", "{missing}"], "has no results.json: give a report folder of run_best_advanced_1k.py"),
     (["{a}", "{broken}"], "cannot be read"),
     (["{a}", "{listed}"], "is not a comparison report (its runs are not a list of records)"),
+    (["{a}", "{selecting}"], "has no test runs yet, only its learning-rate selection"),
     (["{a}", "{a}", "--cells=foo/bar"], "error: no report has foo/bar"),
 ])
 def test_bad_input_is_one_line_and_exit_1(tmp_path, args, message, capsys):
@@ -62,8 +63,11 @@ def test_bad_input_is_one_line_and_exit_1(tmp_path, args, message, capsys):
     (tmp_path / "broken" / "results.json").write_text("{not json")
     (tmp_path / "listed").mkdir()
     (tmp_path / "listed" / "results.json").write_text(json.dumps({"comparisons": {}, "runs": ["x"]}))
+    (tmp_path / "selecting").mkdir()  # a tuned sweep under way: its grid reported, no test run yet
+    (tmp_path / "selecting" / "results.json").write_text(json.dumps(
+        {"grid": {"baseline/none": {"1e-3": 1.9}}, "chosen_rates": {}, "comparisons": None, "runs": []}))
     folders = {"a": tmp_path / "a", "missing": tmp_path / "missing", "broken": tmp_path / "broken",
-               "listed": tmp_path / "listed"}
+               "listed": tmp_path / "listed", "selecting": tmp_path / "selecting"}
     argv = [a.format(**folders) for a in args]
     status, out, err = run_main(compare_reports.main, argv, capsys)
     assert status == 1 and err.count("\n") == 1 and message in err, err
