@@ -292,9 +292,12 @@ def build_report(args, name, phases, wall):
         sections.append([f"**Partial**: {len(pending)} of the variants have not finished their "
                          f"{'grid or test seeds' if args.tune else 'runs'} and are not in the comparison: "
                          + ", ".join(f"{names.get(v, v)} / {m}" for v, m in pending) + "."])
+    report_dir = args.report_dir or sweep_dir
+    retrained = report.runs_trained_again(report_dir, records, TEST_METRIC)
+    if retrained:  # said early: the decisions below are not those an earlier report gave
+        sections.append(report.retrained_section(retrained, TEST_METRIC))
     if args.tune:
         sections += selection_sections(table, chosen, pending, names)
-    report_dir = args.report_dir or sweep_dir
     os.makedirs(report_dir, exist_ok=True)
     title = f"{args.dataset}, {args.iters} iterations" + (", tuned rates" if args.tune else "")
     ok = [r for r in records if r["status"] == "ok"]
@@ -338,6 +341,8 @@ def build_report(args, name, phases, wall):
                                               for point in points] for k, points in curves.items()},
             "diagnostics": {"changes": effects, "spearman": {k: dict(zip(("rho", "p", "n"), v))
                                                              for k, v in correlations.items()}}}
+    if retrained:  # (absent, not empty, where none was: the committed reports regenerate byte for byte)
+        data["retrained"] = retrained
     text = report.write_report(report_dir, "Centering vs baseline: " + title, sections, data, figures)
     return text, report_dir, figures
 

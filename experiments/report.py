@@ -323,6 +323,47 @@ def grid_table(table, chosen, unfinished=()):
     return lines
 
 
+def runs_trained_again(report_dir, records, metric):
+    """The runs of records whose metric differs from the one an earlier report in report_dir gave:
+    {run_id: {"reported": loss then, "now": loss now}}. Such a run was trained again (lost before
+    it was archived, or its folder removed), usually on another CPU, which rounds differently. The
+    list is kept in results.json from report to report, so that a look re-analysed on retrained
+    runs says so for good, also after the next report replaces the earlier losses."""
+    try:
+        with open(os.path.join(report_dir, "results.json"), encoding="utf-8") as f:
+            old = json.load(f)
+    except (OSError, ValueError):
+        return {}  # no earlier report here (check_report_dir refused one of another experiment)
+
+    def loss(value):  # NaN is written as null
+        return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+    retrained = {k: dict(v) for k, v in (old.get("retrained") or {}).items()}
+    before = {r["run_id"]: loss(r.get(metric)) for r in old.get("runs") or [] if isinstance(r, dict) and "run_id" in r}
+    for r in records:
+        now = loss(r.get(metric))
+        if r["run_id"] in retrained:
+            retrained[r["run_id"]]["now"] = now
+        elif r["run_id"] in before and before[r["run_id"]] != now:
+            retrained[r["run_id"]] = {"reported": before[r["run_id"]], "now": now}
+    return retrained
+
+
+def retrained_section(retrained, metric):
+    """The report's lines on the runs trained again since an earlier report (runs_trained_again)."""
+    name = METRIC_NAMES.get(metric, metric)
+    return ["## Runs trained again",
+            "",
+            f"{len(retrained)} runs have another {name} than in an earlier report written in this folder: they were "
+            f"trained again (lost before they were archived, or their folders removed), usually on another CPU, "
+            f"which rounds differently, so they differ by seed noise. Every look here is decided on the losses "
+            f"now; the earlier report decided its looks on the losses then.",
+            "",
+            "| run | " + name + " then | now |",
+            "|---|---|---|"] + [f"| {run_id} | {fmt(v['reported'], '.4f')} | {fmt(v['now'], '.4f')} |"
+                                for run_id, v in sorted(retrained.items())]
+
+
 def write_report(report_dir, title, sections, data, figures):
     """results.md (title, then the sections: lists of lines) and results.json (data); figures
     are listed in results.md. Returns the markdown text."""

@@ -121,10 +121,29 @@ def test_tuned_comparison_end_to_end(char_data, tmp_path, capsys, monkeypatch):
     for png in ("improvement.png", "rate_grid.png", "val_curves.png"):
         assert (sweep_dir / png).stat().st_size > 10_000
 
+    # a test run trained again (its record replaced, as after a run lost and retrained on another
+    # CPU): the report in the same folder names it with both losses, and keeps naming it after
+    # the next report, whose earlier report already had the new loss
+    results_file = sweep_dir / "results.jsonl"
+    lines = results_file.read_text().splitlines()
+    retrained_id = "baseline-none-s1-i30-learning_rate=" + report["chosen_rates"]["baseline/none"]
+    then = runs[retrained_id]["test_loss"]
+    lines = [json.dumps({**json.loads(line), "test_loss": then + 0.01}) if f'"{retrained_id}"' in line else line
+             for line in lines]
+    results_file.write_text("\n".join(lines) + "\n")
+    assert "## Runs trained again" not in (sweep_dir / "results.md").read_text() and "retrained" not in report
+    for _ in range(2):
+        status, out, err = run_main(run_best.main, args + TINY + ["--report_only"], capsys)
+        assert status == 0, err[-2000:]
+        again = json.loads((sweep_dir / "results.json").read_text())
+        assert again["retrained"] == {retrained_id: {"reported": then, "now": pytest.approx(then + 0.01)}}
+        text = (sweep_dir / "results.md").read_text()
+        assert "## Runs trained again" in text and f"| {retrained_id} | {then:.4f} | {then + 0.01:.4f} |" in text
+        assert again["comparisons"]["baseline/none"]["mean"] != report["comparisons"]["baseline/none"]["mean"]
+
     # a report of the folder as it is, training nothing: with a test run's record gone, the
     # variant is named as not finished and left out, and nothing is run again; a command written
     # on a GPU machine (--gpus=0) reads back on one without a GPU
-    results_file = sweep_dir / "results.jsonl"
     kept = [line for line in results_file.read_text().splitlines() if '"value_centered-momentum-s2-' not in line]
     results_file.write_text("\n".join(kept) + "\n")
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
