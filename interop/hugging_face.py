@@ -16,7 +16,7 @@ from files import ensure_writable_folder
 from train_advanced_centered import fold_checkpoint
 from training import TrainingError
 from training.checkpoint import load_checkpoint, model_from_checkpoint
-from training.run_folder import run_files_in
+from training.run_folder import refuse_a_held_folder
 
 CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 GPT2_EOT = 50256  # <|endoftext|> in GPT-2 BPE
@@ -112,12 +112,8 @@ def check_export_dir(cfg):
     """Refuse an out_dir that holds a run or a model, unless cfg.overwrite, or that is a file."""
     if os.path.exists(cfg.out_dir) and not os.path.isdir(cfg.out_dir):
         raise ConfigError(f"--out_dir={cfg.out_dir} is a file, not a folder: give a folder")
-    held = run_files_in(cfg.out_dir)
-    models = [name for name in HF_FILES if os.path.exists(os.path.join(cfg.out_dir, name))]
-    if (held or models) and not cfg.overwrite:
-        what = f"a run ({', '.join(held)})" if held else f"a model ({', '.join(models)})"
-        raise ConfigError(f"{cfg.out_dir} already holds {what}: export to another --out_dir, or write the "
-                          f"model's files there with --overwrite=True")
+    refuse_a_held_folder(cfg.out_dir, cfg.overwrite, "export to another --out_dir",
+                         replace="write the model's files there with --overwrite=True", model_files=HF_FILES)
 
 
 def export_run(cfg):

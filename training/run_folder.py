@@ -50,18 +50,32 @@ def run_files_in(folder):
     return [name for name in RUN_FILES if os.path.exists(os.path.join(folder, name))]
 
 
+def refuse_a_held_folder(folder, overwrite, instead, replace="replace that run with --overwrite=True", model_files=()):
+    """The one rule of every command that writes a run or a model into a folder (train, fold,
+    import, export): a folder that holds a run (RUN_FILES), or one of model_files (an earlier
+    export's), is refused with ConfigError unless overwrite. instead and replace say what to do
+    rather ("import into another --out_dir"). Returns the run files held, which the command replaces."""
+    held = run_files_in(folder)
+    models = [name for name in model_files if os.path.exists(os.path.join(folder, name))]
+    if (held or models) and not overwrite:
+        what = f"a run ({', '.join(held)})" if held else f"a model ({', '.join(models)})"
+        raise ConfigError(f"{folder} already holds {what}: {instead}, or {replace}")
+    return held
+
+
 def check_out_dir(cfg):
     """Refuse a fresh run into a folder that holds a run, unless cfg.overwrite; make sure the folder
     exists and is writable. Returns the run files the fresh run replaces: clear_out_dir deletes
     them once every other check has passed, so a run that cannot start deletes nothing."""
     if cfg.eval_only:
         return []  # evaluation writes nothing: the folder is only read, if it exists at all
-    held = run_files_in(cfg.out_dir)
-    if cfg.init_from == "scratch" and held and not cfg.overwrite:
-        raise ConfigError(f"{cfg.out_dir} already holds a run ({', '.join(held)}): continue it with "
-                          f"--init_from=resume, replace it with --overwrite=True, or choose another --out_dir")
+    if cfg.init_from != "scratch":
+        ensure_writable_folder(cfg.out_dir, "--out_dir")
+        return []  # a resume continues the run there
+    held = refuse_a_held_folder(cfg.out_dir, cfg.overwrite, "continue it with --init_from=resume, choose another --out_dir",
+                                replace="replace it with --overwrite=True")
     ensure_writable_folder(cfg.out_dir, "--out_dir")
-    return held if cfg.init_from == "scratch" else []
+    return held
 
 
 def clear_out_dir(out_dir, replaced, rt, say):
@@ -94,10 +108,7 @@ def writing_model_into(out_dir, overwrite, elsewhere):
     a run unless overwrite, and hold its RUN_LOCK while writing, so that no trainer runs there
     meanwhile. elsewhere says what to do instead ("import into another --out_dir"). Yields the run
     files the new model replaces; a folder made here and left empty by a failure is removed."""
-    held = run_files_in(out_dir)
-    if held and not overwrite:
-        raise ConfigError(f"{out_dir} already holds a run ({', '.join(held)}): {elsewhere}, "
-                          f"or replace that run with --overwrite=True")
+    held = refuse_a_held_folder(out_dir, overwrite, elsewhere)
     made = not os.path.isdir(out_dir)
     ensure_writable_folder(out_dir, "--out_dir")
     owner = FileLock(os.path.join(out_dir, RUN_LOCK))
