@@ -67,10 +67,11 @@ def read_vocabulary(data_dir):
         with open(path, "rb") as f:
             upstream = pickle.load(f)
         chars = [upstream["itos"][i] for i in range(upstream["vocab_size"])]
+        agree = all(upstream["stoi"].get(c) == i for i, c in enumerate(chars))
     except Exception as e:
-        raise TrainingError(f"{path} is not a nanoGPT character vocabulary (vocab_size, itos): "
+        raise TrainingError(f"{path} is not a nanoGPT character vocabulary (vocab_size, itos, stoi): "
                             f"{type(e).__name__}: {e}") from None
-    if any(upstream["stoi"].get(c) != i for i, c in enumerate(chars)):
+    if not agree:
         raise TrainingError(f"{path}: its stoi and itos disagree")
     return char_vocabulary(chars)
 
@@ -142,9 +143,11 @@ def imported_checkpoint(cfg, in_path):
     except (ValueError, KeyError) as e:
         raise TrainingError(f"{in_path}: its optimizer state does not fit the model: {e}") from None
     vocab = read_vocabulary(cfg.data_dir)
-    if vocab["vocab_size"] > model.config.vocab_size:
-        raise TrainingError(f"{in_path} has {model.config.vocab_size} token rows, fewer than the "
-                            f"{vocab['vocab_size']} tokens of {cfg.data_dir}'s vocabulary: not its dataset")
+    rows = model.config.vocab_size
+    # upstream sizes a character model to its meta.pkl exactly, a GPT-2 one to 50304 (50257 from gpt2)
+    if rows < vocab["vocab_size"] or (vocab["tokenizer"] == "char" and rows != vocab["vocab_size"]):
+        raise TrainingError(f"{in_path} has {rows} token rows, but {cfg.data_dir}'s vocabulary has "
+                            f"{vocab['vocab_size']} tokens ({vocab['tokenizer']}): not its dataset")
     upstream_config = ckpt["config"]
     dataset_dir = cfg.dataset_dir or os.path.join(REPO_ROOT, "data", f"{upstream_config.get('dataset', 'nanogpt')}_nanogpt")
     config = run_config(upstream_config, model_args, dataset_dir, cfg.out_dir)

@@ -200,11 +200,12 @@ def test_upstream_run_imported_samples_and_resumes_in_ours(work, tmp_path, capsy
         assert status == 0 and "and its tokenizer (characters)" in out, err
 
 
-def upstream_like_checkpoint(folder):
+def upstream_like_checkpoint(folder, vocab_size=9):
     """A checkpoint with the keys upstream's train.py writes (for the error paths, which need no
-    upstream checkout)."""
+    upstream checkout). vocab_size: 9, the characters of "hello world, ", as upstream sizes a
+    character model's token rows to its meta.pkl."""
     torch.manual_seed(0)
-    model = GPT(GPTConfig(block_size=16, vocab_size=40, n_layer=1, n_head=2, n_embd=16, bias=False))
+    model = GPT(GPTConfig(block_size=16, vocab_size=vocab_size, n_layer=1, n_head=2, n_embd=16, bias=False))
     optimizer = model.configure_optimizers(0.1, 1e-3, (0.9, 0.99), "cpu")
     ckpt = {"model": model.state_dict(), "model_args": dataclasses.asdict(model.config),
             "optimizer": optimizer.state_dict(), "iter_num": 5, "best_val_loss": torch.tensor(2.5),
@@ -243,7 +244,32 @@ def test_import_refuses_a_run_folder_and_ours(tmp_path, capsys):
                                                         "--overwrite=True", *base], capsys)
     assert status == 1 and err.count("\n") == 1 and "another process (a trainer, a fold or an import) is writing in" in err, err
     assert sorted(os.listdir(taken)) == ["metrics.jsonl", RUN_LOCK] and not (tmp_path / "ours_data").exists()
-    # upstream's vocabulary (9 characters here) must fit the model's 40 rows; --overwrite replaces the run
+    # a character vocabulary that is not the model's (its 9 characters, 40 token rows; 9, 10 rows), or
+    # a GPT-2 one (no meta.pkl) for a 9-row model: refused in one line, nothing written
+    wide = upstream_like_checkpoint(str(tmp_path / "up40"), vocab_size=40)
+    no_meta = tmp_path / "no_meta"
+    no_meta.mkdir()
+    for in_dir, data_dir, message in ((wide, data, "has 40 token rows, but"), (folder, no_meta, "has 9 token rows, but")):
+        status, _, err = run_main(import_nanogpt.main, [f"--in_dir={in_dir}", f"--out_dir={tmp_path / 'mismatch'}",
+                                                        f"--data_dir={data_dir}", f"--dataset_dir={tmp_path / 'ours_data'}"],
+                                  capsys)
+        assert status == 1 and err.count("\n") == 1 and message in err and "not its dataset" in err, err
+        assert not (tmp_path / "mismatch").exists() and not (tmp_path / "ours_data").exists()
+    # a meta.pkl without stoi, or with one that disagrees with itos: one line
+    import pickle
+    with open(data / "meta.pkl", "rb") as f:
+        meta = pickle.load(f)
+    bad = tmp_path / "bad_meta"
+    bad.mkdir()
+    for broken, message in (({k: v for k, v in meta.items() if k != "stoi"}, "is not a nanoGPT character vocabulary"),
+                            ({**meta, "stoi": {c: 0 for c in meta["stoi"]}}, "its stoi and itos disagree")):
+        with open(bad / "meta.pkl", "wb") as f:
+            pickle.dump(broken, f)
+        status, _, err = run_main(import_nanogpt.main, [f"--in_dir={folder}", f"--out_dir={tmp_path / 'mismatch'}",
+                                                        f"--data_dir={bad}", f"--dataset_dir={tmp_path / 'ours_data'}"],
+                                  capsys)
+        assert status == 1 and err.count("\n") == 1 and message in err, err
+    # upstream's vocabulary, 9 characters, is the model's; --overwrite replaces the run
     status, out, err = run_main(import_nanogpt.main, [f"--in_dir={folder}", f"--out_dir={taken}", "--overwrite=True",
                                                       *base], capsys)
     assert status == 0 and "deleting the previous run's metrics.jsonl" in out, err
