@@ -60,7 +60,8 @@ class CommandLine(argparse.ArgumentParser):
         if doc is not None:
             head, _, rest = doc.strip().partition("\n\n")
             kwargs.update(description=head, epilog=rest or None, formatter_class=argparse.RawDescriptionHelpFormatter)
-        super().__init__(**kwargs)
+        # no prefixes: --seed=4 must reach the trainer's keys (and be refused there), not become --seeds=4
+        super().__init__(allow_abbrev=False, **kwargs)
 
     def error(self, message):
         fail(f"{message} (see --help)", 2)

@@ -27,6 +27,8 @@ BASE = ["--iters=10", "--n_embd=32", "--dry_run"]
     (["--seeds=1", "--variants=baseline,baseline"], "argument --variants: lists baseline twice"),
     (["--seeds=1", "--grid", "learning_rate=1e-3,0.001"], "--grid learning_rate lists 0.001 twice (as 1e-3 and 0.001)"),
     (["--seeds=1", "--grid", "center_v=True,true"], "--grid center_v lists true twice (as True and true)"),
+    # an option is never taken for a longer one it begins (--seed=7 as --seeds=7 would plan 7 seeds)
+    (["--seed=7"], "the sweep sets seed itself (use --seeds)"),
 ])
 def test_the_sweep_command_refuses_empty_lists_and_paths(tmp_path, capsys, argv, message):
     import advanced_centering_experiments as sweep_script
@@ -44,6 +46,8 @@ def test_the_sweep_command_refuses_empty_lists_and_paths(tmp_path, capsys, argv,
     (["--tune", "--rates=1e-3,0.001"], "argument --rates: lists 0.001 twice (as 1e-3 and 0.001)"),
     (["--modes=adaptive,momentum,adaptive"], "argument --modes: lists adaptive twice"),
     (["--variants=value_centered,"], None),  # a trailing comma is not an empty list
+    (["--seed=1337"], "the sweep sets seed itself (use --seeds)"),  # not --seeds=1337: 1337 seeds
+    (["--tune", "--rate=1e-3"], "rate"),  # not --rates
 ])
 def test_the_protocol_command_refuses_an_empty_grid_and_paths(char_data, tmp_path, capsys, argv, message):
     import run_best_advanced_1k as run_best
