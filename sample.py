@@ -26,12 +26,12 @@ class SampleConfig:
     out_dir: str = TrainConfig.out_dir  # the run folder: train.py's default, or a config's out_dir
     checkpoint: str = "ckpt.pt"  # or best.pt: the checkpoint with the best validation loss
     start: str = "\n"  # prompt text, or FILE:path
-    num_samples: int = 3
-    max_new_tokens: int = 500
+    num_samples: int = 3  # samples to write, one after another
+    max_new_tokens: int = 500  # tokens generated per sample, after the prompt
     temperature: float = 0.8  # < 1 sharpens the distribution, > 1 flattens it
     top_k: int = 200  # keep only the k most likely tokens; 0 keeps all; 1 is greedy
-    seed: int = 1337
-    device: str = "auto"
+    seed: int = 1337  # of the sampling: the same seed, the same text
+    device: str = "auto"  # auto (cuda if there is one, else mps, else cpu), cpu, cuda, cuda:N or mps
     use_kv_cache: bool = True  # reuse earlier keys and values (faster; the same tokens with window=slide)
     window: str = "slide"  # past block_size: slide (as uncached and nanoGPT) or restart (faster cache, other text)
 

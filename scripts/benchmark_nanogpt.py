@@ -27,7 +27,7 @@ class BenchConfig:
     input: str = DEFAULT_INPUT  # the text both trainers learn (tiny Shakespeare)
     pairs: int = 5  # runs of each trainer per thread count, alternated
     threads: str = "1,2"  # comma-separated thread counts (OMP_NUM_THREADS of both trainers)
-    iters: int = 300
+    iters: int = 300  # iterations of each timed run
     skip: int = 20  # first iterations left out of each run's median
     work_dir: str = ""  # default: a new temporary folder (kept, with the logs); a folder given must be empty
     overwrite: bool = False  # replace a previous benchmark's runs and logs in work_dir

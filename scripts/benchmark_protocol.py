@@ -24,9 +24,9 @@ from configurator import ConfigError, run_command  # noqa: E402
 class ProtocolBenchConfig:
     before: str = ""  # git revision to compare against (e.g. a commit of main)
     data_dir: str = ""  # a prepared character-level dataset
-    iters: int = 1000
-    pairs: int = 2
-    threads: int = 1
+    iters: int = 1000  # iterations of each timed run (the protocol's 1000)
+    pairs: int = 2  # runs of each revision (before and this tree), the two alternated
+    threads: int = 1  # OMP_NUM_THREADS of every run (the protocol's runs take 1)
     work_dir: str = ""  # default: a new temporary folder (kept, with the logs); a folder given must be empty
     overwrite: bool = False  # replace a previous benchmark's runs and logs in work_dir
 

@@ -40,15 +40,15 @@ from training.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: 
 @dataclass
 class BenchConfig:
     checkpoint: str = ""  # a checkpoint file to time instead of a random-init model
-    max_new_tokens: int = 500
-    block_size: int = 256
-    n_layer: int = 6
-    n_head: int = 6
-    n_embd: int = 384
-    vocab_size: int = 65
-    bias: bool = False
+    max_new_tokens: int = 500  # tokens generated per timed run
+    block_size: int = 256  # context of the random-init model (past it, the window slides)
+    n_layer: int = 6  # the random-init model's shape: nanoGPT's Shakespeare GPU model by default
+    n_head: int = 6  # attention heads (n_embd must divide by it)
+    n_embd: int = 384  # embedding width
+    vocab_size: int = 65  # token rows (65: Shakespeare's characters)
+    bias: bool = False  # biases in the linear layers and layer norms
     repeats: int = 3  # timed runs per path or model, taken in turns
-    seed: int = 1337
+    seed: int = 1337  # of the random-init weights and of the sampling
 
     def validate(self):
         if min(self.max_new_tokens, self.block_size, self.repeats) <= 1:

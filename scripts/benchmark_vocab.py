@@ -24,8 +24,8 @@ class VocabBenchConfig:
     full_dir: str = ""  # a GPT-2 BPE dataset with GPT-2's ids
     compact_dir: str = ""  # the same text prepared with --compact_vocab
     iters: int = 60  # per run; the val loss is measured at the end
-    pairs: int = 3
-    threads: int = 1
+    pairs: int = 3  # runs of each dataset (full and compact), the two alternated
+    threads: int = 1  # OMP_NUM_THREADS of every run
     skip: int = 5  # first iterations left out of each run's median
     work_dir: str = ""  # default: a new temporary folder (kept, with the logs); a folder given must be empty
     overwrite: bool = False  # replace a previous benchmark's runs and logs in work_dir

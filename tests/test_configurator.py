@@ -126,3 +126,23 @@ def test_hyphenated_keys_are_the_underscored_ones():
     from configurator import load_config
     from train import TrainConfig
     assert load_config(TrainConfig, ["--max-iters=5", "--eval_interval=5"]).max_iters == 5
+
+
+def test_every_key_of_every_command_has_its_help():
+    """--help lists every key with what it is for (README): each config class a command takes has
+    a trailing comment on every field, its bases' included."""
+    commands = {"sample": "SampleConfig", "train": "TrainConfig", "train_advanced_centered": "CenteredTrainConfig",
+                "eval_noise": None, "benchmark": "BenchmarkConfig", "benchmark_protocol": "ProtocolBenchConfig",
+                "benchmark_vocab": "VocabBenchConfig", "export_hf": "ExportConfig", "import_nanogpt": "ImportConfig",
+                "benchmark_sampling": "BenchConfig", "benchmark_nanogpt": "BenchConfig", "fold_centering": "FoldConfig"}
+    missing = {}
+    for module_name, class_name in commands.items():
+        module = importlib.import_module(module_name)
+        classes = [getattr(module, class_name)] if class_name else \
+            [v for v in vars(module).values() if isinstance(v, type) and dataclasses.is_dataclass(v)]
+        for cls in classes:
+            comments = field_comments(cls)
+            undocumented = [f.name for f in dataclasses.fields(cls) if not comments.get(f.name, "").strip()]
+            if undocumented:
+                missing[f"{module_name}.{cls.__name__}"] = undocumented
+    assert missing == {}
