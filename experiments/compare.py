@@ -18,7 +18,8 @@ from training.run_folder import SESSION_KEYS
 
 REPORT_FILE = "results.json"
 # differ between runs of one report, or say nothing about the setting
-NOT_A_SETTING = SESSION_KEYS | {"seed", "learning_rate"}
+RATE = "learning_rate"
+NOT_A_SETTING = SESSION_KEYS | {"seed", RATE}  # (the rate is added back as a setting by setting_of)
 BASELINE_CELL = f"{BASELINE}/{BASELINE_MODE}"
 
 
@@ -42,10 +43,16 @@ def load_report(folder):
 
 
 def setting_of(report):
-    """The settings a report's baseline runs trained with (the config of its first baseline run)."""
+    """The settings a report's baseline runs trained with (the config of its first baseline run).
+    The learning rate is one: "tuned" where each cell chose its own (--tune), else the fixed rate."""
     baseline = [r for r in report["runs"] if r.get("variant") == BASELINE and isinstance(r.get("config"), dict)]
     config = baseline[0]["config"] if baseline else {}
-    return {k: v for k, v in config.items() if k not in NOT_A_SETTING}
+    setting = {k: v for k, v in config.items() if k not in NOT_A_SETTING}
+    if report.get("tuned") is True:
+        setting[RATE] = "tuned"
+    elif RATE in config:
+        setting[RATE] = config[RATE]
+    return setting
 
 
 def differing_keys(settings):
@@ -125,7 +132,7 @@ def across_reports(folders, cells=None):
         lines.append(f"| {cell_name(cell)} | " + " | ".join(cell_text(r, cell) for r in reports) + " |")
     families = "; ".join(f"{label}: {r.get('family', '?')} comparisons, {r.get('metric', '?')}"
                          for label, r in zip(labels, reports))
-    lines += ["", "Baseline: chosen rate, its test loss (mean ± std, seeds). Other cells: chosen rate, "
+    lines += ["", "Baseline: its rate (chosen, where tuned), its test loss (mean ± std, seeds). Other cells: their rate, "
               "improvement over the same-seed baseline (95% CI, seeds), p Holm-corrected within its own "
               f"report's family ({families}), and that report's decision. A report with a seed plan "
               "gives the look that decided the cell (or its last look), and the p of the test that decided "
@@ -147,6 +154,9 @@ def setting_curve(folders, key=None, cells=None):
             raise UserError(f"the reports differ in {', '.join(differing) or 'no setting'}: give the one to plot "
                             f"against with --x")
         key = differing[0]
+    if len({s.get(RATE) == "tuned" for s in settings}) > 1:
+        raise UserError(f"some reports tuned the learning rate and some did not ({RATE}: "
+                        f"{', '.join(str(s.get(RATE)) for s in settings)}): one curve would mix them")
     values = [s.get(key) for s in settings]
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
         raise UserError(f"--x={key}: not a number in every report ({', '.join(map(str, values))})")

@@ -8,7 +8,7 @@ import pytest
 from conftest import REPO_ROOT
 
 
-def write_report(folder, n_embd, cells, family, rates):
+def write_report(folder, n_embd, cells, family, rates, tuned=True):
     """A results.json as run_best_advanced_1k.py writes it, with only what the table reads."""
     folder.mkdir()
     comparisons = {"baseline/none": {"losses": {"1": 2.0, "2": 2.02}, "mean": 2.01, "std": 0.0141, "comparison": None}}
@@ -19,7 +19,7 @@ def write_report(folder, n_embd, cells, family, rates):
     config = {"n_embd": n_embd, "n_layer": 4, "seed": 1, "learning_rate": 1e-3, "out_dir": str(folder), "device": "cpu"}
     runs = [{"variant": "baseline", "mode": "none", "seed": 1, "config": config}]
     (folder / "results.json").write_text(json.dumps({"comparisons": comparisons, "runs": runs, "family": family,
-                                                     "metric": "test_loss", "chosen_rates": rates}))
+                                                     "metric": "test_loss", "chosen_rates": rates, "tuned": tuned}))
 
 
 def test_one_row_per_cell_one_column_per_report_labelled_by_what_differs(tmp_path):
@@ -45,6 +45,18 @@ def test_one_row_per_cell_one_column_per_report_labelled_by_what_differs(tmp_pat
     # reports that differ in no setting are labelled by their folders
     write_report(tmp_path / "c", 64, {}, 0, {})
     assert across_reports([str(tmp_path / "a"), str(tmp_path / "c")])[0] == "| cell | a | c |"
+
+    # a report at a fixed rate beside tuned ones is labelled so; no curve mixes the two
+    from configurator import UserError
+    from experiments.compare import setting_curve
+    write_report(tmp_path / "fixed", 256, {"value_centered/momentum": (-0.5, -1.0, 0.0, 0.2, "no detectable difference")},
+                 1, {}, tuned=False)
+    folders = [str(tmp_path / "a"), str(tmp_path / "b"), str(tmp_path / "fixed")]
+    assert across_reports(folders)[0] == ("| cell | learning_rate=tuned, n_embd=64 | learning_rate=tuned, n_embd=128 "
+                                          "| learning_rate=0.001, n_embd=256 |")
+    with pytest.raises(UserError, match="some reports tuned the learning rate and some did not"):
+        setting_curve(folders, key="n_embd")
+    assert setting_curve(folders[:2])[0] == "n_embd"
 
 
 @pytest.mark.parametrize("args, message", [
