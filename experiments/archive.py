@@ -22,8 +22,9 @@ from configurator import ConfigError, UserError
 from experiments.records import FINAL_STATUSES, RESULTS_FILE, append_record, read_results
 from experiments.slurm import slurm_runs_under_way
 from experiments.sweep import SweepLock
-from files import ensure_writable_folder
+from files import ensure_writable_folder, lock_holder
 from training.metrics import METRICS_FILE
+from training.run_folder import RUN_LOCK
 
 KEPT_FILES = ("run.json", "train.log")  # besides the metrics; never a checkpoint
 CHECKPOINT = "ckpt.pt"  # train.py's resume checkpoint: a run folder with one holds work
@@ -53,6 +54,9 @@ def archive_sweep(src, dst, log=print, only=None):
                 raise UserError(f"{dst} holds {run_id} with another record: archive into a folder of its own")
             if run_id not in held and os.path.exists(os.path.join(dst, run_id, CHECKPOINT)):
                 raise UserError(f"{dst} holds {run_id} started but not finished: finish or remove it first")
+            trainer = None if run_id in held else lock_holder(os.path.join(dst, run_id, RUN_LOCK))
+            if trainer is not None:  # a trainer there before its first checkpoint: its folder is not ours to replace
+                raise UserError(f"{dst} holds {run_id} still training (pid {trainer}): let it end, or stop it, first")
         new = [k for k in finished if k not in held]
         queued = slurm_runs_under_way(dst, [SimpleNamespace(run_id=k) for k in new], held) if new else []
         if queued:  # its job would append a record after the archived one, which then loses

@@ -88,6 +88,14 @@ def test_archived_sweep_reads_as_before_and_a_sweep_restored_from_it_does_only_t
     (tmp_path / "busy" / "baseline-none-s2-i20" / "ckpt.pt").write_bytes(b"x")
     r = archive(capsys, src, tmp_path / "busy")
     assert r.returncode != 0 and "started but not finished" in r.stderr
+    # a trainer still running there before its first checkpoint (its sweep killed): its folder is kept
+    from files import FileLock
+    from training.run_folder import RUN_LOCK
+    (tmp_path / "training" / "baseline-none-s2-i20").mkdir(parents=True)
+    with FileLock(str(tmp_path / "training" / "baseline-none-s2-i20" / RUN_LOCK)):
+        r = archive(capsys, src, tmp_path / "training")
+    assert r.returncode != 0 and "holds baseline-none-s2-i20 still training (pid " in r.stderr and "Traceback" not in r.stderr
+    assert sorted(p.name for p in (tmp_path / "training" / "baseline-none-s2-i20").iterdir()) == [RUN_LOCK]
 
 
 def test_only_copies_the_runs_that_match(tmp_path, capsys):
