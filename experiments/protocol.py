@@ -30,7 +30,7 @@ from experiments.cli import name_not_ok, print_plan, sweep_options
 from experiments.plan import BASELINE, BASELINE_MODE, Run, check_plan, check_sweep_name, plan_runs
 from experiments.records import FINAL_STATUSES
 from experiments.seed_plan import SeedPlan, add_detectable_effects, decide
-from experiments.sweep import run_sweep
+from experiments.sweep import run_sweep, setting_differences
 from experiments.tuning import (RATE_KEY, TEST_METRIC, at_chosen_rates, borderline, check_disjoint, choose_rates,
                                 edge_rates, selection_table)
 from files import write_probe
@@ -475,10 +475,11 @@ def report_identity(args):
     return identity
 
 
-def check_report_dir(args, report_dir):
+def check_report_dir(args, report_dir, baseline_config=None):
     """Refuse (UserError), before anything trains, a report folder that holds the report of
     another experiment (a sweep folder shared by two commands, e.g. other modes reusing the
-    baseline's runs): writing there would silently replace it."""
+    baseline's runs; or another width's sweep given the same --report_dir): writing there would
+    silently replace it. baseline_config: the resolved config of a baseline run planned now."""
     if os.path.exists(report_dir) and not os.path.isdir(report_dir):
         raise ConfigError(f"--report_dir {report_dir} is a file, not a folder: give a folder for the report")
     parent = report_dir if os.path.isdir(report_dir) else os.path.dirname(os.path.abspath(report_dir))
@@ -512,6 +513,12 @@ def check_report_dir(args, report_dir):
             differ.append("variants")
     if differ:
         raise UserError(f"{report_dir} holds the report of another command (other {', '.join(differ)}): "
+                        f"give --report_dir=NEW for this one")
+    held = next((r["config"] for r in old.get("runs") or [] if isinstance(r, dict) and r.get("variant") == BASELINE
+                 and isinstance(r.get("config"), dict)), None)
+    settings = held and baseline_config and setting_differences(held, baseline_config, also_free=("seed", RATE_KEY))
+    if settings:  # e.g. the same sweep at another width: its run ids, and so its report, look the same
+        raise UserError(f"{report_dir} holds the report of runs trained with other settings ({settings}): "
                         f"give --report_dir=NEW for this one")
 
 
@@ -576,7 +583,7 @@ def run(args, overrides):
     sweep_dir = os.path.join(os.path.abspath(args.out_root), name)
     runs, configs = plan_and_check(args, all_overrides, variants)
     if not args.dry_run:
-        check_report_dir(args, args.report_dir or sweep_dir)
+        check_report_dir(args, args.report_dir or sweep_dir, next(configs[r.run_id] for r in runs if r.variant == BASELINE))
     if args.dry_run:
         print_plan(runs, sweep_dir, configs)
         if args.tune:

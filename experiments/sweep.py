@@ -200,8 +200,14 @@ def other_settings(sweep, run, done):
                 raise UserError(f"{started} cannot be read ({e}): remove that run's folder to train it anew") from None
     if not old:
         return None
-    new = sweep.config_of(run)
-    differ = sorted(k for k in set(old) | set(new) if k not in SESSION_KEYS and old.get(k) != new.get(k))
+    return setting_differences(old, sweep.config_of(run))
+
+
+def setting_differences(old, new, also_free=()):
+    """The training settings (not the session keys, nor also_free) in which two resolved configs
+    differ, in a few words ("n_embd=16, now 32"), or None."""
+    differ = sorted(k for k in set(old) | set(new)
+                    if k not in SESSION_KEYS and k not in also_free and old.get(k) != new.get(k))
     if not differ:
         return None
     return (", ".join(f"{k}={old.get(k)!r}, now {new.get(k)!r}" for k in differ[:4])

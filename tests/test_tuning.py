@@ -162,9 +162,19 @@ def test_tuned_comparison_end_to_end(char_data, tmp_path, capsys, monkeypatch):
     assert status == 1 and "holds the report of another command" in err
     assert "Traceback" not in err and len(read_jsonl(str(results_file))) == len(kept)
 
-    # the same folder with another width is refused before anything runs
+    # the same folder with another width is refused before anything runs (the sweep folder's own
+    # check: tests/test_sweep.py), here already by its report; and so is this report's folder for the
+    # same sweep at another width in another folder (the same run ids): its report would replace
+    # this one, its runs all "trained again"
     status, out, err = run_main(run_best.main, args + TINY[:2] + ["--n_embd=24"] + TINY[3:], capsys)
-    assert status == 2 and "other settings" in err and "n_embd=16, now 24" in err
+    assert status == 1 and "trained with other settings (n_embd=16, now 24)" in err
+    before = (sweep_dir / "results.json").read_bytes()
+    wider = [a for a in args if not a.startswith("--out_root")] + [f"--out_root={tmp_path / 'wider'}",
+                                                                   f"--report_dir={sweep_dir}", "--report_only"]
+    status, out, err = run_main(run_best.main, wider + TINY[:2] + ["--n_embd=24"] + TINY[3:], capsys)
+    assert status == 1 and err.count("\n") == 1, err
+    assert "holds the report of runs trained with other settings (n_embd=16, now 24)" in err
+    assert (sweep_dir / "results.json").read_bytes() == before
 
 
 @pytest.mark.slow
