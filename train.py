@@ -396,6 +396,8 @@ def _train(cfg, owner, model_cls, model_config_cls, log, on_step, announce):
             dist.all_reduce(loss_sum)
         step_loss = loss_sum.item() / (micro_steps * rt.world_size)  # mean over the global batch
         if not math.isfinite(step_loss):
+            # said in the run's own records too: under torchrun every rank's exit 3 comes back as 1
+            metrics.write({"type": "diverged", "iter": iter_num, "loss": str(step_loss)})
             raise TrainingDiverged(f"loss is {step_loss} at iteration {iter_num}; stopping "
                                    f"(the last good checkpoint, if any, is {ckpt_path})")
         if cfg.grad_clip > 0 or on_step is not None:

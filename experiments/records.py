@@ -87,6 +87,8 @@ def summarize(run, run_dir, returncode, wall_s, executor, provenance, config):
     """The results record of a finished run attempt, from its metrics.jsonl."""
     status = status_of(returncode)
     metrics = read_metrics(run_dir)
+    if status == "failed" and metrics and metrics[-1].get("type") == "diverged":
+        status = "diverged"  # torchrun (--nproc > 1) returns 1 for a worker's exit 3
     evals = [m for m in metrics if m.get("type") == "eval"]
     steps = [m["step_ms"] for m in metrics if m.get("type") == "train" and "step_ms" in m]
     tests = [m for m in metrics if m.get("type") == "test"]

@@ -83,3 +83,39 @@ def test_append_that_fails_midway_leaves_whole_lines(tmp_path, monkeypatch):
     assert open(path).read() == json.dumps({"run_id": "a"}) + "\n"  # its half taken back
     append_record(path, {"run_id": "c"})
     assert [r["run_id"] for r in read_jsonl(path)] == ["a", "c"]
+
+
+def test_a_divergence_is_in_the_runs_records_so_a_torchrun_exit_1_is_still_diverged(tiny_config, monkeypatch):
+    """torchrun (--nproc > 1) returns 1 when its workers exit 3: the run's own last record says it
+    diverged, so the sweep records it as diverged (final), not failed (trained again on every rerun).
+    A resume drops that record; a later crash is failed again."""
+    import dataclasses
+
+    import model as model_module
+    from experiments.plan import Run
+    from experiments.records import summarize
+    from train import train
+    from training import TrainingDiverged
+    from training.metrics import read_metrics
+    cfg = dataclasses.replace(tiny_config, max_iters=8, eval_interval=4)
+    forward, calls = model_module.GPT.forward, []
+
+    def nan_after_four_steps(self, idx, targets=None, **kwargs):
+        logits, loss = forward(self, idx, targets, **kwargs)
+        if targets is not None and self.training:
+            calls.append(1)
+            if len(calls) > 4:  # the step right after the checkpoint at iteration 4
+                loss = loss * float("nan")
+        return logits, loss
+
+    monkeypatch.setattr(model_module.GPT, "forward", nan_after_four_steps)
+    with pytest.raises(TrainingDiverged):
+        train(cfg, log=lambda *a: None)
+    last = read_metrics(cfg.out_dir)[-1]
+    assert last["type"] == "diverged" and last["iter"] == 4 and last["loss"] == "nan"
+    run = Run("baseline", "none", 1, 8)
+    assert summarize(run, cfg.out_dir, 1, 1.0, "local", {}, {})["status"] == "diverged"
+    monkeypatch.setattr(model_module.GPT, "forward", forward)
+    train(dataclasses.replace(cfg, init_from="resume"), log=lambda *a: None)
+    assert [r["type"] for r in read_metrics(cfg.out_dir)].count("diverged") == 0
+    assert summarize(run, cfg.out_dir, 1, 1.0, "local", {}, {})["status"] == "failed"

@@ -9,6 +9,7 @@ record has "type" and "iter" (optimizer steps taken when it was written). The ty
     test    once, at the end: the best checkpoint (its iter) on the whole test split: test_loss,
             test_bpb, test_tokens
     resume  where a resumed run changed keys of its checkpoint's config: changed {key: [old, new]}
+    diverged  the step whose loss was not finite (loss: its text, "nan" or "inf"), the run's last record
 
 An archived run (scripts/archive_sweep.py) has the file gzipped; read_metrics reads either.
 """
@@ -18,7 +19,7 @@ import os
 from files import append_jsonl, read_jsonl, rewrite_jsonl
 
 METRICS_FILE = "metrics.jsonl"
-RECORD_TYPES = ("train", "eval", "test", "resume")
+RECORD_TYPES = ("train", "eval", "test", "resume", "diverged")
 
 
 def read_metrics(run_dir, kind=None):
@@ -38,10 +39,10 @@ class MetricsLog:
 
     def truncate_after(self, iter_num):
         """On resume: drop records a crashed run wrote past its last checkpoint, and the test
-        record of an earlier end of the run (the resumed run writes its own)."""
+        record of an earlier end of the run (the resumed run writes its own), or its divergence."""
         if not (self.enabled and os.path.exists(self.path)):
             return
-        kept = [r for r in read_jsonl(self.path) if r.get("iter", 0) <= iter_num and r.get("type") != "test"]
+        kept = [r for r in read_jsonl(self.path) if r.get("iter", 0) <= iter_num and r.get("type") not in ("test", "diverged")]
         rewrite_jsonl(self.path, kept)
 
     def write(self, record):
