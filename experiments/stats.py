@@ -307,10 +307,18 @@ def equal_wall_time(baseline, variant, confidence=0.95):
 def compare_records(records, iters, metric="final_val_loss"):
     """From a sweep's results records: every (variant, mode) at `iters` compared with the
     baseline, seed by seed. Returns {(variant, mode): {"losses": {seed: loss}, "mean", "std",
-    "comparison"}}; the baseline is under (BASELINE, BASELINE_MODE). Only runs with status ok count."""
-    groups = {}
+    "comparison"}}; the baseline is under (BASELINE, BASELINE_MODE). Only runs with status ok count.
+    Raises ValueError where one variant, mode and seed has runs at two grid points (params): which
+    of them to pair would be a guess."""
+    groups, grid_point = {}, {}
     for r in records:
         if r["iters"] == iters and r["status"] == "ok" and r.get(metric) is not None:
+            run = (r["variant"], r["mode"], r["seed"])
+            params = r.get("params") or {}
+            if grid_point.setdefault(run, params) != params:
+                shown = lambda p: ", ".join(f"{k}={v}" for k, v in sorted(p.items())) or "no grid value"  # noqa: E731
+                raise ValueError(f"{r['variant']}/{r['mode']} seed {r['seed']} has runs at two grid points "
+                                 f"({shown(grid_point[run])}; {shown(params)})")
             groups.setdefault((r["variant"], r["mode"]), {})[r["seed"]] = r[metric]
     baseline = groups.get((BASELINE, BASELINE_MODE), {})
     out = {}

@@ -140,3 +140,32 @@ def test_improvement_bars_take_a_seed_plans_decisions(kept_figures, tmp_path):
     assert colours == {to_rgba(plots.DECISION_COLORS[d], 1.0) for d in ("equivalent", "worse")}
     assert "seed plan" in ax.get_title() and "Holm-corrected over" not in ax.get_title()
     assert {t.get_text() for t in ax.get_legend().get_texts()} >= {"equivalent", "worse"}
+
+
+def test_a_grid_sweep_is_compared_one_grid_point_at_a_time(tmp_path, capsys):
+    """Runs of one variant and seed at two learning rates: pairing either with the baseline would
+    be a guess (the last record read won, and the comparison depended on the order runs ended).
+    Refused in one line that says how; --where picks one grid point, paired within it."""
+    import create_comparison_plots
+    from conftest import run_main
+    lines = []
+    for rate, gain in (("3e-3", 0.0007), ("3e-4", -0.066)):  # better at each rate; 3e-4 is worse than 3e-3
+        for seed in (1, 2, 3):
+            base = {"3e-3": 1.5, "3e-4": 1.6}[rate] + 0.001 * seed
+            for variant, mode, loss in (("baseline", "none", base), ("value_centered", "momentum", base * (1 - gain))):
+                lines.append({"run_id": f"{variant}-s{seed}-{rate}", "variant": variant, "mode": mode, "seed": seed,
+                              "iters": 50, "status": "ok", "params": {"learning_rate": rate}, "test_loss": loss})
+    results = tmp_path / "results.jsonl"
+    results.write_text("".join(json.dumps(r) + "\n" for r in sorted(lines, key=lambda r: r["variant"])))
+    status, out, err = run_main(create_comparison_plots.main, [str(results)], capsys)
+    assert status == 1 and err.count("\n") == 1, err
+    assert "baseline/none seed 1 has runs at two grid points (learning_rate=3e-3; learning_rate=3e-4)" in err
+    assert "--where=KEY=VALUE" in err
+    assert not list(tmp_path.glob("*.png"))
+    status, out, err = run_main(create_comparison_plots.main, [str(results), "--where=learning_rate=3e-3"], capsys)
+    assert status == 0, err
+    assert (tmp_path / "improvement_i50.png").stat().st_size > 10_000
+    groups = compare_records([r for r in lines if r["params"]["learning_rate"] == "3e-3"], 50, metric="test_loss")
+    assert groups[("value_centered", "momentum")]["comparison"]["mean_pct"] == pytest.approx(0.07)
+    status, out, err = run_main(create_comparison_plots.main, [str(results), "--where=learning_rate=1"], capsys)
+    assert status == 1 and "no run of" in err and "--where=learning_rate=1" in err
