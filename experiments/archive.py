@@ -14,6 +14,7 @@ an archive that was interrupted is simply run again.
 
 import fnmatch
 import gzip
+import json
 import os
 import shutil
 from types import SimpleNamespace
@@ -21,7 +22,7 @@ from types import SimpleNamespace
 from configurator import ConfigError, UserError
 from experiments.records import FINAL_STATUSES, RESULTS_FILE, append_record, read_results
 from experiments.slurm import slurm_runs_under_way
-from experiments.sweep import SweepLock
+from experiments.sweep import SweepLock, setting_differences
 from files import ensure_writable_folder, lock_holder
 from training.metrics import METRICS_FILE
 from training.run_folder import RUN_LOCK
@@ -58,6 +59,10 @@ def archive_sweep(src, dst, log=print, only=None):
             if trainer is not None:  # a trainer there before its first checkpoint: its folder is not ours to replace
                 raise UserError(f"{dst} holds {run_id} still training (pid {trainer}): let it end, or stop it, first")
         new = [k for k in finished if k not in held]
+        mixed = other_settings_than_held(held, {k: finished[k] for k in new})
+        if mixed:  # e.g. another width's sweep: every later sweep or report there would stop on it
+            raise UserError(f"{dst} holds runs like {mixed[0]} trained with other settings ({mixed[1]}): "
+                            f"archive into a folder of its own")
         queued = slurm_runs_under_way(dst, [SimpleNamespace(run_id=k) for k in new], held) if new else []
         if queued:  # its job would append a record after the archived one, which then loses
             raise UserError(f"{dst} has Slurm jobs queued or running for {', '.join(queued[:3])}"
@@ -71,6 +76,24 @@ def archive_sweep(src, dst, log=print, only=None):
             append_record(os.path.join(dst, RESULTS_FILE), finished[run_id])  # last: the run counts as done
     log(f"{dst}: {len(new)} runs copied, {len(finished) - len(new)} already there")
     return len(new), len(finished) - len(new)
+
+
+def other_settings_than_held(held, new):
+    """(run id, differences) of the first run of new (records) whose config differs from that of a
+    held run of its variant, mode, iterations and grid point (another seed) in more than the seed;
+    None when each fits. The runs of one sweep folder share every other setting."""
+    def group(record):
+        return (record.get("variant"), record.get("mode"), record.get("iters"),
+                json.dumps(record.get("params"), sort_keys=True))
+
+    peers = {group(r): r["config"] for r in held.values() if isinstance(r.get("config"), dict)}
+    for run_id, record in new.items():
+        peer = peers.get(group(record))
+        differ = peer and isinstance(record.get("config"), dict) and setting_differences(peer, record["config"],
+                                                                                         also_free=("seed",))
+        if differ:
+            return run_id, differ
+    return None
 
 
 def copy_run(src_run, dst_run):

@@ -135,3 +135,32 @@ def test_a_file_destination_and_another_kind_of_jsonl_are_one_line(tmp_path, cap
     assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
     assert f"{metrics / 'results.jsonl'} is not a sweep's results.jsonl: a record has no run_id" in r.stderr
     assert not (tmp_path / "dst").exists()
+
+
+def test_runs_of_other_settings_are_not_archived_into_a_sweep_folder(tmp_path, capsys):
+    """The same sweep at another width (other seeds, so no run id is shared): its runs would sit
+    beside this one's, and every later sweep or report there would stop on them. Refused, nothing
+    copied; the same settings at other seeds are copied."""
+    from experiments.records import append_record
+
+    def sweep_folder(folder, n_embd, seeds):
+        for seed in seeds:
+            run_id = f"baseline-none-s{seed}-i20"
+            (folder / run_id).mkdir(parents=True)
+            (folder / run_id / "run.json").write_text("{}")
+            config = {"n_embd": n_embd, "seed": seed, "out_dir": str(folder / run_id), "learning_rate": 1e-3}
+            append_record(str(folder / "results.jsonl"), {"run_id": run_id, "status": "ok", "variant": "baseline",
+                                                          "mode": "none", "iters": 20, "params": {}, "seed": seed,
+                                                          "config": config})
+
+    sweep_folder(tmp_path / "w128", 128, (1, 2))
+    sweep_folder(tmp_path / "w256", 256, (3, 4))
+    sweep_folder(tmp_path / "more128", 128, (3,))
+    before = (tmp_path / "w128" / "results.jsonl").read_bytes()
+    r = archive(capsys, tmp_path / "w256", tmp_path / "w128")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert "holds runs like baseline-none-s3-i20 trained with other settings (n_embd=128, now 256)" in r.stderr
+    assert (tmp_path / "w128" / "results.jsonl").read_bytes() == before
+    assert not (tmp_path / "w128" / "baseline-none-s3-i20").exists()
+    r = archive(capsys, tmp_path / "more128", tmp_path / "w128")
+    assert r.returncode == 0 and "1 runs copied" in r.stdout, r.stderr
