@@ -28,7 +28,8 @@ BASELINE_MODE = "none"  # the baseline centers nothing: its runs have this mode,
 MODES = CENTERING_MODES
 # Keys the sweep sets itself for every run: an axis of their own, or where the run lives.
 SWEEP_KEYS = {"seed": "--seeds", "max_iters": "--iters", "lr_decay_iters": "--iters",
-              "centering_mode": "--modes", "out_dir": "--out_root", "init_from": None, "overwrite": None}
+              "centering_mode": "--modes", "out_dir": "--out_root", "init_from": None, "overwrite": None,
+              "eval_only": None}  # (an evaluation alone would be recorded as a finished run)
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.+=-]")
 
 
@@ -91,7 +92,7 @@ def parse_grid(items):
     grid = {}
     for item in items or ():
         key, eq, values = item.partition("=")
-        key = key.strip().lstrip("-")
+        key = key.strip().lstrip("-").replace("-", "_")  # max-iters is max_iters, as on the command line
         if not eq or not key or not values:
             raise ConfigError(f"--grid expects key=value1,value2,..., got '{item}'")
         if key in grid:

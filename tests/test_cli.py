@@ -29,6 +29,12 @@ BASE = ["--iters=10", "--n_embd=32", "--dry_run"]
     (["--seeds=1", "--grid", "center_v=True,true"], "--grid center_v lists true twice (as True and true)"),
     # an option is never taken for a longer one it begins (--seed=7 as --seeds=7 would plan 7 seeds)
     (["--seed=7"], "the sweep sets seed itself (use --seeds)"),
+    (["--seeds=1", "--eval_only=True"], "the sweep sets eval_only itself"),  # else recorded as a finished run
+    # a grid key is spelled with hyphens or underscores alike (it would override the sweep's own)
+    (["--seeds=1", "--grid", "max-iters=50"], "the sweep sets max_iters itself (use --iters)"),
+    (["--seeds=1", "--grid", "centering-mode=simple"], "the sweep sets centering_mode itself (use --modes)"),
+    (["--seeds=1", "--grid", "learning-rate=1e-3", "--learning_rate=2e-3"],
+     "learning_rate is both a --grid axis and a --key=value override"),
 ])
 def test_the_sweep_command_refuses_empty_lists_and_paths(tmp_path, capsys, argv, message):
     import advanced_centering_experiments as sweep_script
