@@ -19,7 +19,7 @@ from experiments.local import check_gpu_ids
 from files import write_probe
 from experiments.plan import CONFIG_DIR
 from experiments.records import read_results
-from experiments.sweep import Sweep, check_sweep_folder, other_settings
+from experiments.sweep import Sweep, check_sweep_folder, make_executor, other_settings
 from training import REPO_ROOT
 
 DEFAULT_OUT_ROOT = os.path.join(REPO_ROOT, "out", "experiments")
@@ -76,6 +76,8 @@ def sweep_options(args, trains=True):
         check_gpu_ids(args.gpus)
     slurm = {"partition": args.partition, "time_min": args.time_min, "gpus_per_run": args.gpus_per_run,
              "cpus_per_run": args.cpus_per_run}
+    if trains:  # what the executor refuses (GPUs too few, no sbatch), refused here: a dry run too
+        make_executor(args.executor, jobs=args.jobs, nproc=args.nproc, gpus=args.gpus, cpus=args.cpus, slurm=slurm)
     return {"executor": args.executor, "jobs": args.jobs, "nproc": args.nproc, "gpus": args.gpus,
             "cpus": args.cpus, "config_dir": args.config_dir, "slurm": slurm,
             "wait": args.wait or args.executor == "local"}

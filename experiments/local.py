@@ -40,6 +40,10 @@ def check_gpu_ids(gpus):
     import torch
     if gpus and not torch.cuda.is_available():
         raise ConfigError(f"--gpus={','.join(gpus)}: torch sees no GPU on this machine (leave --gpus out to train on the CPU)")
+    unseen = [g for g in gpus or () if g not in visible_gpus()]
+    if unseen:  # a run given only such ids sees no GPU and trains on the CPU
+        raise ConfigError(f"--gpus={','.join(gpus)}: no GPU {','.join(unseen)} here (this process sees "
+                          f"{','.join(visible_gpus())})")
 
 
 def available_cpus():
@@ -47,10 +51,14 @@ def available_cpus():
 
 
 def describe_device(config_device, threads, gpus):
-    """What a run trains on, for its record: its device and the threads or GPUs it was given."""
+    """What a run trains on, for its record: its device and the threads or GPUs it was given.
+    device=auto without GPUs of its own takes Apple's mps where there is one, else the CPU."""
     if gpus and config_device != "cpu":
         return f"cuda (CUDA_VISIBLE_DEVICES={','.join(gpus)})"
-    return f"{'cpu' if config_device == 'auto' else config_device} ({threads} thread{'s' if threads != 1 else ''})"
+    if config_device == "auto":
+        import torch
+        config_device = "mps" if torch.backends.mps.is_available() else "cpu"
+    return f"{config_device} ({threads} thread{'s' if threads != 1 else ''})"
 
 
 def child_environment(threads, gpus):

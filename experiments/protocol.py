@@ -585,6 +585,7 @@ def run(args, overrides):
     if not args.dry_run:
         check_report_dir(args, args.report_dir or sweep_dir, next(configs[r.run_id] for r in runs if r.variant == BASELINE))
     if args.dry_run:
+        sweep_options(args)  # the executor's checks, as a real start makes them
         print_plan(runs, sweep_dir, configs)
         if args.tune:
             print(f"then test seeds by the seed plan ({args.plan.describe()})" if args.plan else

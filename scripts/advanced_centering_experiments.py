@@ -47,11 +47,12 @@ def main(argv=None):
         variants = args.variants or variant_names(args.config_dir)
         runs = plan_runs(variants, args.modes, args.seeds, args.iters, parse_grid(args.grid))
         sweep_dir = os.path.join(os.path.abspath(args.out_root), args.name)
+        options = sweep_options(args)  # checked in a dry run too
         if args.dry_run:
             print_plan(runs, sweep_dir, check_plan(runs, variants, args.modes, overrides, args.config_dir,
                                                    starts=True, device=args.executor != "slurm"))
             return 0
-        records = run_sweep(args.name, runs, args.out_root, overrides=overrides, **sweep_options(args))
+        records = run_sweep(args.name, runs, args.out_root, overrides=overrides, **options)
         return report(records, runs, sweep_dir)
 
     return guarded(body)

@@ -190,3 +190,24 @@ def test_dry_run_shows_runs_held_with_other_settings(char_data, tmp_path, capsys
                                       f"--dataset={configs[runs[0].run_id]['dataset']}"]) == 0
     out = capsys.readouterr().out
     assert out.count("other settings (n_embd=16, now 32)") == 2 and f"{runs[1].run_id}" in out
+
+
+def test_a_dry_run_checks_the_executor_as_a_start_does(char_data, tmp_path, capsys, monkeypatch):
+    """README: everything typed is checked before the first run starts, --dry_run included: GPU
+    ids on a machine without GPUs, and (the Slurm executor) no sbatch on the PATH."""
+    import torch
+
+    import advanced_centering_experiments as sweep_script
+    import run_best_advanced_1k as run_best
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    common = [f"--out_root={tmp_path}", f"--data_dir={char_data}", *BASE]
+    for main, extra in ((sweep_script.main, ["--name=x", "--variants=baseline", "--seeds=1"]),
+                        (run_best.main, ["--variants=value_centered"])):
+        status, out, err = run_main(main, [*common, *extra, "--gpus=0,5", "--jobs=2"], capsys)
+        assert status == 2 and "--gpus=0,5: torch sees no GPU on this machine" in err and out == "", err
+        monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch
+        status, out, err = run_main(main, [*common, *extra, "--executor=slurm"], capsys)
+        monkeypatch.undo()
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        assert status != 0 and err.count("\n") == 1 and ("sbatch is not on the PATH" in err or "needs submitit" in err), err
+    assert list(tmp_path.iterdir()) == []

@@ -123,6 +123,25 @@ def test_gpu_ids_from_the_command_line_are_checked(monkeypatch):
     with pytest.raises(ConfigError, match="torch sees no GPU on this machine"):
         check_gpu_ids(["0"])
     check_gpu_ids([])  # --gpus= (none) is always fine
+    # ids this process does not see (a 2-GPU node, or CUDA_VISIBLE_DEVICES=2,3): refused, not run on the CPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    check_gpu_ids(["0", "1"])
+    with pytest.raises(ConfigError, match=r"--gpus=0,1,2,3: no GPU 2,3 here \(this process sees 0,1\)"):
+        check_gpu_ids(["0", "1", "2", "3"])
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    check_gpu_ids(["3"])
+    with pytest.raises(ConfigError, match="no GPU 0 here"):
+        check_gpu_ids(["0"])
+    # a run's record names the device it trains on: mps on a Mac (auto, no GPUs of its own)
+    from experiments.local import describe_device
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert describe_device("auto", 2, None) == "mps (2 threads)" and describe_device("cpu", 1, None) == "cpu (1 thread)"
+    assert describe_device("auto", 1, ["1"]) == "cuda (CUDA_VISIBLE_DEVICES=1)"
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert describe_device("auto", 2, []) == "cpu (2 threads)"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     # Slurm gives each job its own GPUs: a login node without one is no reason to refuse
     import argparse
 
