@@ -80,6 +80,20 @@ def ensure_writable_folder(path, flag):
         raise ConfigError(f"{flag}={path}: cannot write there ({e.strerror or e})") from None
 
 
+def check_folder_can_be_made(path, flag):
+    """What ensure_writable_folder checks, without making anything (a dry run): path is no file,
+    and the nearest folder of it that exists is writable. A ConfigError naming the flag otherwise."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(f"{flag}={path} is a file, not a folder: give a folder")
+    parent = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):  # the nearest folder that exists is where it will be made
+        parent = os.path.dirname(parent)
+    try:
+        write_probe(parent)
+    except OSError:  # a file, read-only, or no permission
+        raise ConfigError(f"{flag}={path} cannot be written ({parent} is not a writable folder)") from None
+
+
 class _RecordingFile:
     """A binary file whose write() remembers the OSError it raised (for write_atomically)."""
 

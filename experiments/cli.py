@@ -16,7 +16,7 @@ import sys
 
 from configurator import ConfigError, UserError, at_least, boolean, comma_list, fail
 from experiments.local import check_gpu_ids
-from files import write_probe
+from files import check_folder_can_be_made, write_probe
 from experiments.plan import CONFIG_DIR
 from experiments.records import read_results
 from experiments.sweep import Sweep, check_sweep_folder, make_executor, other_settings
@@ -88,6 +88,7 @@ def print_plan(runs, sweep_dir, configs):
     for a run the folder holds trained otherwise (the sweep would refuse it). configs: the
     resolved training configs of the runs (experiments.plan.check_plan)."""
     check_sweep_folder(sweep_dir)
+    check_folder_can_be_made(os.path.dirname(sweep_dir), "--out_root")  # as the sweep would make it
     results = read_results(sweep_dir)
     sweep = Sweep(sweep_dir, "dry run", configs=tuple(configs.items()))
     conflicts = 0

@@ -33,7 +33,7 @@ from experiments.seed_plan import SeedPlan, add_detectable_effects, decide
 from experiments.sweep import run_sweep, setting_differences
 from experiments.tuning import (RATE_KEY, TEST_METRIC, at_chosen_rates, borderline, check_disjoint, choose_rates,
                                 edge_rates, selection_table)
-from files import write_probe
+from files import check_folder_can_be_made
 from machine import machine_description
 from training.metrics import read_metrics
 
@@ -480,15 +480,7 @@ def check_report_dir(args, report_dir, baseline_config=None):
     another experiment (a sweep folder shared by two commands, e.g. other modes reusing the
     baseline's runs; or another width's sweep given the same --report_dir): writing there would
     silently replace it. baseline_config: the resolved config of a baseline run planned now."""
-    if os.path.exists(report_dir) and not os.path.isdir(report_dir):
-        raise ConfigError(f"--report_dir {report_dir} is a file, not a folder: give a folder for the report")
-    parent = report_dir if os.path.isdir(report_dir) else os.path.dirname(os.path.abspath(report_dir))
-    while not os.path.exists(parent):  # the nearest folder that exists is where it will be made
-        parent = os.path.dirname(parent)
-    try:
-        write_probe(parent)
-    except OSError:  # a file, read-only, or no permission
-        raise ConfigError(f"--report_dir {report_dir} cannot be written ({parent} is not a writable folder)") from None
+    check_folder_can_be_made(report_dir, "--report_dir")
     path = os.path.join(report_dir, "results.json")
     if not os.path.isfile(path):
         if os.path.exists(os.path.join(report_dir, "results.md")):  # ours always comes with results.json, written first
@@ -582,8 +574,7 @@ def run(args, overrides):
     name = sweep_name(args)
     sweep_dir = os.path.join(os.path.abspath(args.out_root), name)
     runs, configs = plan_and_check(args, all_overrides, variants)
-    if not args.dry_run:
-        check_report_dir(args, args.report_dir or sweep_dir, next(configs[r.run_id] for r in runs if r.variant == BASELINE))
+    check_report_dir(args, args.report_dir or sweep_dir, next(configs[r.run_id] for r in runs if r.variant == BASELINE))
     if args.dry_run:
         sweep_options(args)  # the executor's checks, as a real start makes them
         print_plan(runs, sweep_dir, configs)

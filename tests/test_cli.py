@@ -108,6 +108,20 @@ def test_unreadable_inputs_are_one_line(char_data, tmp_path, capsys):
     status, _, err = run_main(run_best.main, [f"--out_root={tmp_path}", "--iters=10", "--n_embd=32",
                                               f"--data_dir={char_data}", f"--report_dir={report_file}"], capsys)
     assert status == 2 and "is a file, not a folder" in err and err.count("\n") == 1, err
+    status, out, err = run_main(run_best.main, [f"--out_root={tmp_path}", "--iters=10", "--n_embd=32", "--dry_run",
+                                                f"--data_dir={char_data}", f"--report_dir={report_file}"], capsys)
+    assert status == 2 and "is a file, not a folder" in err and out == "", err  # a dry run checks it too
+
+
+def test_a_dry_run_checks_that_its_folders_can_be_written(char_data, read_only_folder, capsys):
+    import advanced_centering_experiments as sweep_script
+    import run_best_advanced_1k as run_best
+    for main, extra in ((sweep_script.main, ["--name=x", "--variants=baseline", "--seeds=1"]),
+                        (run_best.main, ["--variants=value_centered", f"--report_dir={read_only_folder.parent}/r"])):
+        status, out, err = run_main(main, [f"--out_root={read_only_folder / 'out'}", f"--data_dir={char_data}", *BASE,
+                                           *extra], capsys)
+        assert status == 2 and err.count("\n") == 1 and f"--out_root={read_only_folder / 'out'}" in err, err
+        assert f"({read_only_folder} is not a writable folder)" in err and out == "", err
 
 
 def test_a_prompt_file_that_is_not_text_is_one_line(tiny_config, tmp_path, capsys):
