@@ -356,8 +356,8 @@ def retrained_section(retrained, metric):
             "",
             f"{len(retrained)} runs have another {name} than in an earlier report written in this folder: they were "
             f"trained again (lost before they were archived, or their folders removed), usually on another CPU, "
-            f"which rounds differently, so they differ by seed noise. Every look here is decided on the losses "
-            f"now; the earlier report decided its looks on the losses then.",
+            f"which rounds differently, so they differ by seed noise. Every decision here (each look of a seed "
+            f"plan) is made on the losses now; the earlier report's were made on the losses then.",
             "",
             "| run | " + name + " then | now |",
             "|---|---|---|"] + [f"| {run_id} | {fmt(v['reported'], '.4f')} | {fmt(v['now'], '.4f')} |"
