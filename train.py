@@ -105,6 +105,10 @@ class TrainConfig:
         check_positive(self, "eval_interval", "log_interval", "eval_windows", "train_eval_windows", "batch_size",
                        "gradient_accumulation_steps", "block_size", "vocab_multiple")
         check_model_shape(self)
+        if self.n_embd < 2:  # (its anisotropy diagnostics measure across dimensions)
+            raise ConfigError(f"n_embd must be at least 2, got {self.n_embd}")
+        if min(self.batch_size, self.eval_windows) * self.block_size < 2:  # the diagnostics' probe batch
+            raise ConfigError("min(batch_size, eval_windows) x block_size must be at least 2 tokens")
         if self.max_iters < 0 or self.warmup_iters < 0 or self.lr_decay_iters < 0:
             raise ConfigError("max_iters, warmup_iters and lr_decay_iters must not be negative")
         if not 0.0 <= self.dropout < 1.0:
@@ -416,7 +420,7 @@ def _train(cfg, owner, model_cls, model_config_cls, log, on_step, announce):
         step_times.append(dt)
 
         if iter_num % cfg.log_interval == 0 and rt.master:
-            mfu = raw_model.estimate_mfu(cfg.batch_size * cfg.gradient_accumulation_steps, dt, cfg.peak_flops)
+            mfu = raw_model.estimate_mfu(cfg.batch_size * micro_steps, dt, cfg.peak_flops)  # this rank's share
             say(f"iter {iter_num}: loss {step_loss:.4f}, lr {lr:.2e}, {dt * 1000:.2f} ms, "
                 f"{tokens_per_iter / dt:,.0f} tok/s")
             metrics.write({"type": "train", "iter": iter_num, "loss": step_loss, "lr": lr,

@@ -168,6 +168,12 @@ def test_resume_refuses_another_model_or_centering(tiny_config, capsys):
                  "checkpoint, 'momentum' now", "n_embd is 32 in the checkpoint, 64 now"):
         assert part in err
     assert "centering:" not in out  # no banner for a run that does not happen
+    # another validation set would choose best.pt by comparing losses on two sets; an evaluation alone may take it
+    code, out, err = run_main(train_advanced_centered.main, args + ["--init_from=resume", "--eval_windows=4",
+                                                                    "--max_iters=6"], capsys)
+    assert code == 2 and "eval_windows is 16 in the checkpoint, 4 now" in err and "validation set" in err, err
+    code, out, err = run_main(train_advanced_centered.main, args + ["--eval_only=True", "--eval_windows=4"], capsys)
+    assert code == 0, err
     after = load_checkpoint(os.path.join(tiny_config.out_dir, "ckpt.pt"))
     assert after["iter_num"] == before["iter_num"] and after["config"] == before["config"]
 

@@ -146,13 +146,17 @@ def test_two_gloo_processes_match_one(tiny_config, tmp_path):
     ("--n_embd=1000000000", "GiB to train"),
     ("--n_layer=100000000", "GiB to train"),
     ("--eval_windows=1000000000000", "windows the val split has"),
+    # too small for the diagnostics at the first evaluation (a traceback there before)
+    ("--n_embd=1 --n_head=1", "n_embd must be at least 2, got 1"),
+    ("--block_size=1 --batch_size=1", "min(batch_size, eval_windows) x block_size must be at least 2 tokens"),
+    ("--block_size=1 --eval_windows=1", "min(batch_size, eval_windows) x block_size must be at least 2 tokens"),
 ])
 def test_sizes_beyond_the_machine_are_one_line_before_anything_is_built(tiny_config, capsys, override, message):
     """Sizes checked against the split and the device's memory before allocation: one line, exit
     2, no checkpoint written (and no hang building 10^8 layers)."""
     argv = [f"--data_dir={tiny_config.data_dir}", f"--out_dir={tiny_config.out_dir}", "--device=cpu",
             "--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=16", "--batch_size=4", "--eval_windows=16",
-            "--train_eval_windows=16", "--max_iters=2", override]
+            "--train_eval_windows=16", "--max_iters=2", *override.split()]
     status, _, err = run_main(train_module.main, argv, capsys)
     assert status == 2 and message in err and err.count("\n") == 1, err
     assert not os.path.exists(os.path.join(tiny_config.out_dir, "ckpt.pt"))
@@ -245,3 +249,17 @@ def test_torchrun_runs_the_readme_command_and_reports_once(tiny_config, tmp_path
                            "--center_embeddings=True", "--centering_mode=adaptive"])
     assert warn.returncode == 0, warn.stderr[-2000:]
     assert warn.stdout.count("done:") == 1 and warn.stderr.count("warning: centering_mode 'adaptive'") == 1
+
+
+def test_a_gpu_number_the_machine_lacks_is_one_error(monkeypatch):
+    """cuda:3 on a one-GPU machine: a ConfigError (one line, exit 2), not a traceback in model.to."""
+    import torch
+
+    from configurator import ConfigError
+    from training.runtime import pick_device
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert pick_device("cuda:0") == "cuda:0" and pick_device("cuda") == "cuda"
+    for device in ("cuda:3", "cuda:x"):
+        with pytest.raises(ConfigError, match=f"device '{device}': this machine has cuda:0 to cuda:0"):
+            pick_device(device)

@@ -139,23 +139,26 @@ SESSION_KEYS = {"out_dir", "init_from", "overwrite", "eval_only", "device", "dty
                 "peak_flops", "wandb_log", "wandb_project", "wandb_run_name"}
 # Keys that define the model, the centering or the data stream besides the model's own arguments.
 FIXED_ON_RESUME = {"seed", "vocab_multiple"}
+FIXED_WHEN_TRAINING_ON = {"eval_windows"}  # best.pt is chosen on one validation set (an evaluation alone may take others)
 
 
 def resume_config(cfg, ckpt, model_config_cls, path):
     """The configuration a resumed run trains with: the checkpoint's, with the keys the user gave
-    applied. A given key that defines the model or centering (the model's arguments) or the data
-    stream (seed, vocab_multiple) must equal the saved value: else one ConfigError names them all.
+    applied. A given key that defines the model or centering (the model's arguments), the data
+    stream (seed, vocab_multiple) or, where training goes on, the validation set (eval_windows)
+    must equal the saved value: else one ConfigError names them all.
     Returns (config, {key: (saved, new)} for the applied changes)."""
     fields = {f.name for f in dataclasses.fields(cfg)}
     saved = {k: v for k, v in ckpt.get("config", {}).items() if k in fields}
     saved.update({k: v for k, v in ckpt["model_args"].items() if k in fields})
     given = given_keys(cfg)
     given = fields if given is None else set(given) | SESSION_KEYS
-    fixed = FIXED_ON_RESUME | {f.name for f in dataclasses.fields(model_config_cls)}
+    fixed = FIXED_ON_RESUME | {f.name for f in dataclasses.fields(model_config_cls)} | (
+        set() if cfg.eval_only else FIXED_WHEN_TRAINING_ON)
     differs = sorted(k for k in given & set(saved) if saved[k] != getattr(cfg, k))
     conflicts = [f"{k} is {saved[k]!r} in the checkpoint, {getattr(cfg, k)!r} now" for k in differs if k in fixed]
     if conflicts:
-        raise ConfigError(f"cannot resume {path} as a different model or data stream: {'; '.join(conflicts)} "
+        raise ConfigError(f"cannot resume {path} as a different model, data stream or validation set: {'; '.join(conflicts)} "
                           f"(drop these overrides, or start a new run in another --out_dir)")
     resumed = dataclasses.replace(cfg, **{k: v for k, v in saved.items() if k not in given})
     if hasattr(resumed, "validate"):

@@ -38,6 +38,9 @@ def pick_device(requested):
     if requested != "auto":
         if requested.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError("device 'cuda' was requested but CUDA is not available")
+        index = requested.partition(":")[2]
+        if requested.startswith("cuda:") and not (index.isdigit() and int(index) < torch.cuda.device_count()):
+            raise ConfigError(f"device '{requested}': this machine has cuda:0 to cuda:{torch.cuda.device_count() - 1}")
         if requested == "mps" and not torch.backends.mps.is_available():
             raise ConfigError("device 'mps' was requested but MPS is not available")
         return requested
@@ -148,7 +151,9 @@ def set_rng_state(state):
 def wrap_model(model, compile_model, rt):
     """The model as the loop calls it: torch.compile'd when asked, inside DDP under torchrun."""
     if compile_model:
-        model = torch.compile(model)
+        # static shapes: else the evaluation's shorter last batch at iteration 0 makes the training graph
+        # dynamic in a fresh run, and a resumed run (no evaluation first) compiles another, static one
+        model = torch.compile(model, dynamic=False)
     if rt.ddp:
         # buffers are kept in sync by the modules that own them (all-reduced), not broadcast from rank 0
         # (torch's deprecation warning for this argument itself says to keep it until it has a successor)
