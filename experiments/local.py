@@ -40,10 +40,11 @@ def check_gpu_ids(gpus):
     import torch
     if gpus and not torch.cuda.is_available():
         raise ConfigError(f"--gpus={','.join(gpus)}: torch sees no GPU on this machine (leave --gpus out to train on the CPU)")
-    unseen = [g for g in gpus or () if g not in visible_gpus()]
+    visible = visible_gpus() if gpus else []
+    unseen = [g for g in gpus or () if g not in visible]
     if unseen:  # a run given only such ids sees no GPU and trains on the CPU
         raise ConfigError(f"--gpus={','.join(gpus)}: no GPU {','.join(unseen)} here (this process sees "
-                          f"{','.join(visible_gpus())})")
+                          f"{','.join(visible)})")
 
 
 def available_cpus():

@@ -69,11 +69,9 @@ def check_out_dir(cfg):
     them once every other check has passed, so a run that cannot start deletes nothing."""
     if cfg.eval_only:
         return []  # evaluation writes nothing: the folder is only read, if it exists at all
-    if cfg.init_from != "scratch":
-        ensure_writable_folder(cfg.out_dir, "--out_dir")
-        return []  # a resume continues the run there
-    held = refuse_a_held_folder(cfg.out_dir, cfg.overwrite, "continue it with --init_from=resume, choose another --out_dir",
-                                replace="replace it with --overwrite=True")
+    held = [] if cfg.init_from != "scratch" else refuse_a_held_folder(  # a resume continues the run there
+        cfg.out_dir, cfg.overwrite, "continue it with --init_from=resume, choose another --out_dir",
+        replace="replace it with --overwrite=True")
     ensure_writable_folder(cfg.out_dir, "--out_dir")
     return held
 
